@@ -1,0 +1,70 @@
+/*
+ * Parsing of the backends' Redis messages: plain C (jansson, no nginx
+ * headers).  Every message is untrusted.
+ */
+
+#ifndef RA_MESSAGE_H
+#define RA_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define RA_MSG_MAX_LEN   4096     /* larger messages are rejected */
+#define RA_MSG_URL_MAX   256      /* longest url accepted, bytes */
+
+
+typedef enum {
+    RA_MSG_REGISTER = 0,
+    RA_MSG_SIGNALING
+} ra_msg_type_e;
+
+
+/* why a message was rejected; RA_MSG_OK is 0 */
+typedef enum {
+    RA_MSG_OK = 0,
+    RA_MSG_ERR_TOO_LARGE,
+    RA_MSG_ERR_JSON,          /* not JSON, or binary junk, or not an object */
+    RA_MSG_ERR_DUP_KEY,       /* the same key twice */
+    RA_MSG_ERR_URL,           /* url missing, not a string, empty, too long,
+                                 or not a usable url */
+    RA_MSG_ERR_TYPE,          /* a known field with the wrong JSON type */
+    RA_MSG_ERR_RANGE,         /* negative, too large, NaN, fractional count */
+    RA_MSG_ERR_COUNT          /* number of reasons, not a reason */
+} ra_msg_err_e;
+
+
+typedef struct {
+    char        url[RA_MSG_URL_MAX + 1];   /* NUL-terminated copy */
+    size_t      url_len;
+    uint32_t    connections;
+    uint32_t    cpu;              /* percent * 100 (0..10000) */
+    uint32_t    capacity;
+    unsigned    has_connections:1;
+    unsigned    has_cpu:1;
+    unsigned    has_capacity:1;
+    unsigned    has_draining:1;
+    unsigned    draining:1;
+} ra_msg_t;
+
+
+/* short lowercase name of a reason, for logs and metrics labels */
+const char *ra_msg_err_name(ra_msg_err_e err);
+
+/*
+ * Parses a register or signaling message of len bytes (not NUL-terminated).
+ * Fills *msg and returns RA_MSG_OK, or returns the reason and sets
+ * *detail to a static human-readable explanation.
+ */
+ra_msg_err_e ra_msg_parse(ra_msg_type_e type, const char *data, size_t len,
+    ra_msg_t *msg, const char **detail);
+
+/*
+ * Finds "host:port" in a url such as "ws://10.0.0.11:3000/path"; a missing
+ * port is the scheme's default (ws, http: 80; wss, https: 443).  Writes
+ * NUL-terminated text to buf; returns its length, or -1 when the url is
+ * not usable.
+ */
+int ra_msg_url_hostport(const char *url, size_t len, char *buf, size_t size);
+
+#endif /* RA_MESSAGE_H */

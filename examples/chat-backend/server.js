@@ -1,0 +1,146 @@
+'use strict';
+/*
+ * A minimal chat backend for ngx_http_room_affinity_module.
+ *
+ * - HTTP: any request is answered with {"backend": NAME, "path": ...}.
+ * - WebSocket: /ws?roomName=X joins room X (kept in this process's memory);
+ *   a text message is broadcast to every member of the room.
+ * - Load reports: PUBLISH <prefix>register {"url"} once connected to Redis,
+ *   PUBLISH <prefix>signaling {"url","connections","cpu",...} every interval,
+ *   and HSET <prefix>room_affinity:backends <url> <same JSON> as a snapshot.
+ *   On SIGTERM/SIGINT the backend reports draining:true and exits.
+ *
+ * Options: --port or PORT, etc. (see `opt` calls below).
+ */
+const http = require('node:http');
+const path = require('node:path');
+const { Worker } = require('node:worker_threads');
+const { WebSocketServer } = require('ws');
+const { createClient } = require('redis');
+
+/* --some-flag VALUE on the command line, else env SOME_FLAG, else def */
+function opt(name, def) {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i !== -1 && i + 1 < process.argv.length) return process.argv[i + 1];
+  const env = process.env[name.toUpperCase().replace(/-/g, '_')];
+  return env !== undefined && env !== '' ? env : def;
+}
+
+const HOST = opt('host', '127.0.0.1');
+const PORT = Number(opt('port', 3001));
+const NAME = opt('name', `backend-${PORT}`);
+const PUBLIC_URL = opt('public-url', `ws://127.0.0.1:${PORT}`);
+const REDIS_URL = opt('redis-url', 'redis://127.0.0.1:6379');
+const PREFIX = opt('redis-prefix', '');
+const REPORT_MS = Number(opt('report-interval-ms', 2000));
+const CPU_MS = Number(opt('cpu-interval-ms', 5000));
+const CAPACITY = opt('capacity', '') === '' ? undefined : Number(opt('capacity'));
+const SNAPSHOT_KEY = `${PREFIX}room_affinity:backends`;
+
+const log = (...a) => console.log(`[${NAME}]`, ...a);
+
+/* ---- chat: rooms live in this process only ---- */
+
+const rooms = new Map();            /* room name -> Set of sockets */
+let nextId = 1;
+
+const server = http.createServer((req, res) => {
+  req.resume();                     /* discard any request body */
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  res.end(JSON.stringify({ backend: NAME, path: req.url }) + '\n');
+});
+
+const wss = new WebSocketServer({ noServer: true });
+
+server.on('upgrade', (req, socket, head) => {
+  const url = new URL(req.url, 'http://localhost');
+  const room = url.searchParams.get('roomName');
+  if (url.pathname !== '/ws' || !room) {
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    return;
+  }
+  wss.handleUpgrade(req, socket, head, (ws) => join(ws, room));
+});
+
+function join(ws, room) {
+  const id = `c${nextId++}`;
+  if (!rooms.has(room)) rooms.set(room, new Set());
+  rooms.get(room).add(ws);
+  ws.send(JSON.stringify({ type: 'welcome', backend: NAME, room, id }));
+
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) return;
+    const out = JSON.stringify({
+      type: 'message', room, from: id, text: data.toString(), backend: NAME,
+    });
+    for (const member of rooms.get(room)) member.send(out);
+  });
+  ws.on('close', () => {
+    const members = rooms.get(room);
+    members.delete(ws);
+    if (members.size === 0) rooms.delete(room);
+  });
+  ws.on('error', (err) => log('websocket error:', err.message));
+}
+
+/* ---- load: CPU is sampled in a worker thread, as in the origin design ---- */
+
+let cpu;                            /* percent, undefined until sampled */
+const sampler = new Worker(path.join(__dirname, 'cpu-worker.js'),
+                           { workerData: { intervalMs: CPU_MS } });
+sampler.on('message', (pct) => { cpu = pct; });
+sampler.unref();
+
+/* ---- Redis: never crash when it is away, just log and retry ---- */
+
+const redis = createClient({
+  url: REDIS_URL,
+  socket: {
+    connectTimeout: 2000,
+    /* capped exponential backoff with jitter */
+    reconnectStrategy: (n) => Math.min(100 * 2 ** n, 5000) * (0.5 + Math.random() / 2),
+  },
+  disableOfflineQueue: true,        /* a stale report is worth nothing */
+});
+redis.on('error', (err) => log('redis:', err.message || err.code, '(retrying)'));
+redis.on('ready', () => {
+  log(`redis ready, registering ${PUBLIC_URL}`);
+  redis.publish(`${PREFIX}register`, JSON.stringify({ url: PUBLIC_URL }))
+    .catch((err) => log('register failed:', err.message));
+  report(false);
+});
+
+function report(draining) {
+  if (!redis.isReady) return Promise.resolve();
+  const msg = JSON.stringify({
+    url: PUBLIC_URL, connections: wss.clients.size, cpu, capacity: CAPACITY, draining,
+  });                               /* JSON.stringify drops undefined fields */
+  return Promise.all([
+    redis.publish(`${PREFIX}signaling`, msg),
+    redis.hSet(SNAPSHOT_KEY, PUBLIC_URL, msg),
+  ]).catch((err) => log('report failed:', err.message));
+}
+
+const timer = setInterval(() => report(false), REPORT_MS);
+
+/* ---- graceful stop: tell nginx first, then close the rooms ---- */
+
+let stopping = false;
+async function stop(signal) {
+  if (stopping) return;
+  stopping = true;
+  log(`${signal}: draining`);
+  clearInterval(timer);
+  setTimeout(() => process.exit(0), 3000).unref();  /* hard limit */
+  await report(true);
+  server.close();
+  for (const ws of wss.clients) ws.close(1001, 'backend going away');
+  await redis.quit().catch(() => {});
+  await sampler.terminate();
+  process.exit(0);
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+
+server.listen(PORT, HOST, () => log(`listening on ${HOST}:${PORT} as ${PUBLIC_URL}`));
+redis.connect().catch((err) => log('redis connect failed:', err.message));

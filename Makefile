@@ -1,0 +1,81 @@
+# ngx_http_room_affinity_module
+#
+#   make             build the module (and the agent) against nginx
+#   make deps        install the Debian packages build, tests and demo need
+#   make test        build, then run every suite (unit, runner, nginx)
+#   make demo        the end-to-end demo
+#
+# NGINX_SRC=/path/to/nginx-1.x.y builds against a release tree instead of
+# Debian's nginx-dev headers (then NGINX_CONFIGURE_ARGS adds flags).
+
+NGINX_SRC            ?=
+NGINX_CONFIGURE_ARGS ?=
+NGINX_BIN            ?= /usr/sbin/nginx
+BUILD                ?= build
+CC_OPT               ?= -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
+CC_OPT_EXTRA          = -Wall -Wextra -Werror
+
+MODULE  = ngx_http_room_affinity_module
+SO      = $(BUILD)/$(MODULE).so
+NGXDIR  = $(BUILD)/nginx
+SOURCES = config $(MODULE).c $(wildcard src/*.c src/*.h)
+
+DEBIAN_PKGS = build-essential nginx nginx-dev libhiredis-dev libjansson-dev \
+              redis-server redis-tools wrk libtest-base-perl \
+              libtest-longstring-perl libipc-run-perl libtext-diff-perl \
+              liblist-moreutils-perl libwww-perl libjson-perl \
+              python3 python3-prometheus-client libpcre3-dev zlib1g-dev \
+              libssl-dev nodejs npm valgrind
+
+export TEST_NGINX_BINARY      ?= $(NGINX_BIN)
+export TEST_NGINX_LOAD_MODULES ?= $(CURDIR)/$(SO)
+
+all: module
+
+module: $(SO)
+
+$(NGXDIR)/objs/Makefile: config
+	rm -rf $(NGXDIR)
+	mkdir -p $(BUILD)
+	if [ -n "$(NGINX_SRC)" ]; then \
+	    cp -r "$(NGINX_SRC)" $(NGXDIR) && cd $(NGXDIR) && \
+	    ./configure --with-compat $(NGINX_CONFIGURE_ARGS) \
+	        --with-cc-opt="$(CC_OPT) $(CC_OPT_EXTRA)" \
+	        --add-dynamic-module=$(CURDIR) >../configure.log \
+	    || { cat ../configure.log; exit 1; }; \
+	else \
+	    test -f /usr/share/nginx/src/conf_flags || \
+	        { echo "nginx-dev is missing: run 'make deps'"; exit 1; }; \
+	    cp -r /usr/share/nginx/src $(NGXDIR) && cd $(NGXDIR) && \
+	    bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="$(CC_OPT) $(CC_OPT_EXTRA)" \
+	        --add-dynamic-module=$(CURDIR)' >../configure.log \
+	    || { cat ../configure.log; exit 1; }; \
+	fi
+
+$(SO): $(NGXDIR)/objs/Makefile $(SOURCES)
+	$(MAKE) -C $(NGXDIR) -f objs/Makefile modules
+	cp $(NGXDIR)/objs/$(MODULE).so $(SO)
+
+deps:
+	@missing=""; for p in $(DEBIAN_PKGS); do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    echo "installing:$$missing"; \
+	    $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	else echo "all Debian packages present"; fi
+
+unit:
+	$(MAKE) -C t/unit check
+
+test: module unit
+	prove -I t/lib -r t/
+
+clean:
+	rm -rf $(BUILD) t/servroot*
+	$(MAKE) -C t/unit clean
+
+.PHONY: all module deps unit test clean

@@ -1,0 +1,355 @@
+/*
+ * ngx_http_room_affinity_module: every request and WebSocket of a room
+ * reaches the room's backend; new rooms go to the least loaded backend.
+ *
+ * This file holds the directives, the configuration and the module hooks;
+ * the work is done in src/.
+ */
+
+#include "src/ra_module.h"
+
+
+static void *ra_create_main_conf(ngx_conf_t *cf);
+static void *ra_create_srv_conf(ngx_conf_t *cf);
+static char *ra_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ra_parse_zone(ngx_conf_t *cf, ra_srv_conf_t *rcf,
+    ngx_str_t *value);
+
+
+static ngx_command_t  ra_commands[] = {
+
+    { ngx_string("room_affinity"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
+      ra_room_affinity,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("room_affinity_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ra_status,
+      0,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ra_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ra_create_main_conf,                   /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    ra_create_srv_conf,                    /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_room_affinity_module = {
+    NGX_MODULE_V1,
+    &ra_module_ctx,                        /* module context */
+    ra_commands,                           /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ra_create_main_conf(ngx_conf_t *cf)
+{
+    ra_main_conf_t  *rmcf;
+
+    rmcf = ngx_pcalloc(cf->pool, sizeof(ra_main_conf_t));
+    if (rmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&rmcf->upstreams, cf->pool, 4, sizeof(ra_srv_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return rmcf;
+}
+
+
+static void *
+ra_create_srv_conf(ngx_conf_t *cf)
+{
+    ra_srv_conf_t  *rcf;
+
+    rcf = ngx_pcalloc(cf->pool, sizeof(ra_srv_conf_t));
+    if (rcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     rcf->shm_zone = NULL;
+     *     rcf->map = NULL;
+     *     rcf->metric = RA_METRIC_CONNECTIONS;
+     */
+
+    return rcf;
+}
+
+
+static char *
+ra_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ra_srv_conf_t  *rcf = conf;
+
+    ngx_int_t                          n;
+    ngx_str_t                         *value, s;
+    ngx_uint_t                         i;
+    ngx_msec_t                         ms;
+    ra_srv_conf_t                    **prcf;
+    ra_main_conf_t                    *rmcf;
+    ngx_http_upstream_srv_conf_t      *uscf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (rcf->upstream) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = &rcf->key;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->ttl = 600000;
+    rcf->stale = 30000;
+    rcf->placement.choices = 2;
+    rcf->placement.balance_factor = 125;
+    rcf->placement.slow_start_ms = 30000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            if (ra_parse_zone(cf, rcf, &value[i]) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0
+            || ngx_strncmp(value[i].data, "stale=", 6) == 0
+            || ngx_strncmp(value[i].data, "slow_start=", 11) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            ms = ngx_parse_time(&s, 0);
+            if (ms == (ngx_msec_t) NGX_ERROR
+                || (ms == 0 && value[i].data[1] != 'l'))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid time in \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[0] == 't') {
+                rcf->ttl = ms;
+
+            } else if (value[i].data[1] == 't') {
+                rcf->stale = ms;
+
+            } else {
+                rcf->placement.slow_start_ms = (uint32_t) ms;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "metric=", 7) == 0) {
+            if (ngx_strcmp(value[i].data + 7, "connections") == 0) {
+                rcf->metric = RA_METRIC_CONNECTIONS;
+
+            } else if (ngx_strcmp(value[i].data + 7, "cpu") == 0) {
+                rcf->metric = RA_METRIC_CPU;
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid metric in \"%V\", "
+                                   "use \"connections\" or \"cpu\"",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "choices=", 8) == 0) {
+            n = ngx_atoi(value[i].data + 8, value[i].len - 8);
+            if (n == NGX_ERROR || n > 64) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid number in \"%V\", "
+                                   "use 0 (all) to 64", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            rcf->placement.choices = (unsigned) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "balance_factor=", 15) == 0) {
+            n = ngx_atoi(value[i].data + 15, value[i].len - 15);
+            if (n == NGX_ERROR || (n != 0 && (n < 101 || n > 10000))) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid number in \"%V\", "
+                                   "use 0 (off) or 101 to 10000", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            rcf->placement.balance_factor = (unsigned) n;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"zone\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "load balancing method redefined");
+    }
+
+    uscf->flags = NGX_HTTP_UPSTREAM_CREATE
+                  |NGX_HTTP_UPSTREAM_WEIGHT
+                  |NGX_HTTP_UPSTREAM_MAX_CONNS
+                  |NGX_HTTP_UPSTREAM_MAX_FAILS
+                  |NGX_HTTP_UPSTREAM_FAIL_TIMEOUT
+                  |NGX_HTTP_UPSTREAM_DOWN
+                  |NGX_HTTP_UPSTREAM_BACKUP;
+
+    uscf->peer.init_upstream = ra_init_upstream;
+
+    rcf->upstream = uscf;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_room_affinity_module);
+
+    prcf = ngx_array_push(&rmcf->upstreams);
+    if (prcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *prcf = rcf;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ra_parse_zone(ngx_conf_t *cf, ra_srv_conf_t *rcf, ngx_str_t *value)
+{
+    u_char         *p;
+    ssize_t         size;
+    ngx_str_t       name, s;
+    ra_zone_ctx_t  *ctx;
+
+    if (rcf->shm_zone) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value->data + 5;
+
+    p = (u_char *) ngx_strchr(name.data, ':');
+
+    if (p == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size in \"%V\", "
+                           "use zone=name:size", value);
+        return NGX_CONF_ERROR;
+    }
+
+    name.len = p - name.data;
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone name in \"%V\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    s.data = p + 1;
+    s.len = value->data + value->len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size in \"%V\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small, it needs at least %uz",
+                           &name, 8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                          &ngx_http_room_affinity_module);
+    if (rcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rcf->shm_zone->data) {
+        ctx = rcf->shm_zone->data;
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used by upstream \"%V\"",
+                           &name, &ctx->conf->upstream->host);
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = ngx_pcalloc(cf->pool, sizeof(ra_zone_ctx_t));
+    if (ctx == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ctx->conf = rcf;
+    rcf->zone_name = name;
+
+    rcf->shm_zone->init = ra_zone_init;
+    rcf->shm_zone->data = ctx;
+
+    return NGX_CONF_OK;
+}

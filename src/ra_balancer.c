@@ -1,0 +1,668 @@
+/*
+ * The upstream balancer: every request of a room goes to the room's
+ * backend; a new room, or a room whose backend is unavailable, is placed
+ * by ra_placement_pick() and recorded in the shared room table.
+ * Modelled on nginx's hash balancer: the round robin data comes first so
+ * its helpers keep working, and it is the fallback for an empty key.
+ */
+
+#include "ra_balancer.h"
+#include <ngx_md5.h>
+
+
+typedef struct {
+    /* the round robin data must be first */
+    ngx_http_upstream_rr_peer_data_t   rrp;
+    ra_route_t                         route;
+    ngx_uint_t                         tries;
+    ngx_int_t                          counted;   /* slot, or -1 */
+    ra_room_t                         *room;      /* acquired room */
+} ra_peer_data_t;
+
+
+static ngx_int_t ra_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ra_get_peer(ngx_peer_connection_t *pc, void *data);
+static ngx_uint_t ra_usable(ngx_http_upstream_rr_peer_t *peer, time_t now);
+static ngx_int_t ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to,
+    ngx_msec_t now);
+static ngx_int_t ra_pick_stateless(ra_route_t *rt, ngx_uint_t from,
+    ngx_uint_t to);
+static void ra_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state);
+
+
+ngx_int_t
+ra_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
+{
+    if (ngx_http_upstream_init_round_robin(cf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    us->peer.init = ra_init_peer;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ra_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
+{
+    ra_srv_conf_t   *rcf;
+    ra_peer_data_t  *pd;
+
+    pd = ngx_pcalloc(r->pool, sizeof(ra_peer_data_t));
+    if (pd == NULL) {
+        return NGX_ERROR;
+    }
+
+    r->upstream->peer.data = &pd->rrp;
+
+    if (ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rcf = ngx_http_conf_upstream_srv_conf(us, ngx_http_room_affinity_module);
+
+    if (ra_route_key(r, rcf, &pd->route) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (pd->route.key.len == 0) {
+        /* like nginx's hash: no key, plain round robin, nothing recorded */
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "room_affinity: empty key, round robin");
+        return NGX_OK;
+    }
+
+    pd->route.tried = ngx_pcalloc(r->pool, sizeof(uintptr_t)
+                          * (rcf->nmap + 8 * sizeof(uintptr_t) - 1)
+                          / (8 * sizeof(uintptr_t)));
+    if (pd->route.tried == NULL) {
+        return NGX_ERROR;
+    }
+
+    pd->counted = -1;
+
+    r->upstream->peer.get = ra_get_peer;
+    r->upstream->peer.free = ra_free_peer;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ra_route_key(ngx_http_request_t *r, ra_srv_conf_t *rcf, ra_route_t *rt)
+{
+    u_char     *p;
+    ngx_md5_t   md5;
+    u_char      digest[16];
+
+    ngx_memzero(rt, sizeof(ra_route_t));
+
+    rt->conf = rcf;
+    rt->slot = -1;
+
+    if (ngx_http_complex_value(r, &rcf->key, &rt->key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (rt->key.len > RA_ROOM_MAX_LEN) {
+        /* a room name this long is kept as "md5:" and its digest */
+
+        ngx_md5_init(&md5);
+        ngx_md5_update(&md5, rt->key.data, rt->key.len);
+        ngx_md5_final(digest, &md5);
+
+        p = ngx_pnalloc(r->pool, sizeof("md5:") - 1 + 32);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        rt->key.data = p;
+        p = ngx_cpymem(p, "md5:", sizeof("md5:") - 1);
+        p = ngx_hex_dump(p, digest, 16);
+        rt->key.len = p - rt->key.data;
+    }
+
+    if (rt->key.len) {
+        rt->crc = ngx_crc32_long(rt->key.data, rt->key.len);
+        rt->hash = ra_hash(rt->key.data, rt->key.len);
+    }
+
+    if (ra_peer_map(rcf, r->connection->log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "room_affinity: key \"%V\"", &rt->key);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log)
+{
+    ngx_int_t                      slot;
+    ngx_uint_t                     n, i, backup;
+    ra_zone_ctx_t                 *ctx;
+    ra_peer_map_t                 *map;
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers, *list;
+
+    if (rcf->map) {
+        return NGX_OK;
+    }
+
+    peers = rcf->upstream->peer.data;
+
+    n = peers->number + (peers->next ? peers->next->number : 0);
+
+    map = ngx_pcalloc(ngx_cycle->pool, n * sizeof(ra_peer_map_t));
+    if (map == NULL) {
+        return NGX_ERROR;
+    }
+
+    rcf->pl = ngx_pcalloc(ngx_cycle->pool, n * sizeof(ra_pl_backend_t));
+    if (rcf->pl == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx = rcf->shm_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    i = 0;
+
+    for (backup = 0, list = peers; list && backup < 2; list = list->next) {
+
+        for (peer = list->peer; peer && i < n; peer = peer->next) {
+            slot = ra_backend_slot(ctx, &peer->name);
+
+            if (slot < 0) {
+                ngx_shmtx_unlock(&ctx->shpool->mutex);
+                ngx_log_error(NGX_LOG_ALERT, log, 0,
+                              "room_affinity: no room for backend \"%V\" "
+                              "in zone \"%V\"", &peer->name, &rcf->zone_name);
+                return NGX_ERROR;
+            }
+
+            map[i].peer = peer;
+            map[i].slot = slot;
+            map[i].backup = backup;
+            i++;
+        }
+
+        backup++;
+
+        if (backup == 1) {
+            rcf->nprimary = i;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    rcf->nmap = i;
+    rcf->map = map;
+
+    return NGX_OK;
+}
+
+
+void
+ra_route_lock_peers(ra_srv_conf_t *rcf)
+{
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    peers = rcf->upstream->peer.data;
+
+    ngx_http_upstream_rr_peers_wlock(peers);
+
+    if (peers->next) {
+        ngx_http_upstream_rr_peers_wlock(peers->next);
+    }
+}
+
+
+void
+ra_route_unlock_peers(ra_srv_conf_t *rcf)
+{
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    peers = rcf->upstream->peer.data;
+
+    if (peers->next) {
+        ngx_http_upstream_rr_peers_unlock(peers->next);
+    }
+
+    ngx_http_upstream_rr_peers_unlock(peers);
+}
+
+
+static ngx_int_t
+ra_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ra_peer_data_t  *pd = data;
+
+    time_t                         now;
+    ngx_int_t                      rc;
+    ngx_uint_t                     n, m;
+    ra_route_t                    *rt;
+    ra_peer_map_t                 *pm;
+    ngx_http_upstream_rr_peers_t  *peers;
+    ngx_http_upstream_rr_peer_t   *peer;
+
+    rt = &pd->route;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                   "room_affinity: get peer, try: %ui, room: \"%V\"",
+                   pc->tries, &rt->key);
+
+    if (pd->tries++ > RA_MAX_TRIES) {
+        return ngx_http_upstream_get_round_robin_peer(pc, &pd->rrp);
+    }
+
+    pc->cached = 0;
+    pc->connection = NULL;
+
+    ra_route_lock_peers(rt->conf);
+
+    rc = ra_route(rt, 1, pc->log);
+
+    if (rc != NGX_OK) {
+        ra_route_unlock_peers(rt->conf);
+        pc->name = ((ngx_http_upstream_rr_peers_t *)
+                    rt->conf->upstream->peer.data)->name;
+        return NGX_BUSY;
+    }
+
+    pd->counted = rt->slot;
+    pd->room = rt->room;
+
+    pm = &rt->conf->map[rt->index];
+    peer = pm->peer;
+    peers = rt->conf->upstream->peer.data;
+
+    if (pm->backup) {
+        peers = peers->next;
+    }
+
+    pd->rrp.peers = peers;
+    pd->rrp.current = peer;
+
+    pc->sockaddr = peer->sockaddr;
+    pc->socklen = peer->socklen;
+    pc->name = &peer->name;
+
+    peer->conns++;
+
+    now = ngx_time();
+
+    if (now - peer->checked > peer->fail_timeout) {
+        peer->checked = now;
+    }
+
+    ra_route_unlock_peers(rt->conf);
+
+    n = rt->index / (8 * sizeof(uintptr_t));
+    m = (uintptr_t) 1 << rt->index % (8 * sizeof(uintptr_t));
+    rt->tried[n] |= m;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Decides the backend of rt->key.  The caller holds the peers' locks.
+ * With "acquire" the room's live count is taken (the caller's free
+ * releases it); without, the room is only reserved (the join API).
+ */
+
+ngx_int_t
+ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
+{
+    time_t              now;
+    ngx_int_t           i, old;
+    ngx_uint_t          k, n, m;
+    ngx_msec_t          msec;
+    ra_room_t          *room;
+    ra_shctx_t         *sh;
+    ra_srv_conf_t      *rcf;
+    ra_zone_ctx_t      *ctx;
+    ra_backend_t       *be;
+
+    rcf = rt->conf;
+    ctx = rcf->shm_zone->data;
+    sh = ctx->sh;
+    now = ngx_time();
+    msec = ngx_current_msec;
+
+    rt->is_new = 0;
+    rt->moved = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    ra_room_expire(ctx, msec, RA_EXPIRE_BATCH, log);
+
+    room = ra_room_lookup(sh, rt->crc, rt->key.data, rt->key.len);
+    old = -1;
+
+    if (room) {
+        for (k = 0; k < rcf->nmap; k++) {
+            if (rcf->map[k].slot != room->backend) {
+                continue;
+            }
+
+            n = k / (8 * sizeof(uintptr_t));
+            m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
+
+            if ((rt->tried == NULL || !(rt->tried[n] & m))
+                && ra_usable(rcf->map[k].peer, now))
+            {
+                rt->index = k;
+                rt->slot = room->backend;
+
+                ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                               "room_affinity: hit room \"%V\" backend \"%V\"",
+                               &rt->key, &rcf->map[k].peer->name);
+                goto found;
+            }
+
+            break;
+        }
+
+        old = room->backend;
+    }
+
+    /* a new room, or its backend cannot take it: place it */
+
+    i = ra_pick(rt, 0, rcf->nprimary, msec);
+
+    if (i < 0) {
+        /* backup servers only when no primary server can take the room */
+        i = ra_pick(rt, rcf->nprimary, rcf->nmap, msec);
+    }
+
+    if (i < 0) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "room_affinity: no backend for room \"%V\"", &rt->key);
+        return NGX_BUSY;
+    }
+
+    rt->index = i;
+    rt->slot = rcf->map[i].slot;
+
+    if (room) {
+        be = &sh->backends[old];
+
+        if (be->rooms) {
+            be->rooms--;
+        }
+
+        ra_room_set_backend(sh, room, rt->slot);
+        sh->moved++;
+        rt->moved = 1;
+
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "room_affinity: moved room \"%V\" from \"%*s\" "
+                      "to \"%V\"", &rt->key, be->name_len, be->name,
+                      &rcf->map[i].peer->name);
+        goto found;
+    }
+
+    room = ra_room_create(ctx, rt->crc, rt->key.data, rt->key.len, msec, log);
+
+    if (room == NULL) {
+        /* nothing can be evicted: place by hash, do not record */
+
+        i = ra_pick_stateless(rt, 0, rcf->nprimary);
+        if (i < 0) {
+            i = ra_pick_stateless(rt, rcf->nprimary, rcf->nmap);
+        }
+
+        if (i < 0) {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            return NGX_BUSY;
+        }
+
+        rt->index = i;
+        rt->slot = rcf->map[i].slot;
+        sh->unrecorded++;
+
+        if (msec - sh->full_logged >= RA_FULL_LOG_INTERVAL
+            || sh->full_logged == 0)
+        {
+            sh->full_logged = msec ? msec : 1;
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "room_affinity: zone \"%V\" is full, room \"%V\" "
+                          "placed on \"%V\" without recording "
+                          "(%ui such placements so far)",
+                          &rcf->zone_name, &rt->key,
+                          &rcf->map[i].peer->name, sh->unrecorded);
+        }
+
+        goto found;
+    }
+
+    ra_room_set_backend(sh, room, rt->slot);
+    rt->is_new = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "room_affinity: new room \"%V\" placed on \"%V\"",
+                   &rt->key, &rcf->map[i].peer->name);
+
+found:
+
+    rt->room = room;
+
+    if (acquire) {
+        if (room) {
+            ra_room_acquire(sh, room);
+        }
+
+        sh->backends[rt->slot].live++;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ra_usable(ngx_http_upstream_rr_peer_t *peer, time_t now)
+{
+    if (peer->down) {
+        return 0;
+    }
+
+    if (peer->max_fails
+        && peer->fails >= peer->max_fails
+        && now - peer->checked <= peer->fail_timeout)
+    {
+        return 0;
+    }
+
+    if (peer->max_conns && peer->conns >= peer->max_conns) {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static ngx_int_t
+ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now)
+{
+    time_t            t;
+    ngx_int_t         i;
+    ngx_uint_t        k, n, m, any;
+    ra_srv_conf_t    *rcf;
+    ra_zone_ctx_t    *ctx;
+    ra_backend_t     *be;
+    ra_pl_backend_t  *pb;
+
+    if (from >= to) {
+        return -1;
+    }
+
+    rcf = rt->conf;
+    ctx = rcf->shm_zone->data;
+    t = ngx_time();
+    any = 0;
+
+    for (k = from; k < to; k++) {
+        be = &ctx->sh->backends[rcf->map[k].slot];
+        pb = &rcf->pl[k - from];
+
+        ra_fill_placement(rcf, be, pb, now);
+
+        pb->weight = (uint32_t) rcf->map[k].peer->weight;
+
+        n = k / (8 * sizeof(uintptr_t));
+        m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
+
+        pb->available = (rt->tried == NULL || !(rt->tried[n] & m))
+                        && !be->draining
+                        && ra_usable(rcf->map[k].peer, t);
+
+        any |= pb->available;
+    }
+
+    if (!any) {
+        return -1;
+    }
+
+    i = ra_placement_pick(&rcf->placement, rcf->pl, to - from, rt->hash);
+
+    return (i < 0) ? -1 : (ngx_int_t) (from + i);
+}
+
+
+void
+ra_fill_placement(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb,
+    ngx_msec_t now)
+{
+    ngx_msec_t  up;
+
+    ngx_memzero(pb, sizeof(ra_pl_backend_t));
+
+    pb->weight = 1;
+    pb->live = (uint32_t) be->live;
+    pb->rooms = (uint32_t) be->rooms;
+    pb->pending = (uint32_t) be->pending;
+
+    if (be->has_report && now - be->reported_at <= rcf->stale) {
+        if (rcf->metric == RA_METRIC_CPU) {
+            pb->fresh = be->has_cpu;
+            pb->reported = be->cpu;
+
+        } else {
+            pb->fresh = be->has_connections;
+            pb->reported = be->connections;
+        }
+
+        pb->capacity = be->capacity;
+    }
+
+    if (be->up_since == 0) {
+        pb->up_ms = UINT32_MAX;
+
+    } else {
+        up = now - be->up_since;
+        pb->up_ms = (up >= UINT32_MAX) ? UINT32_MAX : (uint32_t) up;
+    }
+}
+
+
+static ngx_int_t
+ra_pick_stateless(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to)
+{
+    time_t          t;
+    uint64_t        w, total;
+    ngx_uint_t      k, n, m;
+    ra_srv_conf_t  *rcf;
+    ra_zone_ctx_t  *ctx;
+
+    rcf = rt->conf;
+    ctx = rcf->shm_zone->data;
+    t = ngx_time();
+    total = 0;
+
+    for (k = from; k < to; k++) {
+        rcf->pl[k - from].available = 0;
+
+        n = k / (8 * sizeof(uintptr_t));
+        m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
+
+        if ((rt->tried && (rt->tried[n] & m))
+            || ctx->sh->backends[rcf->map[k].slot].draining
+            || !ra_usable(rcf->map[k].peer, t))
+        {
+            continue;
+        }
+
+        rcf->pl[k - from].available = 1;
+        total += rcf->map[k].peer->weight;
+    }
+
+    if (total == 0) {
+        return -1;
+    }
+
+    w = rt->hash % total;
+
+    for (k = from; k < to; k++) {
+        if (!rcf->pl[k - from].available) {
+            continue;
+        }
+
+        if (w < (uint64_t) rcf->map[k].peer->weight) {
+            return k;
+        }
+
+        w -= rcf->map[k].peer->weight;
+    }
+
+    return -1;
+}
+
+
+static void
+ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
+{
+    ra_peer_data_t  *pd = data;
+
+    ra_zone_ctx_t  *ctx;
+    ra_backend_t   *be;
+
+    if (pd->counted >= 0) {
+        ctx = pd->route.conf->shm_zone->data;
+
+        ngx_shmtx_lock(&ctx->shpool->mutex);
+
+        be = &ctx->sh->backends[pd->counted];
+
+        if (be->live) {
+            be->live--;
+        }
+
+        if (pd->room) {
+            ra_room_release(ctx->sh, pd->room, ngx_current_msec);
+        }
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                       "room_affinity: free peer, room \"%V\", state %ui",
+                       &pd->route.key, state);
+
+        pd->counted = -1;
+        pd->room = NULL;
+    }
+
+    ngx_http_upstream_free_round_robin_peer(pc, &pd->rrp, state);
+}

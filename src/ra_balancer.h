@@ -1,0 +1,34 @@
+/*
+ * Routing of a room to a backend: shared by the upstream balancer and the
+ * join API.
+ */
+
+#ifndef RA_BALANCER_H
+#define RA_BALANCER_H
+
+#include "ra_module.h"
+
+
+typedef struct {
+    ra_srv_conf_t      *conf;
+    ngx_str_t           key;
+    uint32_t            crc;
+    uint64_t            hash;
+    uintptr_t          *tried;      /* map indexes already tried, or NULL */
+
+    /* the decision */
+    ra_room_t          *room;       /* NULL: placed without recording */
+    ngx_int_t           slot;       /* backend slot */
+    ngx_uint_t          index;      /* index in conf->map */
+    unsigned            is_new:1;
+    unsigned            moved:1;
+} ra_route_t;
+
+
+ngx_int_t ra_route_key(ngx_http_request_t *r, ra_srv_conf_t *rcf,
+    ra_route_t *rt);
+ngx_int_t ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log);
+void ra_route_lock_peers(ra_srv_conf_t *rcf);
+void ra_route_unlock_peers(ra_srv_conf_t *rcf);
+
+#endif /* RA_BALANCER_H */

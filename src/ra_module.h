@@ -1,0 +1,153 @@
+/*
+ * Shared declarations of ngx_http_room_affinity_module: configuration,
+ * the shared zone (room table and backend table) and the functions each
+ * source file offers the others.
+ */
+
+#ifndef RA_MODULE_H
+#define RA_MODULE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ra_placement.h"
+#include "ra_message.h"
+
+
+#define RA_ROOM_MAX_LEN        512      /* longer keys are digested */
+#define RA_BACKEND_NAME_LEN    128
+#define RA_FULL_LOG_INTERVAL   10000    /* ms between "zone is full" logs */
+#define RA_EXPIRE_BATCH        4        /* idle rooms expired per lookup */
+#define RA_MAX_TRIES           20
+
+
+/* one upstream server (one resolved address) in the shared zone */
+typedef struct {
+    u_char              name[RA_BACKEND_NAME_LEN];  /* "127.0.0.1:3001" */
+    u_char              url[RA_MSG_URL_MAX + 1];     /* public url */
+    size_t              name_len;
+    size_t              url_len;
+
+    ngx_uint_t          live;         /* upstream connections, all workers */
+    ngx_uint_t          rooms;        /* rooms pinned here */
+    ngx_uint_t          pending;      /* rooms placed since the report */
+    ngx_uint_t          placed;       /* rooms placed here, ever */
+
+    uint32_t            connections;  /* reported */
+    uint32_t            cpu;          /* reported, percent * 100 */
+    uint32_t            capacity;     /* reported, 0: none */
+    ngx_msec_t          reported_at;  /* ngx_current_msec of the report */
+    ngx_msec_t          up_since;     /* for slow start; 0: long ago */
+
+    unsigned            has_report:1;
+    unsigned            has_cpu:1;
+    unsigned            has_connections:1;
+    unsigned            registered:1;
+    unsigned            draining:1;
+} ra_backend_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t   node;         /* node.key: crc32 of the name */
+    ngx_queue_t         queue;        /* idle LRU; empty while live */
+    ngx_msec_t          last;         /* when it became idle */
+    ngx_msec_t          created;
+    uint32_t            live;
+    uint16_t            backend;      /* slot in the backend table */
+    uint16_t            len;
+    u_char              data[1];
+} ra_room_t;
+
+
+typedef struct {
+    ngx_rbtree_t        rbtree;
+    ngx_rbtree_node_t   sentinel;
+    ngx_queue_t         idle;         /* rooms without live connections,
+                                         most recently used first */
+    ngx_uint_t          rooms;
+    ngx_uint_t          evicted;
+    ngx_uint_t          expired;
+    ngx_uint_t          moved;
+    ngx_uint_t          unrecorded;
+    ngx_msec_t          full_logged;
+
+    ngx_uint_t          nbackends;
+    ngx_uint_t          backends_cap;
+    ra_backend_t       *backends;
+} ra_shctx_t;
+
+
+/* a worker's view of one peer: which backend slot it is */
+typedef struct {
+    ngx_http_upstream_rr_peer_t  *peer;
+    ngx_uint_t                    slot;
+    ngx_uint_t                    index;    /* within its peers list */
+    unsigned                      backup:1;
+} ra_peer_map_t;
+
+
+typedef struct ra_srv_conf_s  ra_srv_conf_t;
+
+struct ra_srv_conf_s {
+    ngx_http_complex_value_t      key;
+    ngx_shm_zone_t               *shm_zone;
+    ngx_msec_t                    ttl;
+    ngx_msec_t                    stale;
+    ra_pl_conf_t                  placement;
+    ngx_uint_t                    metric;      /* RA_METRIC_* */
+
+    ngx_http_upstream_srv_conf_t *upstream;
+    ngx_str_t                     zone_name;
+
+    /* per worker, built on first use */
+    ra_peer_map_t                *map;
+    ngx_uint_t                    nmap;
+    ngx_uint_t                    nprimary;
+    ra_pl_backend_t              *pl;          /* scratch, nmap entries */
+};
+
+
+#define RA_METRIC_CONNECTIONS  0
+#define RA_METRIC_CPU          1
+
+
+typedef struct {
+    ngx_slab_pool_t              *shpool;
+    ra_shctx_t                   *sh;
+    ra_srv_conf_t                *conf;
+} ra_zone_ctx_t;
+
+
+typedef struct {
+    ngx_array_t                   upstreams;   /* ra_srv_conf_t * */
+} ra_main_conf_t;
+
+
+extern ngx_module_t  ngx_http_room_affinity_module;
+
+
+/* ra_zone.c */
+ngx_int_t ra_zone_init(ngx_shm_zone_t *shm_zone, void *data);
+ra_room_t *ra_room_lookup(ra_shctx_t *sh, uint32_t hash, u_char *name,
+    size_t len);
+ra_room_t *ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name,
+    size_t len, ngx_msec_t now, ngx_log_t *log);
+void ra_room_expire(ra_zone_ctx_t *ctx, ngx_msec_t now, ngx_uint_t n,
+    ngx_log_t *log);
+void ra_room_acquire(ra_shctx_t *sh, ra_room_t *room);
+void ra_room_release(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
+void ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
+ngx_int_t ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name);
+ngx_int_t ra_backend_find(ra_shctx_t *sh, u_char *name, size_t len);
+
+/* ra_balancer.c */
+ngx_int_t ra_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us);
+ngx_int_t ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log);
+void ra_fill_placement(ra_srv_conf_t *rcf, ra_backend_t *be,
+    ra_pl_backend_t *pb, ngx_msec_t now);
+
+/* ra_status.c */
+char *ra_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+#endif /* RA_MODULE_H */

@@ -1,0 +1,353 @@
+/*
+ * The shared zone of one room_affinity upstream: the room table (rbtree
+ * keyed by crc32 of the room name, plus an LRU queue of idle rooms) and
+ * the backend table (one slot per upstream address).  Every function here
+ * expects the caller to hold the zone's mutex.
+ */
+
+#include "ra_module.h"
+
+
+static void ra_room_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room);
+
+
+ngx_int_t
+ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ra_zone_ctx_t  *octx = data;
+
+    size_t          len;
+    ra_zone_ctx_t  *ctx;
+
+    ctx = shm_zone->data;
+
+    if (octx) {
+        /* nginx -s reload: keep every room where it is */
+        ctx->sh = octx->sh;
+        ctx->shpool = octx->shpool;
+        return NGX_OK;
+    }
+
+    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        ctx->sh = ctx->shpool->data;
+        return NGX_OK;
+    }
+
+    ctx->sh = ngx_slab_calloc(ctx->shpool, sizeof(ra_shctx_t));
+    if (ctx->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->shpool->data = ctx->sh;
+
+    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
+                    ra_room_rbtree_insert_value);
+    ngx_queue_init(&ctx->sh->idle);
+
+    ctx->sh->backends_cap = 16;
+    ctx->sh->backends = ngx_slab_calloc(ctx->shpool,
+                                   sizeof(ra_backend_t) * ctx->sh->backends_cap);
+    if (ctx->sh->backends == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = sizeof(" in room_affinity zone \"\"") + shm_zone->shm.name.len;
+
+    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
+    if (ctx->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(ctx->shpool->log_ctx, " in room_affinity zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is expected: we evict or place without recording */
+    ctx->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ra_room_rbtree_insert_value(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ra_room_t           *r, *rt;
+    ngx_rbtree_node_t  **p;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            r = (ra_room_t *) node;
+            rt = (ra_room_t *) temp;
+
+            p = (ngx_memn2cmp(r->data, rt->data, r->len, rt->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+ra_room_t *
+ra_room_lookup(ra_shctx_t *sh, uint32_t hash, u_char *name, size_t len)
+{
+    ngx_int_t           rc;
+    ra_room_t          *room;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        room = (ra_room_t *) node;
+
+        rc = ngx_memn2cmp(name, room->data, len, room->len);
+
+        if (rc == 0) {
+            return room;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+ra_room_t *
+ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name, size_t len,
+    ngx_msec_t now, ngx_log_t *log)
+{
+    size_t        size;
+    ra_room_t    *room, *old;
+    ngx_queue_t  *q;
+
+    size = offsetof(ra_room_t, data) + len;
+
+    for ( ;; ) {
+        room = ngx_slab_alloc_locked(ctx->shpool, size);
+        if (room != NULL) {
+            break;
+        }
+
+        /* the zone is full: the least recently used idle room goes */
+
+        if (ngx_queue_empty(&ctx->sh->idle)) {
+            return NULL;
+        }
+
+        q = ngx_queue_last(&ctx->sh->idle);
+        old = ngx_queue_data(q, ra_room_t, queue);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "room_affinity: evicted room \"%*s\"",
+                       (size_t) old->len, old->data);
+
+        ctx->sh->evicted++;
+        ra_room_delete(ctx, old);
+    }
+
+    room->node.key = hash;
+    room->len = (uint16_t) len;
+    room->live = 0;
+    room->backend = 0;
+    room->last = now;
+    room->created = now;
+    ngx_memcpy(room->data, name, len);
+
+    ngx_rbtree_insert(&ctx->sh->rbtree, &room->node);
+    ngx_queue_insert_head(&ctx->sh->idle, &room->queue);
+
+    ctx->sh->rooms++;
+
+    return room;
+}
+
+
+void
+ra_room_expire(ra_zone_ctx_t *ctx, ngx_msec_t now, ngx_uint_t n,
+    ngx_log_t *log)
+{
+    ngx_msec_int_t   age;
+    ra_room_t       *room;
+    ngx_queue_t     *q;
+
+    while (n--) {
+
+        if (ngx_queue_empty(&ctx->sh->idle)) {
+            return;
+        }
+
+        q = ngx_queue_last(&ctx->sh->idle);
+        room = ngx_queue_data(q, ra_room_t, queue);
+
+        age = (ngx_msec_int_t) (now - room->last);
+
+        if (age < (ngx_msec_int_t) ctx->conf->ttl) {
+            return;
+        }
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "room_affinity: expired room \"%*s\" idle %M ms",
+                       (size_t) room->len, room->data, age);
+
+        ctx->sh->expired++;
+        ra_room_delete(ctx, room);
+    }
+}
+
+
+static void
+ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room)
+{
+    ra_backend_t  *be;
+
+    be = &ctx->sh->backends[room->backend];
+
+    if (be->rooms) {
+        be->rooms--;
+    }
+
+    ngx_queue_remove(&room->queue);
+    ngx_rbtree_delete(&ctx->sh->rbtree, &room->node);
+    ctx->sh->rooms--;
+
+    ngx_slab_free_locked(ctx->shpool, room);
+}
+
+
+void
+ra_room_acquire(ra_shctx_t *sh, ra_room_t *room)
+{
+    if (room->live++ == 0) {
+        /* a room with live connections is never evicted nor expired */
+        ngx_queue_remove(&room->queue);
+        ngx_queue_init(&room->queue);
+    }
+}
+
+
+void
+ra_room_release(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now)
+{
+    if (room->live == 0) {
+        return;
+    }
+
+    if (--room->live == 0) {
+        room->last = now;
+        ngx_queue_insert_head(&sh->idle, &room->queue);
+    }
+}
+
+
+void
+ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot)
+{
+    ra_backend_t  *be;
+
+    be = &sh->backends[slot];
+
+    be->rooms++;
+    be->pending++;
+    be->placed++;
+
+    room->backend = (uint16_t) slot;
+}
+
+
+ngx_int_t
+ra_backend_find(ra_shctx_t *sh, u_char *name, size_t len)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < sh->nbackends; i++) {
+        if (sh->backends[i].name_len == len
+            && ngx_memcmp(sh->backends[i].name, name, len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name)
+{
+    size_t         len;
+    ngx_int_t      slot;
+    ngx_uint_t     cap;
+    ra_shctx_t    *sh;
+    ra_backend_t  *backends, *be;
+
+    sh = ctx->sh;
+    len = ngx_min(name->len, RA_BACKEND_NAME_LEN);
+
+    slot = ra_backend_find(sh, name->data, len);
+    if (slot != NGX_DECLINED) {
+        return slot;
+    }
+
+    if (sh->nbackends == 0xffff) {
+        return NGX_ERROR;
+    }
+
+    if (sh->nbackends == sh->backends_cap) {
+        cap = sh->backends_cap * 2;
+
+        backends = ngx_slab_calloc_locked(ctx->shpool,
+                                          sizeof(ra_backend_t) * cap);
+        if (backends == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(backends, sh->backends,
+                   sizeof(ra_backend_t) * sh->nbackends);
+        ngx_slab_free_locked(ctx->shpool, sh->backends);
+
+        sh->backends = backends;
+        sh->backends_cap = cap;
+    }
+
+    be = &sh->backends[sh->nbackends];
+    ngx_memzero(be, sizeof(ra_backend_t));
+    ngx_memcpy(be->name, name->data, len);
+    be->name_len = len;
+
+    return sh->nbackends++;
+}

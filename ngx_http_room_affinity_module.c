@@ -7,6 +7,7 @@
  */
 
 #include "src/ra_module.h"
+#include "src/ra_redis.h"
 
 
 static void *ra_create_main_conf(ngx_conf_t *cf);
@@ -15,6 +16,7 @@ static char *ra_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ra_parse_zone(ngx_conf_t *cf, ra_srv_conf_t *rcf,
     ngx_str_t *value);
+static char *ra_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
 static ngx_command_t  ra_commands[] = {
@@ -23,6 +25,20 @@ static ngx_command_t  ra_commands[] = {
       NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
       ra_room_affinity,
       NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("room_affinity_url"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE2,
+      ra_url,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("room_affinity_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ra_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
 
@@ -59,10 +75,10 @@ ngx_module_t  ngx_http_room_affinity_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ra_redis_init_process,                 /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ra_redis_exit_process,                 /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -350,6 +366,45 @@ ra_parse_zone(ngx_conf_t *cf, ra_srv_conf_t *rcf, ngx_str_t *value)
 
     rcf->shm_zone->init = ra_zone_init;
     rcf->shm_zone->data = ctx;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ra_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ra_srv_conf_t  *rcf = conf;
+
+    char        buf[RA_MSG_HOSTPORT_LEN];
+    ra_url_t   *url;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (value[2].len > RA_MSG_URL_MAX
+        || ra_msg_url_hostport((char *) value[2].data, value[2].len, buf,
+                               sizeof(buf)) < 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid url \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rcf->urls == NULL) {
+        rcf->urls = ngx_array_create(cf->pool, 4, sizeof(ra_url_t));
+        if (rcf->urls == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    url = ngx_array_push(rcf->urls);
+    if (url == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    url->server = value[1];
+    url->url = value[2];
 
     return NGX_CONF_OK;
 }

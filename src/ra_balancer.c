@@ -22,6 +22,8 @@ typedef struct {
 
 static ngx_int_t ra_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
+static void ra_peer_url(ra_srv_conf_t *rcf, ngx_http_upstream_rr_peer_t *peer,
+    ra_backend_t *be);
 static ngx_int_t ra_get_peer(ngx_peer_connection_t *pc, void *data);
 static ngx_uint_t ra_usable(ngx_http_upstream_rr_peer_t *peer, time_t now);
 static ngx_int_t ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to,
@@ -192,6 +194,8 @@ ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log)
             map[i].slot = slot;
             map[i].backup = backup;
             i++;
+
+            ra_peer_url(rcf, peer, &ctx->sh->backends[slot]);
         }
 
         backup++;
@@ -207,6 +211,37 @@ ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log)
     rcf->map = map;
 
     return NGX_OK;
+}
+
+
+static void
+ra_peer_url(ra_srv_conf_t *rcf, ngx_http_upstream_rr_peer_t *peer,
+    ra_backend_t *be)
+{
+    ngx_uint_t   j;
+    ra_url_t    *url;
+
+    /* a configured public url, until the backend registers its own */
+
+    if (rcf->urls == NULL || be->registered) {
+        return;
+    }
+
+    url = rcf->urls->elts;
+
+    for (j = 0; j < rcf->urls->nelts; j++) {
+        if ((url[j].server.len == peer->name.len
+             && ngx_strncmp(url[j].server.data, peer->name.data,
+                            peer->name.len) == 0)
+            || (url[j].server.len == peer->server.len
+                && ngx_strncmp(url[j].server.data, peer->server.data,
+                               peer->server.len) == 0))
+        {
+            ngx_memcpy(be->url, url[j].url.data, url[j].url.len);
+            be->url_len = url[j].url.len;
+            return;
+        }
+    }
 }
 
 

@@ -99,6 +99,7 @@ struct ra_srv_conf_s {
 
     ngx_http_upstream_srv_conf_t *upstream;
     ngx_str_t                     zone_name;
+    ngx_array_t                  *urls;        /* ra_url_t */
 
     /* per worker, built on first use */
     ra_peer_map_t                *map;
@@ -119,9 +120,20 @@ typedef struct {
 } ra_zone_ctx_t;
 
 
+typedef struct ra_redis_conf_s  ra_redis_conf_t;
+
+
 typedef struct {
     ngx_array_t                   upstreams;   /* ra_srv_conf_t * */
+    ra_redis_conf_t              *redis;
 } ra_main_conf_t;
+
+
+/* room_affinity_url: the public url of a server that differs from it */
+typedef struct {
+    ngx_str_t                     server;      /* "127.0.0.1:3001" */
+    ngx_str_t                     url;         /* "wss://chat1.example" */
+} ra_url_t;
 
 
 extern ngx_module_t  ngx_http_room_affinity_module;

@@ -4,10 +4,14 @@
  */
 
 #include "ra_module.h"
+#include "ra_redis.h"
 
 
 #define RA_STATUS_UPSTREAM_LEN  512
 #define RA_STATUS_BACKEND_LEN   768
+#define RA_STATUS_REDIS_LEN     (1024 + 6 * RA_REDIS_ERR_LEN)
+#define RA_PROM_BACKEND_LEN     (16 * (160 + RA_BACKEND_NAME_LEN))
+#define RA_PROM_HELP_LEN        4096
 
 
 static ngx_int_t ra_status_handler(ngx_http_request_t *r);
@@ -17,6 +21,10 @@ static u_char *ra_status_upstream(u_char *p, ra_srv_conf_t *rcf,
     ngx_msec_t now);
 static const char *ra_status_state(ra_srv_conf_t *rcf, ra_peer_map_t *pm,
     ra_backend_t *be, ngx_msec_t now);
+static u_char *ra_status_redis(u_char *p, ra_redis_conf_t *rc,
+    ngx_msec_t now);
+static ngx_int_t ra_status_prometheus(ngx_http_request_t *r,
+    ra_main_conf_t *rmcf);
 static ngx_int_t ra_status_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t *b);
 
@@ -77,7 +85,14 @@ ra_status_handler(ngx_http_request_t *r)
         return ra_status_room(r, &name);
     }
 
-    len = sizeof("{\"upstreams\":{}}" CRLF);
+    if (ngx_http_arg(r, (u_char *) "format", 6, &arg) == NGX_OK
+        && arg.len == 10 && ngx_strncmp(arg.data, "prometheus", 10) == 0)
+    {
+        return ra_status_prometheus(r, rmcf);
+    }
+
+    len = sizeof("{\"upstreams\":{},\"redis\":null}" CRLF)
+          + RA_STATUS_REDIS_LEN;
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
         len += ra_status_upstream_len(rcfp[i]);
@@ -100,7 +115,16 @@ ra_status_handler(ngx_http_request_t *r)
         b->last = ra_status_upstream(b->last, rcfp[i], now);
     }
 
-    b->last = ngx_cpymem(b->last, "}}" CRLF, 4);
+    b->last = ngx_cpymem(b->last, "},\"redis\":", 10);
+
+    if (rmcf->redis) {
+        b->last = ra_status_redis(b->last, rmcf->redis, now);
+
+    } else {
+        b->last = ngx_cpymem(b->last, "null", 4);
+    }
+
+    b->last = ngx_cpymem(b->last, "}" CRLF, 3);
 
     return ra_status_send(r, NGX_HTTP_OK, b);
 }
@@ -199,6 +223,53 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
                     sh->moved, sh->unrecorded);
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    return p;
+}
+
+
+static u_char *
+ra_status_redis(u_char *p, ra_redis_conf_t *rc, ngx_msec_t now)
+{
+    ngx_uint_t     i, rejected;
+    ra_redis_sh_t  sh;
+
+    ngx_shmtx_lock(&rc->shpool->mutex);
+    sh = *rc->sh;
+    ngx_shmtx_unlock(&rc->shpool->mutex);
+
+    p = ngx_cpymem(p, "{\"address\":\"", 12);
+    p = (u_char *) ngx_escape_json(p, rc->address.data, rc->address.len);
+    p = ngx_sprintf(p, "\",\"connected\":%s,\"subscriber_pid\":%P,"
+                    "\"connects\":%ui,\"failures\":%ui,\"last_error\":\"",
+                    sh.connected ? "true" : "false", sh.owner, sh.connects,
+                    sh.failures);
+    p = (u_char *) ngx_escape_json(p, sh.last_error, sh.last_error_len);
+
+    rejected = 0;
+
+    for (i = 1; i < RA_MSG_ERR_COUNT; i++) {
+        rejected += sh.rejected[i];
+    }
+
+    p = ngx_sprintf(p, "\",\"snapshots\":%ui,\"messages\":{\"applied\":%ui,"
+                    "\"unknown_backend\":%ui,\"rejected\":%ui,"
+                    "\"rejected_by_reason\":{",
+                    sh.snapshots, sh.applied, sh.unknown, rejected);
+
+    for (i = 1; i < RA_MSG_ERR_COUNT; i++) {
+        p = ngx_sprintf(p, "%s\"%s\":%ui", i > 1 ? "," : "",
+                        ra_msg_err_name((ra_msg_err_e) i), sh.rejected[i]);
+    }
+
+    p = ngx_sprintf(p, "},\"last_message_age_ms\":");
+
+    if (sh.last_message) {
+        p = ngx_sprintf(p, "%M}}", now - sh.last_message);
+
+    } else {
+        p = ngx_cpymem(p, "null}}", 6);
+    }
 
     return p;
 }
@@ -310,13 +381,222 @@ ra_status_room(ngx_http_request_t *r, ngx_str_t *name)
 
 
 static ngx_int_t
+ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
+{
+    size_t            len;
+    u_char           *p;
+    ngx_buf_t        *b;
+    ngx_uint_t        i, k, j;
+    ngx_msec_t        now;
+    ra_shctx_t       *sh;
+    ra_backend_t      be;
+    ra_peer_map_t    *pm;
+    ra_zone_ctx_t    *ctx;
+    ra_srv_conf_t   **rcfp, *rcf;
+    ra_redis_sh_t     rsh;
+    ngx_slab_pool_t  *shpool;
+
+    static const char  *help[] = {
+        "room_affinity_backend_up gauge "
+        "1 when the backend can take new rooms",
+        "room_affinity_backend_state gauge "
+        "the backend's state (up, down, draining, stale) as a label",
+        "room_affinity_backend_live_connections gauge "
+        "upstream connections through this nginx, all workers",
+        "room_affinity_backend_rooms gauge rooms pinned to the backend",
+        "room_affinity_backend_pending_rooms gauge "
+        "rooms placed since the last report",
+        "room_affinity_backend_placed_rooms_total counter "
+        "rooms ever placed on the backend",
+        "room_affinity_backend_reported_connections gauge "
+        "connections in the last report",
+        "room_affinity_backend_reported_cpu_percent gauge "
+        "cpu in the last report",
+        "room_affinity_backend_reported_capacity gauge "
+        "capacity in the last report",
+        "room_affinity_backend_report_age_seconds gauge "
+        "age of the last report",
+        "room_affinity_zone_rooms gauge rooms in the zone",
+        "room_affinity_zone_bytes_used gauge bytes used in the zone",
+        "room_affinity_zone_bytes_total gauge size of the zone",
+        "room_affinity_zone_evicted_total counter "
+        "idle rooms evicted because the zone was full",
+        "room_affinity_zone_expired_total counter "
+        "idle rooms forgotten after the ttl",
+        "room_affinity_zone_moved_total counter "
+        "rooms moved because their backend was unavailable",
+        "room_affinity_zone_unrecorded_total counter "
+        "rooms placed without recording because the zone was full",
+        "room_affinity_redis_connected gauge 1 when subscribed",
+        "room_affinity_redis_connects_total counter subscriptions made",
+        "room_affinity_redis_failures_total counter "
+        "connection failures and losses",
+        "room_affinity_redis_messages_applied_total counter "
+        "messages applied to a backend",
+        "room_affinity_redis_messages_unknown_total counter "
+        "messages for a url that matches no server",
+        "room_affinity_redis_messages_rejected_total counter "
+        "messages rejected, by reason",
+        NULL
+    };
+
+    len = RA_PROM_HELP_LEN + RA_STATUS_REDIS_LEN;
+    rcfp = rmcf->upstreams.elts;
+
+    for (i = 0; i < rmcf->upstreams.nelts; i++) {
+        len += RA_STATUS_UPSTREAM_LEN * 8
+               + rcfp[i]->nmap * RA_PROM_BACKEND_LEN
+               + 16 * (rcfp[i]->upstream->host.len
+                       + rcfp[i]->zone_name.len);
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->last;
+    now = ngx_current_msec;
+
+    /* "# HELP name text" and "# TYPE name kind" from "name kind text" */
+
+    for (j = 0; help[j]; j++) {
+        k = ngx_strchr(help[j], ' ') - help[j];
+        i = ngx_strchr(help[j] + k + 1, ' ') - help[j];
+
+        p = ngx_sprintf(p, "# HELP %*s %s\n# TYPE %*s %*s\n",
+                        k, help[j], help[j] + i + 1, k, help[j],
+                        i - k - 1, help[j] + k + 1);
+    }
+
+    for (i = 0; i < rmcf->upstreams.nelts; i++) {
+        rcf = rcfp[i];
+        ctx = rcf->shm_zone->data;
+        sh = ctx->sh;
+        shpool = ctx->shpool;
+
+        for (k = 0; k < rcf->nmap; k++) {
+            pm = &rcf->map[k];
+
+            ngx_shmtx_lock(&shpool->mutex);
+            be = sh->backends[pm->slot];
+            ngx_shmtx_unlock(&shpool->mutex);
+
+#define RA_LABELS  "{upstream=\"%V\",server=\"%*s\"}"
+#define RA_LABEL_ARGS  &rcf->upstream->host, be.name_len, be.name
+
+            p = ngx_sprintf(p, "room_affinity_backend_up" RA_LABELS " %d\n",
+                            RA_LABEL_ARGS,
+                            ngx_strcmp(ra_status_state(rcf, pm, &be, now),
+                                       "up") == 0);
+            p = ngx_sprintf(p, "room_affinity_backend_state"
+                            "{upstream=\"%V\",server=\"%*s\",state=\"%s\"} 1\n",
+                            RA_LABEL_ARGS, ra_status_state(rcf, pm, &be, now));
+            p = ngx_sprintf(p, "room_affinity_backend_live_connections"
+                            RA_LABELS " %ui\n", RA_LABEL_ARGS, be.live);
+            p = ngx_sprintf(p, "room_affinity_backend_rooms" RA_LABELS
+                            " %ui\n", RA_LABEL_ARGS, be.rooms);
+            p = ngx_sprintf(p, "room_affinity_backend_pending_rooms"
+                            RA_LABELS " %ui\n", RA_LABEL_ARGS, be.pending);
+            p = ngx_sprintf(p, "room_affinity_backend_placed_rooms_total"
+                            RA_LABELS " %ui\n", RA_LABEL_ARGS, be.placed);
+
+            if (be.has_report) {
+                if (be.has_connections) {
+                    p = ngx_sprintf(p,
+                                "room_affinity_backend_reported_connections"
+                                RA_LABELS " %uD\n", RA_LABEL_ARGS,
+                                be.connections);
+                }
+
+                if (be.has_cpu) {
+                    p = ngx_sprintf(p,
+                                "room_affinity_backend_reported_cpu_percent"
+                                RA_LABELS " %uD.%02uD\n", RA_LABEL_ARGS,
+                                be.cpu / 100, be.cpu % 100);
+                }
+
+                if (be.capacity) {
+                    p = ngx_sprintf(p,
+                                "room_affinity_backend_reported_capacity"
+                                RA_LABELS " %uD\n", RA_LABEL_ARGS,
+                                be.capacity);
+                }
+
+                p = ngx_sprintf(p, "room_affinity_backend_report_age_seconds"
+                                RA_LABELS " %M.%03M\n", RA_LABEL_ARGS,
+                                (now - be.reported_at) / 1000,
+                                (now - be.reported_at) % 1000);
+            }
+
+#undef RA_LABELS
+#undef RA_LABEL_ARGS
+        }
+
+        ngx_shmtx_lock(&shpool->mutex);
+
+#define RA_ZONE(name, value)                                                  \
+        p = ngx_sprintf(p, "room_affinity_zone_" name                         \
+                        "{upstream=\"%V\",zone=\"%V\"} %uz\n",                 \
+                        &rcf->upstream->host, &rcf->zone_name,                \
+                        (size_t) (value))
+
+        RA_ZONE("rooms", sh->rooms);
+        RA_ZONE("bytes_used", (shpool->end - (u_char *) shpool)
+                              - shpool->pfree * ngx_pagesize);
+        RA_ZONE("bytes_total", shpool->end - (u_char *) shpool);
+        RA_ZONE("evicted_total", sh->evicted);
+        RA_ZONE("expired_total", sh->expired);
+        RA_ZONE("moved_total", sh->moved);
+        RA_ZONE("unrecorded_total", sh->unrecorded);
+
+#undef RA_ZONE
+
+        ngx_shmtx_unlock(&shpool->mutex);
+    }
+
+    if (rmcf->redis) {
+        ngx_shmtx_lock(&rmcf->redis->shpool->mutex);
+        rsh = *rmcf->redis->sh;
+        ngx_shmtx_unlock(&rmcf->redis->shpool->mutex);
+
+        p = ngx_sprintf(p, "room_affinity_redis_connected %d\n"
+                        "room_affinity_redis_connects_total %ui\n"
+                        "room_affinity_redis_failures_total %ui\n"
+                        "room_affinity_redis_messages_applied_total %ui\n"
+                        "room_affinity_redis_messages_unknown_total %ui\n",
+                        rsh.connected ? 1 : 0, rsh.connects, rsh.failures,
+                        rsh.applied, rsh.unknown);
+
+        for (j = 1; j < RA_MSG_ERR_COUNT; j++) {
+            p = ngx_sprintf(p, "room_affinity_redis_messages_rejected_total"
+                            "{reason=\"%s\"} %ui\n",
+                            ra_msg_err_name((ra_msg_err_e) j),
+                            rsh.rejected[j]);
+        }
+    }
+
+    b->last = p;
+
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    return ra_status_send(r, NGX_HTTP_OK, b);
+}
+
+
+static ngx_int_t
 ra_status_send(ngx_http_request_t *r, ngx_uint_t status, ngx_buf_t *b)
 {
     ngx_int_t    rc;
     ngx_chain_t  out;
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    if (r->headers_out.content_type.len == 0) {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+    }
+
     r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;
 

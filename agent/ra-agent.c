@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/select.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -38,6 +39,7 @@
 #define RA_URL_MAX           256       /* as the module's parser accepts */
 #define RA_MSG_MAX           2048      /* a 256-byte url escapes to 1.5k */
 #define RA_HOST_MAX          256
+#define RA_COUNT_MAX         1000000000  /* largest count nginx accepts */
 #define RA_SNAPSHOT_KEY      "room_affinity:backends"
 
 #define RA_REDIS_TIMEOUT     1000      /* ms, connect and each command */
@@ -98,6 +100,7 @@ static int ra_parse_args(ra_conf_t *conf, int argc, char **argv);
 static int ra_parse_redis(ra_conf_t *conf, const char *arg);
 static long ra_parse_time(const char *arg);
 static long ra_parse_number(const char *arg, long min, long max);
+static int ra_url_valid(const char *url);
 static long ra_url_port(const char *url);
 static void ra_on_signal(int signo);
 static void ra_on_sigpipe(int signo);
@@ -298,7 +301,7 @@ ra_usage(FILE *out)
 "  --url URL           this backend's url, e.g. ws://10.0.0.11:3001; its\n"
 "                      host:port must be the nginx upstream server address\n"
 "                      (required, at most %d bytes)\n"
-"  --redis ADDR        host:port, [ipv6]:port, or a unix socket path\n"
+"  --redis ADDR        host:port, [ipv6]:port, unix:PATH, or a socket path\n"
 "                      (anything with a '/') (default: 127.0.0.1:6379)\n"
 "  --password PASS     Redis AUTH password (default: $RA_AGENT_PASSWORD)\n"
 "  --db N              Redis database for the snapshot hash (default: 0)\n"
@@ -466,9 +469,9 @@ ra_parse_args(ra_conf_t *conf, int argc, char **argv)
         return 2;
     }
 
-    if (conf->url[0] == '\0' || strlen(conf->url) > RA_URL_MAX) {
-        fprintf(stderr, "ra-agent: --url must have 1 to %d bytes\n",
-                RA_URL_MAX);
+    if (ra_url_valid(conf->url) != 0) {
+        fprintf(stderr, "ra-agent: --url must be 1 to %d bytes of printable "
+                "ASCII without spaces\n", RA_URL_MAX);
         return 2;
     }
 
@@ -504,6 +507,12 @@ ra_parse_redis(ra_conf_t *conf, const char *arg)
 {
     size_t       len;
     const char  *host, *colon, *end;
+
+    if (strncmp(arg, "unix:", 5) == 0) {
+        /* as in nginx's room_affinity_redis */
+        conf->unix_path = arg + 5;
+        return conf->unix_path[0] == '\0' ? -1 : 0;
+    }
 
     if (strchr(arg, '/') != NULL) {
         conf->unix_path = arg;
@@ -598,7 +607,26 @@ ra_parse_number(const char *arg, long min, long max)
 }
 
 
-/* the port of "ws://host:port/path"; the scheme's default without one */
+/* what nginx accepts in a url: 1 to 256 bytes of printable ASCII */
+static int
+ra_url_valid(const char *url)
+{
+    size_t  len;
+
+    for (len = 0; url[len] != '\0'; len++) {
+        if (url[len] <= 0x20 || url[len] >= 0x7f) {
+            return -1;
+        }
+    }
+
+    return (len == 0 || len > RA_URL_MAX) ? -1 : 0;
+}
+
+
+/*
+ * The port of "ws://host:port/path" or of a bare "host:port"; the scheme's
+ * default when the url has a scheme and no port.
+ */
 static long
 ra_url_port(const char *url)
 {
@@ -606,12 +634,15 @@ ra_url_port(const char *url)
     const char  *p, *end, *colon;
 
     p = strstr(url, "://");
-    if (p == NULL) {
-        return -1;
-    }
 
-    scheme = p - url;
-    p += 3;
+    if (p == NULL) {
+        scheme = 0;
+        p = url;
+
+    } else {
+        scheme = p - url;
+        p += 3;
+    }
 
     end = p + strcspn(p, "/?#");
 
@@ -637,14 +668,18 @@ ra_url_port(const char *url)
         return ra_parse_number(buf, 1, 65535);
     }
 
-    if ((scheme == 2 && strncmp(url, "ws", 2) == 0)
-        || (scheme == 4 && strncmp(url, "http", 4) == 0))
+    if (scheme == 0) {
+        return -1;
+    }
+
+    if ((scheme == 2 && strncasecmp(url, "ws", 2) == 0)
+        || (scheme == 4 && strncasecmp(url, "http", 4) == 0))
     {
         return 80;
     }
 
-    if ((scheme == 3 && strncmp(url, "wss", 3) == 0)
-        || (scheme == 5 && strncmp(url, "https", 5) == 0))
+    if ((scheme == 3 && strncasecmp(url, "wss", 3) == 0)
+        || (scheme == 5 && strncasecmp(url, "https", 5) == 0))
     {
         return 443;
     }
@@ -1106,6 +1141,10 @@ ra_report(ra_conf_t *conf, ra_redis_t *r, ra_sampler_t *s,
 
     p += snprintf(p, last - p, "{\"url\":");
     p += ra_json_string(p, last - p, conf->url);
+
+    if (n > RA_COUNT_MAX) {
+        n = RA_COUNT_MAX;
+    }
 
     if (n >= 0) {
         p += snprintf(p, last - p, ",\"connections\":%ld", n);

@@ -122,7 +122,8 @@ bad=
 for args in "" "--url ''" "--url ws://h:1 --interval 0" \
             "--url ws://h:1 --interval 5x" "--url ws://h:1 --redis h:99999" \
             "--url ws://h:1 --port 1 --count-file /f" "--url ws://h:1 --db -1" \
-            "--url ws://h --capacity 0" "--url unix:sock" "--url ws://h:1 extra"
+            "--url ws://h --capacity 0" "--url unix:sock" "--url ws://h:1 extra" \
+            "--url 'ws://a b:1'" "--url ws://h:1 --redis unix:"
 do
     eval "\"$AGENT\" $args" 2>/dev/null
     rc=$?
@@ -242,9 +243,11 @@ ok $? "--redis unix socket path with --password"
 got=$(redis-cli -s "$TMP/redis.sock" -a s3cret --no-auth-warning -n 3 \
       hget t7:room_affinity:backends "$URL")
 like "$got" '"draining":false}$' "--db 3 stores the snapshot in database 3"
-RA_AGENT_PASSWORD=s3cret "$AGENT" --url "$URL" --redis "127.0.0.1:$RPORT" \
-    --prefix t8: --once 2>/dev/null
-ok $? "password from \$RA_AGENT_PASSWORD"
+RA_AGENT_PASSWORD=s3cret "$AGENT" --url "127.0.0.1:$LPORT" \
+    --redis "unix:$TMP/redis.sock" --prefix t8: --once 2>/dev/null
+ok $? "password from \$RA_AGENT_PASSWORD, --redis unix:PATH"
+like "$(msgs t8:signaling)" "^\\{\"url\":\"127\\.0\\.0\\.1:$LPORT\",\"connections\":$held," \
+     "a bare host:port url: its port is counted"
 "$AGENT" --url "$URL" --redis "127.0.0.1:$RPORT" --password wrong \
     --once 2>"$TMP/auth.log"
 rc=$?

@@ -34,7 +34,7 @@ const REDIS_URL = opt('redis-url', 'redis://127.0.0.1:6379');
 const PREFIX = opt('redis-prefix', '');
 const REPORT_MS = Number(opt('report-interval-ms', 2000));
 const CPU_MS = Number(opt('cpu-interval-ms', 5000));
-const CAPACITY = opt('capacity', '') === '' ? undefined : Number(opt('capacity'));
+const CAPACITY = Number(opt('capacity', 0)) || undefined;   /* not sent when unset */
 const SNAPSHOT_KEY = `${PREFIX}room_affinity:backends`;
 
 const log = (...a) => console.log(`[${NAME}]`, ...a);

@@ -10,8 +10,13 @@
 #include <stdint.h>
 
 
-#define RA_MSG_MAX_LEN   4096     /* larger messages are rejected */
-#define RA_MSG_URL_MAX   256      /* longest url accepted, bytes */
+#define RA_MSG_MAX_LEN       4096     /* larger messages are rejected */
+#define RA_MSG_URL_MAX       256      /* longest url accepted, bytes */
+#define RA_MSG_COUNT_MAX     1000000000   /* largest connections, capacity */
+#define RA_MSG_CPU_MAX       10000    /* cpu 100 %, in 1/100 percent */
+
+/* a buffer of this size holds the "host:port" of any accepted url */
+#define RA_MSG_HOSTPORT_LEN  (RA_MSG_URL_MAX + 8)
 
 
 typedef enum {
@@ -30,6 +35,8 @@ typedef enum {
                                  or not a usable url */
     RA_MSG_ERR_TYPE,          /* a known field with the wrong JSON type */
     RA_MSG_ERR_RANGE,         /* negative, too large, NaN, fractional count */
+    RA_MSG_ERR_MISSING,       /* signaling without connections, cpu and
+                                 draining */
     RA_MSG_ERR_COUNT          /* number of reasons, not a reason */
 } ra_msg_err_e;
 
@@ -55,6 +62,12 @@ const char *ra_msg_err_name(ra_msg_err_e err);
  * Parses a register or signaling message of len bytes (not NUL-terminated).
  * Fills *msg and returns RA_MSG_OK, or returns the reason and sets
  * *detail to a static human-readable explanation.
+ *
+ * Both types need a usable url (see ra_msg_url_hostport); a signaling
+ * message also needs connections, cpu or draining.  The optional fields
+ * are checked in both types; null counts as absent; unknown fields are
+ * ignored.  On success *detail is "ok"; detail may be NULL.
+ * docs/protocol.md is the full reference.
  */
 ra_msg_err_e ra_msg_parse(ra_msg_type_e type, const char *data, size_t len,
     ra_msg_t *msg, const char **detail);
@@ -64,6 +77,14 @@ ra_msg_err_e ra_msg_parse(ra_msg_type_e type, const char *data, size_t len,
  * port is the scheme's default (ws, http: 80; wss, https: 443).  Writes
  * NUL-terminated text to buf; returns its length, or -1 when the url is
  * not usable.
+ *
+ * Usable: at most RA_MSG_URL_MAX bytes of printable ASCII without spaces;
+ * scheme ws, wss, http or https (any case) or none at all ("host:port",
+ * port required, nothing after it); no userinfo ("user@"); a host name or
+ * IPv4 address of letters, digits, '-', '.', '_', or an IPv6 address in
+ * brackets; port 1-65535.  The host is written in lowercase, an IPv6
+ * address in its canonical form ("[::1]:3000"); path, query and fragment
+ * are ignored.
  */
 int ra_msg_url_hostport(const char *url, size_t len, char *buf, size_t size);
 

@@ -1015,10 +1015,14 @@ ra_redis_apply(ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot)
                     if (url[j].url.len == msg->url_len
                         && ngx_strncmp(url[j].url.data, msg->url,
                                        msg->url_len) == 0
-                        && url[j].server.len == pm->peer->name.len
-                        && ngx_strncmp(url[j].server.data,
-                                       pm->peer->name.data,
-                                       pm->peer->name.len) == 0)
+                        && ((url[j].server.len == pm->peer->name.len
+                             && ngx_strncmp(url[j].server.data,
+                                            pm->peer->name.data,
+                                            pm->peer->name.len) == 0)
+                            || (url[j].server.len == pm->peer->server.len
+                                && ngx_strncmp(url[j].server.data,
+                                               pm->peer->server.data,
+                                               pm->peer->server.len) == 0)))
                     {
                         hit = 1;
                         break;
@@ -1063,14 +1067,19 @@ ra_redis_apply(ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot)
 
             } else {
                 be->registered = 1;
-                be->has_report = 1;
-                be->reported_at = now;
-                be->pending = 0;
 
-                be->has_connections = msg->has_connections;
-                be->connections = msg->connections;
-                be->has_cpu = msg->has_cpu;
-                be->cpu = msg->cpu;
+                /* a report without figures (draining only) keeps the last */
+
+                if (msg->has_connections || msg->has_cpu) {
+                    be->has_report = 1;
+                    be->reported_at = now;
+                    be->pending = 0;
+
+                    be->has_connections = msg->has_connections;
+                    be->connections = msg->connections;
+                    be->has_cpu = msg->has_cpu;
+                    be->cpu = msg->cpu;
+                }
 
                 if (msg->has_capacity) {
                     be->capacity = msg->capacity;

@@ -1,0 +1,244 @@
+package RoomAffinity;
+
+# Test helpers shared by the suites: fixed ports (overridable through
+# TEST_NGINX_* variables), and a small control server the suites reach
+# through nginx (location /ctl/) to drive a real redis-server between the
+# requests of a block: publish, keep the snapshot hash, stop and start
+# Redis, kill a worker.  The control server owns the redis-server process.
+
+use strict;
+use warnings;
+
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+my %defaults = (
+    TEST_NGINX_B1_PORT      => 19841,
+    TEST_NGINX_B2_PORT      => 19842,
+    TEST_NGINX_B3_PORT      => 19843,
+    TEST_NGINX_B4_PORT      => 19844,
+    TEST_NGINX_DEAD_PORT    => 19849,
+    TEST_NGINX_CONTROL_PORT => 19850,
+    TEST_NGINX_REDIS_PORT   => 16390,
+);
+
+for my $k (keys %defaults) {
+    $ENV{$k} ||= $defaults{$k};
+}
+
+my $control_pid;
+
+sub redis_command {
+    my ($port, @args) = @_;
+
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Timeout => 2)
+        or return undef;
+
+    my $cmd = '*' . scalar(@args) . "\r\n";
+    $cmd .= '$' . length($_) . "\r\n$_\r\n" for @args;
+    print $sock $cmd;
+
+    my $line = <$sock>;
+    close $sock;
+    return $line;
+}
+
+sub redis_ping {
+    my ($port) = @_;
+    my $r = redis_command($port, 'PING');
+    return defined $r && $r =~ /^\+PONG/;
+}
+
+# starts redis-server as a child of the calling process
+sub start_redis {
+    my ($port) = @_;
+
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec 'redis-server', '--port', $port, '--bind', '127.0.0.1',
+             '--save', '', '--appendonly', 'no', '--daemonize', 'no'
+            or exit 1;
+    }
+
+    for (1 .. 200) {
+        return $pid if redis_ping($port);
+        sleep 0.01;
+    }
+
+    die "redis-server did not start on port $port";
+}
+
+sub stop_redis {
+    my ($pid) = @_;
+    return unless $pid;
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+}
+
+sub unescape {
+    my ($s) = @_;
+    $s =~ tr/+/ /;
+    $s =~ s/%([0-9a-fA-F]{2})/chr(hex($1))/ge;
+    return $s;
+}
+
+sub http_get_status {
+    my ($port) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Timeout => 2)
+        or return '';
+    print $sock "GET /status HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    local $/;
+    my $r = <$sock>;
+    return $r // '';
+}
+
+sub control_loop {
+    my ($listen, $redis_port, $with_redis) = @_;
+
+    my $redis = $with_redis ? start_redis($redis_port) : undef;
+
+    $SIG{TERM} = sub { stop_redis($redis); exit 0 };
+
+    $SIG{CHLD} = sub { 1 while waitpid(-1, WNOHANG) > 0 };
+
+    while (1) {
+        my $c = $listen->accept;
+        unless ($c) {
+            next if $!{EINTR};
+            last;
+        }
+
+        my $req = <$c> // '';
+        while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
+
+        my ($path, $query) = $req =~ m{^\w+ (/[^ ?]*)\??(\S*)};
+        $path //= '';
+        my %q = map { my ($k, $v) = split /=/, $_, 2;
+                      (unescape($k), unescape($v // '')) }
+                grep { length } split /&/, ($query // '');
+
+        my $out = 'ok';
+
+        if ($path eq '/sleep') {
+            # a slow backend answer, concurrent with everything else
+            my $pid = fork();
+            if (defined $pid && $pid == 0) {
+                sleep(($q{wait} // 1000) / 1000);
+                print $c "HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nslept\n";
+                close $c;
+                exit 0;
+            }
+            close $c;
+            next;
+        }
+
+        if ($path eq '/publish') {
+            my $r = redis_command($redis_port, 'PUBLISH', $q{channel},
+                                  $q{message});
+            $out = defined $r ? "published $r" : 'redis unreachable';
+
+        } elsif ($path eq '/hset') {
+            my $r = redis_command($redis_port, 'HSET', $q{key}, $q{field},
+                                  $q{value});
+            $out = defined $r ? "hset $r" : 'redis unreachable';
+
+        } elsif ($path eq '/redis/stop') {
+            stop_redis($redis);
+            $redis = undef;
+
+        } elsif ($path eq '/redis/start') {
+            $redis = start_redis($redis_port) unless $redis;
+
+        } elsif ($path eq '/kill-subscriber') {
+            my $st = http_get_status($q{port});
+            my ($pid) = $st =~ /"subscriber_pid":(\d+)/;
+            if ($pid) {
+                kill 'KILL', $pid;
+                $out = "killed $pid";
+            } else {
+                $out = 'no subscriber';
+            }
+        }
+
+        # give nginx the time to take in what was just done
+        sleep(($q{wait} // 150) / 1000);
+
+        print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
+                 . "Content-Length: " . (length($out) + 1) . "\r\n\r\n$out\n";
+        close $c;
+    }
+
+    exit 0;
+}
+
+# a regex for response_body_like: the body names a backend ("b1\n") and it
+# is the same backend as the first answer seen for this room in this file
+my %first;
+
+sub sticky {
+    my ($room) = @_;
+
+    return qr!\A(b\d)\n\z(?(?{ ($first{$room} //= $1) eq $1 })|(*FAIL))!;
+}
+
+# a regex for the status JSON: every backend of the upstream holds between
+# min and max rooms
+sub rooms_in_range {
+    my ($json, $min, $max) = @_;
+
+    my @r = ($json =~ m/"server":"[^"]*",[^{}]*?"rooms":(\d+)/g);
+
+    return @r && !grep { $_ < $min || $_ > $max } @r;
+}
+
+sub rooms_between {
+    my ($min, $max) = @_;
+
+    return qr/\A(?(?{ rooms_in_range($_, $min, $max) })|(*FAIL))/;
+}
+
+# starts the control server (and, with redis => 1, redis-server)
+sub start_control {
+    my (%opt) = @_;
+
+    my $listen = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1',
+        LocalPort => $ENV{TEST_NGINX_CONTROL_PORT},
+        Listen    => 16,
+        ReuseAddr => 1,
+    ) or die "cannot listen on $ENV{TEST_NGINX_CONTROL_PORT}: $!";
+
+    $control_pid = fork();
+    die "fork: $!" unless defined $control_pid;
+
+    if ($control_pid == 0) {
+        control_loop($listen, $ENV{TEST_NGINX_REDIS_PORT}, $opt{redis});
+    }
+
+    close $listen;
+
+    if ($opt{redis}) {
+        for (1 .. 300) {
+            last if redis_ping($ENV{TEST_NGINX_REDIS_PORT});
+            sleep 0.01;
+        }
+    }
+}
+
+my $parent = $$;
+
+END {
+    if ($control_pid && $$ == $parent) {
+        kill 'TERM', $control_pid;
+        waitpid $control_pid, 0;
+    }
+}
+
+1;

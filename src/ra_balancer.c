@@ -96,6 +96,20 @@ ra_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 ngx_int_t
 ra_route_key(ngx_http_request_t *r, ra_srv_conf_t *rcf, ra_route_t *rt)
 {
+    ngx_str_t  key;
+
+    if (ngx_http_complex_value(r, &rcf->key, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ra_route_init(rt, rcf, &key, r->pool, r->connection->log);
+}
+
+
+ngx_int_t
+ra_route_init(ra_route_t *rt, ra_srv_conf_t *rcf, ngx_str_t *key,
+    ngx_pool_t *pool, ngx_log_t *log)
+{
     u_char     *p;
     ngx_md5_t   md5;
     u_char      digest[16];
@@ -104,10 +118,7 @@ ra_route_key(ngx_http_request_t *r, ra_srv_conf_t *rcf, ra_route_t *rt)
 
     rt->conf = rcf;
     rt->slot = -1;
-
-    if (ngx_http_complex_value(r, &rcf->key, &rt->key) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    rt->key = *key;
 
     if (rt->key.len > RA_ROOM_MAX_LEN) {
         /* a room name this long is kept as "md5:" and its digest */
@@ -116,7 +127,7 @@ ra_route_key(ngx_http_request_t *r, ra_srv_conf_t *rcf, ra_route_t *rt)
         ngx_md5_update(&md5, rt->key.data, rt->key.len);
         ngx_md5_final(digest, &md5);
 
-        p = ngx_pnalloc(r->pool, sizeof("md5:") - 1 + 32);
+        p = ngx_pnalloc(pool, sizeof("md5:") - 1 + 32);
         if (p == NULL) {
             return NGX_ERROR;
         }
@@ -132,11 +143,11 @@ ra_route_key(ngx_http_request_t *r, ra_srv_conf_t *rcf, ra_route_t *rt)
         rt->hash = ra_hash(rt->key.data, rt->key.len);
     }
 
-    if (ra_peer_map(rcf, r->connection->log) != NGX_OK) {
+    if (ra_peer_map(rcf, log) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                    "room_affinity: key \"%V\"", &rt->key);
 
     return NGX_OK;

@@ -204,5 +204,100 @@ is "$(curl -s "http://127.0.0.1:$((P2 + 1))/x")" '{"backend":"b3","path":"/x"}' 
    "it keeps serving"
 like "$(cat "$TMP/b3.log")" 'redis: .*retrying' "and logs its Redis retries"
 
+# ---- through nginx (opt-in) ----
+
+MODULE=${RA_TEST_NGINX_MODULE:-}
+NGINX=${RA_TEST_NGINX:-nginx}
+NPORT=$((P1 + 3))
+
+if [ -z "$MODULE" ]; then
+    pass "# SKIP through nginx: set RA_TEST_NGINX_MODULE=/path/to/module.so"
+else
+    mkdir -p "$TMP/nginx/logs"
+    cat > "$TMP/nginx/nginx.conf" <<CONF
+load_module $MODULE;
+daemon off;
+worker_processes 2;
+error_log $TMP/nginx/logs/error.log info;
+pid $TMP/nginx/logs/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/logs;
+    proxy_temp_path $TMP/nginx/logs;
+    room_affinity_redis 127.0.0.1:$RPORT prefix=ex:;
+    upstream chat {
+        room_affinity \$arg_roomName zone=rooms:1m;
+        server 127.0.0.1:$((P1 + 4));
+        server 127.0.0.1:$((P1 + 5));
+        server 127.0.0.1:$((P1 + 6));
+    }
+    server {
+        listen 127.0.0.1:$NPORT;
+        location /ws {
+            proxy_pass http://chat;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 1h;
+        }
+        location / { proxy_pass http://chat; }
+    }
+}
+CONF
+    declare -A NPID
+    for i in 1 2 3; do
+        backend "n$i" $((P1 + 3 + i))
+        NPID[n$i]=$LAST_PID
+    done
+    "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
+        > "$TMP/nginx/out" 2>&1 &
+    PIDS+=($!)
+    wait_for 10 curl -sf "http://127.0.0.1:$NPORT/"
+    ok $? "nginx with the module listens on 127.0.0.1:$NPORT"
+    sleep 1                             # a report from every backend
+
+    "${swarm[@]}" --nginx "http://127.0.0.1:$NPORT" --rooms 12 --clients 60 \
+        --messages 3 --json > "$TMP/n1.out" 2>&1
+    rc=$?
+    ok $rc "through nginx: 12 rooms, 60 clients, every message delivered"
+    [ $rc = 0 ] || diag "$(cat "$TMP/n1.out")"
+    used=$(node -e '
+        const r = JSON.parse(require("fs").readFileSync(process.argv[1]));
+        console.log(new Set(r.rooms.map((x) => x.backends.join())).size);
+    ' "$TMP/n1.out")
+    like "$used" '^[23]$' "rooms are spread over the backends ($used used)"
+
+    home=$(curl -s "http://127.0.0.1:$NPORT/x?roomName=room-1")
+    same=1
+    for i in 1 2 3 4 5; do
+        [ "$(curl -s "http://127.0.0.1:$NPORT/x?roomName=room-1")" = "$home" ] \
+            || same=0
+    done
+    is "$same" 1 "HTTP requests of room-1 all reach one backend"
+
+    "${swarm[@]}" --nginx "http://127.0.0.1:$NPORT" --rooms 12 --clients 60 \
+        --messages 2 --rounds 2 --hold 10000 --reconnect --json \
+        > "$TMP/n2.out" 2>"$TMP/n2.err" &
+    s=$!
+    wait_for 10 grep -q 'round 1 done' "$TMP/n2.err"
+    victim=$(sed 's/.*"backend":"\([^"]*\)".*/\1/' <<< "$home")
+    kill -TERM "${NPID[$victim]}"
+    sleep 1
+    kill -USR1 $s
+    wait $s
+    rc=$?
+    ok $rc "backend $victim stopped: clients reconnect, every room whole again"
+    [ $rc = 0 ] || diag "$(cat "$TMP/n2.out" "$TMP/n2.err")"
+    moved=$(node -e '
+        const r = JSON.parse(require("fs").readFileSync(process.argv[1]));
+        const v = process.argv[2];
+        const gone = r.rooms.filter((x) => x.round === 1 && x.backends[0] === v);
+        const back = r.rooms.filter((x) => x.round === 2 && x.backends.includes(v));
+        console.log(gone.length > 0 && back.length === 0 ? "moved" : "stayed");
+    ' "$TMP/n2.out" "$victim")
+    is "$moved" moved "the rooms of $victim moved to the other backends"
+fi
+
 echo "1..$N"
 [ $FAILED = 0 ]

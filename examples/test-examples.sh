@@ -203,6 +203,9 @@ sleep 1
 is "$(curl -s "http://127.0.0.1:$((P2 + 1))/x")" '{"backend":"b3","path":"/x"}' \
    "it keeps serving"
 like "$(cat "$TMP/b3.log")" 'redis: .*retrying' "and logs its Redis retries"
+kill -TERM $LAST_PID
+wait $LAST_PID
+ok $? "SIGTERM without Redis: exit status 0"
 
 # ---- through nginx (opt-in) ----
 

@@ -190,6 +190,35 @@ sub sticky {
 
 # a regex for the status JSON: every backend of the upstream holds between
 # min and max rooms
+# remember which backend answered for a room (any "bN"), under a tag
+my %recorded;
+
+sub record {
+    my ($tag, $room) = @_;
+
+    return qr!\A(b\d)\n\z(?{ $recorded{"$tag/$room"} = $1 })!;
+}
+
+# the same backend as recorded under the tag
+sub same_as {
+    my ($tag, $room) = @_;
+
+    return qr!\A(b\d)\n\z(?(?{ ($recorded{"$tag/$room"} // '') eq $1 })|(*FAIL))!;
+}
+
+# a body that is a worker's pid; the last check wants at least n pids
+my %pids;
+
+sub pid_seen {
+    return qr!\A(\d+)\n\z(?{ $pids{$1} = 1 })!;
+}
+
+sub pids_at_least {
+    my ($n) = @_;
+
+    return qr!\A(\d+)\n\z(?{ $pids{$1} = 1 })(?(?{ keys(%pids) >= $n })|(*FAIL))!;
+}
+
 sub rooms_in_range {
     my ($json, $min, $max) = @_;
 

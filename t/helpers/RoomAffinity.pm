@@ -88,6 +88,18 @@ sub unescape {
     return $s;
 }
 
+sub http_get {
+    my ($port, $path) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Timeout => 5)
+        or return "connect failed\n";
+    print $sock "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    local $/;
+    my $r = <$sock> // '';
+    $r =~ s/\A.*?\r\n\r\n//s;
+    return $r;
+}
+
 sub http_get_status {
     my ($port) = @_;
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -122,7 +134,7 @@ sub control_loop {
         $path //= '';
         my %q = map { my ($k, $v) = split /=/, $_, 2;
                       (unescape($k), unescape($v // '')) }
-                grep { length } split /&/, ($query // '');
+                grep { length } split /[&?]/, ($query // '');
 
         my $out = 'ok';
 
@@ -131,7 +143,15 @@ sub control_loop {
             my $pid = fork();
             if (defined $pid && $pid == 0) {
                 sleep(($q{wait} // 1000) / 1000);
-                print $c "HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nslept\n";
+
+                # then=/a,/b: fetch those nginx paths while this one lives
+                my $body = "slept\n";
+                for my $p (split /,/, ($q{then} // '')) {
+                    $body .= http_get($q{port}, $p);
+                }
+
+                print $c "HTTP/1.0 200 OK\r\nContent-Length: "
+                         . length($body) . "\r\n\r\n$body";
                 close $c;
                 exit 0;
             }

@@ -1,0 +1,64 @@
+# "nginx -s reload" keeps every room where it is: the zone is reused, and
+# rooms are recorded by server address, so adding servers moves nothing.
+
+BEGIN { $ENV{TEST_NGINX_USE_HUP} = 1 }
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/helpers';
+use RoomAffinity;
+
+master_on();
+workers(2);
+no_shuffle();
+no_root_location();
+run_tests();
+
+__DATA__
+
+=== TEST 1: eight rooms placed over two servers
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=reload:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B4_PORT; return 200 "b4\n"; }
+--- config
+    location / { proxy_pass http://chat; }
+    location = /status { room_affinity_status; }
+--- request eval
+[ (map { "GET /?room=r$_" } 1..8), "GET /status" ]
+--- response_body_like eval
+[ (map { RoomAffinity::sticky("r$_") } 1..8),
+  qr/"rooms":8,/ ]
+
+
+
+=== TEST 2: after a reload with four servers every room stays where it was
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=reload:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT;
+        server 127.0.0.1:$TEST_NGINX_B3_PORT;
+        server 127.0.0.1:$TEST_NGINX_B4_PORT;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B4_PORT; return 200 "b4\n"; }
+--- config
+    location / { proxy_pass http://chat; }
+    location = /status { room_affinity_status; }
+--- request eval
+[ "GET /status", (map { "GET /?room=r$_" } 1..8),
+  (map { "GET /?room=n$_" } 1..8), "GET /status" ]
+--- response_body_like eval
+[ qr/"rooms":8,/, (map { RoomAffinity::sticky("r$_") } 1..8),
+  (map { qr/^b[1-4]$/ } 1..8),
+  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}",[^{}]*"rooms":[1-9]/ ]
+--- no_error_log
+[alert]

@@ -1,0 +1,97 @@
+# New rooms go to the least loaded backend: without Redis reports, load is
+# this nginx's live connections per unit of weight, then rooms per weight.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/helpers';
+use RoomAffinity;
+
+RoomAffinity::start_control();
+
+no_shuffle();
+no_root_location();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a burst of forty new rooms spreads over four equal backends
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=sp1:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT;
+        server 127.0.0.1:$TEST_NGINX_B3_PORT;
+        server 127.0.0.1:$TEST_NGINX_B4_PORT;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B4_PORT; return 200 "b4\n"; }
+--- config
+    location / { proxy_pass http://chat; }
+    location = /status { room_affinity_status; }
+--- request eval
+[ (map { "GET /?room=burst$_" } 1..40), "GET /status" ]
+--- response_body_like eval
+[ (map { qr/^b[1-4]$/ } 1..40), RoomAffinity::rooms_between(8, 12) ]
+
+
+
+=== TEST 2: weight 2 takes about twice the rooms
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=sp2:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT;
+        server 127.0.0.1:$TEST_NGINX_B3_PORT weight=2;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
+--- config
+    location / { proxy_pass http://chat; }
+    location = /status { room_affinity_status; }
+--- request eval
+[ (map { "GET /?room=w$_" } 1..40), "GET /status" ]
+--- response_body_like eval
+[ (map { qr/^b[1-3]$/ } 1..40),
+  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}",[^{}]*"rooms":(1[6-9]|2[0-4]),/ ]
+
+
+
+=== TEST 3: a backend busy with a live connection gets the next new room last
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=sp3:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_B1_PORT;
+        location / { return 200 "b1\n"; }
+        location /slow {
+            proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/sleep?wait=1500;
+        }
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_B2_PORT;
+        location / { return 200 "b2\n"; }
+        location /slow {
+            proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/sleep?wait=1500;
+        }
+    }
+--- config
+    location / { proxy_pass http://chat; }
+    location = /status { room_affinity_status; }
+    location = /check {
+        mirror /busy;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/sleep?wait=300&port=$server_port&then=%2F%3Froom%3Dnext,%2Fstatus;
+    }
+    location = /busy {
+        internal;
+        set $args room=busy;
+        proxy_pass http://chat/slow;
+    }
+--- request
+GET /check
+--- response_body_like eval
+qr/"live":1,"rooms":1,.*"live":0,"rooms":1,|"live":0,"rooms":1,.*"live":1,"rooms":1,/s

@@ -111,6 +111,28 @@ sub http_get_status {
     return $r // '';
 }
 
+# a minimal real WebSocket server (RFC 6455 handshake): greets with one
+# text frame naming the backend that proxied it and the room, then closes
+sub websocket {
+    my ($c, $req, $hdr) = @_;
+
+    require Digest::SHA;
+    require MIME::Base64;
+
+    my $accept = MIME::Base64::encode_base64(Digest::SHA::sha1(
+        ($hdr->{'sec-websocket-key'} // '')
+        . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'), '');
+
+    my ($room) = $req =~ /[?&]room=([^&\s]*)/;
+    my $text = 'ws ' . ($hdr->{'x-backend'} // '?') . ' room=' . ($room // '');
+
+    print $c "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+             . "Connection: Upgrade\r\nSec-WebSocket-Accept: $accept\r\n\r\n";
+    print $c chr(0x81) . chr(length $text) . $text;
+    print $c chr(0x88) . chr(0);
+    close $c;
+}
+
 sub control_loop {
     my ($listen, $redis_port, $with_redis) = @_;
 
@@ -128,7 +150,16 @@ sub control_loop {
         }
 
         my $req = <$c> // '';
-        while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
+        my %hdr;
+        while (my $h = <$c>) {
+            last if $h =~ /^\r?\n$/;
+            $hdr{lc $1} = $2 if $h =~ /^([^:]+):\s*(.*?)\r?\n$/;
+        }
+
+        if ($hdr{upgrade} && lc $hdr{upgrade} eq 'websocket') {
+            websocket($c, $req, \%hdr);
+            next;
+        }
 
         my ($path, $query) = $req =~ m{^\w+ (/[^ ?]*)\??(\S*)};
         $path //= '';
@@ -210,6 +241,15 @@ sub sticky {
 
 # a regex for the status JSON: every backend of the upstream holds between
 # min and max rooms
+# the WebSocket greeting frame of t/010: text frame "ws bN room=ROOM",
+# and bN the same for every connection of the room
+sub ws_sticky {
+    my ($room) = @_;
+
+    return qr!\A\x81[\x00-\x7d]ws (b\d) room=\Q$room\E(?(?{
+        ($first{"ws/$room"} //= $1) eq $1 })|(*FAIL))!;
+}
+
 # remember which backend answered for a room (any "bN"), under a tag
 my %recorded;
 
@@ -224,6 +264,29 @@ sub same_as {
     my ($tag, $room) = @_;
 
     return qr!\A(b\d)\n\z(?(?{ ($recorded{"$tag/$room"} // '') eq $1 })|(*FAIL))!;
+}
+
+# after the backend "gone" became unavailable: a room that was elsewhere
+# has not moved, a room that was on "gone" is now elsewhere; records the
+# answer under the tag "to"
+sub moved_only_from {
+    my ($from, $to, $room, $gone) = @_;
+
+    return qr!\A(b\d)\n\z(?(?{
+        my $was = $recorded{"$from/$room"} // '';
+        $recorded{"$to/$room"} = $1;
+        $1 ne $gone && ($was eq $gone || $was eq $1)
+    })|(*FAIL))!;
+}
+
+# the status JSON counts as many moved rooms as were recorded on "gone"
+sub moved_count_is {
+    my ($from, $gone) = @_;
+
+    return qr!"moved":(\d+)(?(?{
+        $1 == grep { $recorded{$_} eq $gone } grep { m{^\Q$from\E/} }
+             keys %recorded
+    })|(*FAIL))!;
 }
 
 # a body that is a worker's pid; the last check wants at least n pids

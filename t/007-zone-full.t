@@ -1,0 +1,91 @@
+# A full zone evicts the least recently used idle room; when every room is
+# live nothing can go, and a new room is placed without being recorded
+# (logged once per interval) - never an error for the client.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/helpers';
+use RoomAffinity;
+
+RoomAffinity::start_control();
+
+our $long = "z" x 400;
+
+no_shuffle();
+no_root_location();
+run_tests();
+
+__DATA__
+
+=== TEST 1: idle rooms are evicted, least recently used first
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=zf1:32k;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
+--- config
+    location / { proxy_pass http://chat; }
+    location = /status { room_affinity_status; }
+--- request eval
+[ (map { "GET /?room=$_-$main::long" } 1..60), "GET /?room=1-$main::long",
+  "GET /status?room=60-$main::long", "GET /status?room=1-$main::long",
+  "GET /status" ]
+--- response_body_like eval
+[ (map { qr/^b[12]$/ } 1..61), qr/"room":"60-z+"/, qr/"room":"1-z+"/,
+  qr/"evicted":[1-9]\d*,.*"unrecorded":0\}/ ]
+--- no_error_log
+[crit]
+
+
+
+=== TEST 2: with every room live, a new room is placed without recording
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=zf2:32k;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_B1_PORT;
+        location / { return 200 "b1\n"; }
+        location /slow {
+            proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/sleep?wait=2000;
+        }
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_B2_PORT;
+        location / { return 200 "b2\n"; }
+        location /slow {
+            proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/sleep?wait=2000;
+        }
+    }
+--- config eval
+my $c = <<"END";
+    location / { proxy_pass http://chat; }
+    location = /status { room_affinity_status; }
+    location = /check {
+END
+$c .= "        mirror /busy$_;\n" for 1..24;
+$c .= <<"END";
+        proxy_pass http://127.0.0.1:\$TEST_NGINX_CONTROL_PORT/sleep?wait=700&port=\$server_port&then=%2F%3Froom%3Dnew1-$main::long,%2F%3Froom%3Dnew2-$main::long,%2F%3Froom%3Dnew1-$main::long,%2Fstatus;
+    }
+END
+$c .= <<"END" for 1..24;
+    location = /busy$_ {
+        internal;
+        set \$args room=busy$_-$main::long;
+        proxy_pass http://chat/slow;
+    }
+END
+$c
+--- request
+GET /check
+--- response_body_like eval
+qr/\Aslept\nb[12]\nb[12]\nb[12]\n.*"evicted":0,.*"unrecorded":3\}/s
+--- grep_error_log eval
+qr/zone "zf2" is full, room "new\d/
+--- grep_error_log_out
+zone "zf2" is full, room "new1
+--- timeout: 6

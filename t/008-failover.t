@@ -1,0 +1,126 @@
+# A backend that cannot take its room any more (down, failed, refusing
+# connections): the whole room moves to one new backend, recorded, and
+# stays there when the old backend comes back.
+
+BEGIN { $ENV{TEST_NGINX_USE_HUP} = 1 }
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/helpers';
+use RoomAffinity;
+
+master_on();
+no_shuffle();
+no_root_location();
+run_tests();
+
+__DATA__
+
+=== TEST 1: nine rooms over three backends
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=fo:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT;
+        server 127.0.0.1:$TEST_NGINX_B3_PORT;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
+--- config
+    location / { proxy_pass http://chat; }
+    location = /status { room_affinity_status; }
+--- request eval
+[ (map { "GET /?room=m$_" } 1..9), "GET /status" ]
+--- response_body_like eval
+[ (map { RoomAffinity::record("before", "m$_") } 1..9),
+  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B2_PORT}",[^{}]*"rooms":[1-9],/ ]
+
+
+
+=== TEST 2: b2 marked down: exactly its rooms move, each to one backend
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=fo:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT down;
+        server 127.0.0.1:$TEST_NGINX_B3_PORT;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
+--- config
+    location / { proxy_pass http://chat; }
+    location = /status { room_affinity_status; }
+--- request eval
+[ (map { "GET /?room=m$_" } 1..9), (map { "GET /?room=m$_" } 1..9),
+  "GET /status" ]
+--- response_body_like eval
+[ (map { RoomAffinity::moved_only_from("before", "after", "m$_", "b2") }
+   1..9),
+  (map { RoomAffinity::same_as("after", "m$_") } 1..9),
+  RoomAffinity::moved_count_is("before", "b2") ]
+
+
+
+=== TEST 3: b2 is back: no room moves back
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=fo:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT;
+        server 127.0.0.1:$TEST_NGINX_B3_PORT;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
+--- config
+    location / { proxy_pass http://chat; }
+--- request eval
+[ map { "GET /?room=m$_" } 1..9 ]
+--- response_body_like eval
+[ map { RoomAffinity::same_as("after", "m$_") } 1..9 ]
+
+
+
+=== TEST 4: a backend refusing connections: its new room moves, logged
+--- http_config
+    upstream chat2 {
+        room_affinity $arg_room zone=fo2:1m;
+        server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+--- config
+    location / {
+        mirror /second;
+        proxy_pass http://chat2;
+    }
+    location = /second {
+        internal;
+        set $args room=two;
+        proxy_pass http://chat2;
+    }
+--- request
+GET /?room=one
+--- response_body
+b1
+--- error_log eval
+qr/room_affinity: moved room "(one|two)" from "127\.0\.0\.1:$ENV{TEST_NGINX_DEAD_PORT}" to "127\.0\.0\.1:$ENV{TEST_NGINX_B1_PORT}"/
+
+
+
+=== TEST 5: after the move every request of the room follows it
+--- http_config
+    upstream chat2 {
+        room_affinity $arg_room zone=fo2:1m;
+        server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+--- config
+    location / { proxy_pass http://chat2; }
+    location = /status { room_affinity_status; }
+--- request eval
+["GET /?room=one", "GET /?room=two", "GET /?room=one", "GET /status"]
+--- response_body_like eval
+[qr/^b1$/, qr/^b1$/, qr/^b1$/, qr/"moved":1,/]

@@ -42,6 +42,7 @@ sub redis_command {
 
     my $line = <$sock>;
     close $sock;
+    $line =~ s/\r?\n\z// if defined $line;
     return $line;
 }
 
@@ -200,6 +201,21 @@ sub control_loop {
                                   $q{value});
             $out = defined $r ? "hset $r" : 'redis unreachable';
 
+        } elsif ($path eq '/redis-cmd') {
+            my $r = redis_command($redis_port, split /,/, $q{cmd});
+            $out = defined $r ? "redis $r" : 'redis unreachable';
+
+        } elsif ($path eq '/wait-subscribed') {
+            # until nginx's status says the subscriber link is up
+            $out = 'not subscribed';
+            for (1 .. 500) {
+                if (http_get_status($q{port}) =~ /"connected":true/) {
+                    $out = 'subscribed';
+                    last;
+                }
+                sleep 0.01;
+            }
+
         } elsif ($path eq '/redis/stop') {
             stop_redis($redis);
             $redis = undef;
@@ -227,6 +243,62 @@ sub control_loop {
     }
 
     exit 0;
+}
+
+# "server {}" blocks of backends b1..bN answering their own name
+sub backends {
+    my ($n) = @_;
+
+    return join '', map {
+        "    server { listen 127.0.0.1:$ENV{\"TEST_NGINX_B${_}_PORT\"}; "
+        . "return 200 \"b$_\\n\"; }\n"
+    } 1 .. $n;
+}
+
+# the urls backends b1..bN report with
+sub urls {
+    my ($n) = @_;
+
+    return map { "ws://127.0.0.1:" . $ENV{"TEST_NGINX_B${_}_PORT"} } 1 .. $n;
+}
+
+# locations of the Redis suites: the proxy, the status, /ctl/ for the
+# control server, /pub/CHANNEL?JSON to publish, /ready to wait until the
+# subscriber link is up
+sub redis_locations {
+    return <<'END';
+    location / { proxy_pass http://chat; }
+    location = /status { room_affinity_status; }
+    location /ctl/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/;
+    }
+    location ~ ^/pub/(?<ch>\w+)$ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/publish?channel=$ch&message=$args;
+    }
+    location = /ready {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/wait-subscribed?port=$server_port;
+    }
+END
+}
+
+sub escape {
+    my ($s) = @_;
+    $s =~ s/([^A-Za-z0-9_.~\/-])/sprintf '%%%02X', ord $1/ge;
+    return $s;
+}
+
+# a request publishing a message (through /pub/)
+sub pub {
+    my ($channel, $message) = @_;
+    return "GET /pub/$channel?" . escape($message);
+}
+
+# one request that makes the control server fetch these paths in turn
+# (request lines without "GET "), so one block's request does it all
+sub seq {
+    my $then = join ',', map { escape(s/^GET //r) } @_;
+    my $port = $ENV{TEST_NGINX_PORT} || 1984;
+    return "GET /ctl/sleep?wait=0&port=$port&then=$then";
 }
 
 # a regex for response_body_like: the body names a backend ("b1\n") and it

@@ -1,0 +1,240 @@
+# Backends report their load through Redis (register / signaling); the
+# module places new rooms by those reports: reported load plus rooms placed
+# since, per capacity; draining backends take no new rooms; stale reports
+# stop counting; the snapshot hash is read after connecting.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/helpers';
+use RoomAffinity;
+
+RoomAffinity::start_control(redis => 1);
+
+our $backends = RoomAffinity::backends(3);
+our $redis = "room_affinity_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};";
+our $config = RoomAffinity::redis_locations();
+our ($A, $B, $C) = RoomAffinity::urls(3);
+
+no_shuffle();
+no_root_location();
+run_tests();
+
+__DATA__
+
+=== TEST 1: A reports 100 connections, B reports 0: new rooms go to B
+--- http_config eval
+"$main::redis
+upstream chat {
+    room_affinity \$arg_room zone=rr1:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":100})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+  (map { "GET /?room=r$_" } 1..10), "GET /status" ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  (map { qr/^b2$/ } 1..10),
+  qr/"server":"127\.0\.0\.1:\d+","url":"ws:\/\/127\.0\.0\.1:\d+",[^{}]*"rooms":10,"pending":10,[^{}]*"report":\{"age_ms":\d+,"connections":0,"draining":false\}/ ]
+
+
+
+=== TEST 2: once B's rooms plus its report reach A's load, both take rooms
+--- http_config eval
+"$main::redis
+upstream chat {
+    room_affinity \$arg_room zone=rr2:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":10})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+  (map { "GET /?room=r$_" } 1..30), "GET /status" ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  (map { qr/^b[12]$/ } 1..30),
+  RoomAffinity::rooms_between(8, 22) ]
+
+
+
+=== TEST 3: a draining backend takes no new rooms; its rooms stay
+--- http_config eval
+"$main::redis
+upstream chat {
+    room_affinity \$arg_room zone=rr3:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":100})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+  "GET /?room=kept",
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":1,"draining":true})),
+  (map { "GET /?room=new$_" } 1..5), "GET /?room=kept",
+  "GET /status" ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/, qr/^b2$/,
+  qr/^published :1$/, (map { qr/^b1$/ } 1..5), qr/^b2$/,
+  qr/"state":"draining","live":0,"rooms":1,.*?"draining":true\}/ ]
+
+
+
+=== TEST 4: a stale report no longer counts
+--- http_config eval
+"$main::redis
+upstream chat {
+    room_affinity \$arg_room zone=rr4:1m stale=1s;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":100})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+  "GET /?room=fresh1", "GET /?room=fresh2",
+  "GET /ctl/sleep?wait=1200", "GET /status",
+  (map { "GET /?room=s$_" } 1..8), "GET /status" ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  qr/^b2$/, qr/^b2$/, qr/slept/, qr/"state":"stale".*"state":"stale"/s,
+  (map { qr/^b[12]$/ } 1..8),
+  RoomAffinity::rooms_between(4, 6) ]
+
+
+
+=== TEST 5: the cpu metric and reported capacity
+--- http_config eval
+"$main::redis
+upstream chat {
+    room_affinity \$arg_room zone=rr5:1m metric=cpu;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":1,"cpu":10.5})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0,"cpu":90})),
+  (map { "GET /?room=c$_" } 1..5), "GET /status" ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  (map { qr/^b1$/ } 1..5), qr/"connections":1,"cpu":10\.50,/ ]
+
+
+
+=== TEST 6: capacity: 100 of 1000 is less loaded than 50 of 100
+--- http_config eval
+"$main::redis
+upstream chat {
+    room_affinity \$arg_room zone=rr6:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":100,"capacity":1000})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":50,"capacity":100})),
+  (map { "GET /?room=k$_" } 1..5) ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  (map { qr/^b1$/ } 1..5) ]
+
+
+
+=== TEST 7: room_affinity_url maps a public url to a server address
+--- http_config eval
+"$main::redis
+upstream chat {
+    room_affinity \$arg_room zone=rr7:1m;
+    room_affinity_url 127.0.0.1:\$TEST_NGINX_B1_PORT wss://chat-a.example.com/socket;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+[ "GET /status", "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"wss://chat-a.example.com/socket","connections":0})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":500})),
+  (map { "GET /?room=u$_" } 1..4), "GET /status" ]
+--- response_body_like eval
+[ qr/"url":"wss:\/\/chat-a\.example\.com\/socket","weight":1,[^{}]*"registered":false/,
+  qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  (map { qr/^b1$/ } 1..4),
+  qr/"url":"wss:\/\/chat-a\.example\.com\/socket",[^{}]*"registered":true,"report":\{"age_ms":\d+,"connections":0,/ ]
+
+
+
+=== TEST 8: a register for an unknown url is logged and ignored
+--- http_config eval
+"$main::redis
+upstream chat {
+    room_affinity \$arg_room zone=rr8:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+RoomAffinity::seq("/ready",
+  RoomAffinity::pub("register", qq({"url":"ws://10.1.2.3:4000"})),
+  RoomAffinity::pub("register", qq({"url":"$main::A"})), "/status")
+--- response_body_like eval
+qr/subscribed\npublished :1\npublished :1\n.*"registered":true.*"applied":1,"unknown_backend":1,/s
+--- grep_error_log eval
+qr/ignored redis message on "register": unknown_backend|applied register for "[^"]+"/
+--- grep_error_log_out eval
+"ignored redis message on \"register\": unknown_backend\n"
+. "applied register for \"127.0.0.1:$ENV{TEST_NGINX_B1_PORT}\"\n"
+
+
+
+=== TEST 9: a snapshot left in Redis by the backends, for the next block
+--- http_config eval
+"$main::redis
+upstream chat {
+    room_affinity \$arg_room zone=rr9:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+[ "GET /ctl/hset?key=room_affinity:backends&field=$main::A&value="
+  . '%7B%22url%22%3A%22' . $main::A . '%22%2C%22connections%22%3A77%7D',
+  "GET /ctl/hset?key=room_affinity:backends&field=$main::B&value="
+  . '%7B%22url%22%3A%22' . $main::B . '%22%2C%22connections%22%3A0%7D' ]
+--- response_body_like eval
+[ qr/^hset :1$/, qr/^hset :1$/ ]
+
+
+
+=== TEST 10: nginx reads the snapshot after subscribing, without a publish
+--- http_config eval
+"$main::redis
+upstream chat {
+    room_affinity \$arg_room zone=rr10:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+[ "GET /ready", "GET /ctl/sleep?wait=100", (map { "GET /?room=sn$_" } 1..5),
+  "GET /status" ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/slept/, (map { qr/^b2$/ } 1..5),
+  qr/"report":\{"age_ms":\d+,"connections":77,.*"snapshots":1,/s ]

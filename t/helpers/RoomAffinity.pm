@@ -143,6 +143,8 @@ sub control_loop {
 
     $SIG{CHLD} = sub { 1 while waitpid(-1, WNOHANG) > 0 };
 
+    my $doomed = 0;
+
     while (1) {
         my $c = $listen->accept;
         unless ($c) {
@@ -164,9 +166,9 @@ sub control_loop {
 
         my ($path, $query) = $req =~ m{^\w+ (/[^ ?]*)\??(\S*)};
         $path //= '';
-        my %q = map { my ($k, $v) = split /=/, $_, 2;
-                      (unescape($k), unescape($v // '')) }
-                grep { length } split /[&?]/, ($query // '');
+        my %raw = map { my ($k, $v) = split /=/, $_, 2; ($k, $v // '') }
+                  grep { length } split /[&?]/, ($query // '');
+        my %q = map { (unescape($_), unescape($raw{$_})) } keys %raw;
 
         my $out = 'ok';
 
@@ -178,8 +180,8 @@ sub control_loop {
 
                 # then=/a,/b: fetch those nginx paths while this one lives
                 my $body = "slept\n";
-                for my $p (split /,/, ($q{then} // '')) {
-                    $body .= http_get($q{port}, $p);
+                for my $p (split /,/, ($raw{then} // '')) {
+                    $body .= http_get($q{port}, unescape($p));
                 }
 
                 print $c "HTTP/1.0 200 OK\r\nContent-Length: "
@@ -224,14 +226,21 @@ sub control_loop {
             $redis = start_redis($redis_port) unless $redis;
 
         } elsif ($path eq '/kill-subscriber') {
+            # killed now, or at the first request through another worker
+            # (a client request in flight in that worker would be lost)
             my $st = http_get_status($q{port});
             my ($pid) = $st =~ /"subscriber_pid":(\d+)/;
             if ($pid) {
-                kill 'KILL', $pid;
-                $out = "killed $pid";
+                $doomed = $pid;
+                $out = "killing $pid";
             } else {
                 $out = 'no subscriber';
             }
+        }
+
+        if ($doomed && ($hdr{'x-worker'} // 0) != $doomed) {
+            kill 'KILL', $doomed;
+            $doomed = 0;
         }
 
         # give nginx the time to take in what was just done
@@ -271,6 +280,7 @@ sub redis_locations {
     location = /status { room_affinity_status; }
     location /ctl/ {
         proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/;
+        proxy_set_header X-Worker $pid;
     }
     location ~ ^/pub/(?<ch>\w+)$ {
         proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/publish?channel=$ch&message=$args;
@@ -359,6 +369,18 @@ sub moved_count_is {
         $1 == grep { $recorded{$_} eq $gone } grep { m{^\Q$from\E/} }
              keys %recorded
     })|(*FAIL))!;
+}
+
+# "killing PID" from /kill-subscriber, then a status whose subscriber is
+# another process
+my $killed = 0;
+
+sub killing {
+    return qr!\Akilling (\d+)\n\z(?{ $killed = $1 })!;
+}
+
+sub subscriber_changed {
+    return qr{"subscriber_pid":(\d+)(?(?{ $1 != $killed })|(*FAIL))};
 }
 
 # a body that is a worker's pid; the last check wants at least n pids

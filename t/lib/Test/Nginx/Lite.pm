@@ -21,7 +21,7 @@ use Digest::SHA ();
 use Test::Nginx::Lite::Server qw(
     :settings parse_time expand_env_in_text verbose_log nginx_version
     setup_server_root write_user_files write_config_file start_nginx
-    stop_nginx reload_nginx nginx_running mark_logs error_log_lines
+    stop_nginx reload_nginx nginx_running mark_logs error_log_lines note_abandoned_connection
     access_log_lines startup_output append_error_log_to
 );
 use Test::Nginx::Lite::HTTP qw(build_request build_request_packets send_request parse_response);
@@ -372,8 +372,9 @@ sub _run_requests {
             Test::More::fail("$name - $r->{error} (nginx $alive)");
             Test::More::diag(startup_output()) unless nginx_running();
         }
-        if ($r->{timed_out} && !defined $block->abort) {
-            Test::More::fail("ERROR: client socket timed out - $name");
+        if ($r->{timed_out}) {
+            note_abandoned_connection();
+            Test::More::fail("ERROR: client socket timed out - $name") unless defined $block->abort;
         }
         verbose_log("$name - response: [$r->{raw}]") if $Test::Nginx::Lite::Server::Verbose;
 

@@ -24,7 +24,7 @@ our @EXPORT_OK = qw(
     server_port_for_client use_hup no_nginx_manager
     parse_time expand_env_in_text verbose_log
     nginx_version setup_server_root write_user_files write_config_file
-    start_nginx stop_nginx reload_nginx nginx_running nginx_pid
+    start_nginx stop_nginx reload_nginx nginx_running nginx_pid note_abandoned_connection
     mark_logs error_log_lines peek_error_log_lines access_log_lines
     startup_output append_error_log_to
 );
@@ -415,22 +415,25 @@ sub nginx_running {
     return 0;
 }
 
-# is something listening on this TCP port? (Linux: /proc/net/tcp{,6})
+# Does something accept connections on this port?  A refused connect costs
+# next to nothing; a successful one is only made when the port is taken.
 sub _port_listening {
     my ($port) = @_;
-    my $hex = sprintf '%04X', $port;
-    my $seen_proc;
-    for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
-        open my $fh, '<', $f or next;
-        $seen_proc = 1;
-        while (<$fh>) {
-            return 1 if /^\s*\d+:\s+[0-9A-F]+:$hex\s+[0-9A-F]+:0000\s+0A\s/;
-        }
-    }
-    return 0 if $seen_proc;
     my $s = IO::Socket::INET->new(PeerAddr => $ServerAddr, PeerPort => $port,
-                                  Proto => 'tcp', Timeout => 0.2);
-    return $s ? 1 : 0;
+                                  Proto => 'tcp', Timeout => 1);
+    return 0 unless $s;
+    close $s;
+    return 1;
+}
+
+# nginx writes its pid file after it opened (bound and listened on) all its
+# listening sockets, and before it serves: with "daemon off" the pid in it is
+# our child's.  Much cheaper to poll than the port itself.
+sub _pid_file_is {
+    my ($pid) = @_;
+    open my $fh, '<', $PidFile or return 0;
+    my $line = <$fh> // return 0;
+    return $line =~ /^\s*(\d+)/ && $1 == $pid;
 }
 
 sub _proc_cmdline {
@@ -441,6 +444,13 @@ sub _proc_cmdline {
     $c =~ s/\0+/ /g;
     $c =~ s/\s+$//;
     return $c;
+}
+
+sub _ppid {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return undef;
+    my $line = <$fh> // return undef;
+    return $line =~ /^\d+ \(.*\) \S (\d+) / ? $1 : undef;
 }
 
 sub _children_of {
@@ -470,6 +480,9 @@ sub _stop_stale_nginx {
     $pid = $1;
     return if $NginxPid && $pid == $NginxPid;
     return unless kill(0, $pid) && _proc_cmdline($pid) =~ /^nginx/;
+    # only an orphan: a live test run (someone else's) keeps its nginx
+    my $ppid = _ppid($pid) // return;
+    return unless $ppid == 1;
     verbose_log("stopping stale nginx $pid from $PidFile");
     kill SIGQUIT, $pid;
     my $deadline = time + $Timeout;
@@ -536,9 +549,7 @@ sub start_nginx {
             verbose_log("nginx exited at startup, status $NginxStatus");
             return { started => 0, status => $NginxStatus };
         }
-        if (_port_listening($ServerPort)) {
-            last;
-        }
+        last if _pid_file_is($pid);
         if (time > $deadline) {
             stop_nginx();
             return { started => 0, error => "nginx did not listen on port $ServerPort within ${start_timeout}s" };
@@ -559,31 +570,49 @@ sub start_nginx {
     return { started => 1 };
 }
 
+# Wait up to $secs for our child $pid to exit (and reap it).  With $resend,
+# send that signal again every 20 ms: a signal that lands while nginx is
+# still initializing only sets a flag, and nginx then sleeps in epoll_wait()
+# until the next event; a second signal wakes it up.
 sub _wait_gone {
-    my ($pid, $secs) = @_;
-    my $deadline = time + $secs;
+    my ($pid, $secs, $resend) = @_;
+    my $start = time;
+    my $deadline = $start + $secs;
+    my $next_signal = $start + 0.02;
     my $step = 0.0005;
-    while (time < $deadline) {
+    while (1) {
         my $r = waitpid($pid, WNOHANG);
         return 1 if $r == $pid || $r == -1;
+        my $now = time;
+        return 0 if $now >= $deadline;
+        if ($resend && $now >= $next_signal) {
+            kill $resend, $pid;
+            $next_signal = $now + 0.02;
+        }
         sleep $step;
         $step = 0.005 if ($step *= 1.5) > 0.005;
     }
-    return 0;
 }
+
+# A client connection was abandoned (timeout): a graceful stop could wait
+# for that request, so the next stop gives nginx little time to quit.
+my $Abandoned = 0;
+sub note_abandoned_connection { $Abandoned = 1 }
 
 # Stop our nginx: QUIT (graceful), then TERM, then KILL; always reaped.
 sub stop_nginx {
     return unless $NginxPid;
     my $pid = $NginxPid;
     verbose_log("stopping nginx $pid");
-    my $grace = $ENV{TEST_NGINX_QUIT_TIMEOUT} // 1;
+    my $abandoned = $Abandoned;
+    $Abandoned = 0;
+    my $grace = $ENV{TEST_NGINX_QUIT_TIMEOUT} // ($abandoned ? 0.1 : 1);
     kill SIGQUIT, $pid;
-    my $gone = _wait_gone($pid, $grace);
+    my $gone = _wait_gone($pid, $grace, SIGQUIT);
     if (!$gone) {
-        warn "WARNING: nginx $pid did not quit within ${grace}s; sending TERM\n";
+        warn "WARNING: nginx $pid did not quit within ${grace}s; sending TERM\n" unless $abandoned;
         kill SIGTERM, $pid;
-        $gone = _wait_gone($pid, $Timeout);
+        $gone = _wait_gone($pid, $Timeout, SIGTERM);
     }
     if (!$gone) {
         warn "WARNING: nginx $pid did not terminate; killing it\n";

@@ -218,6 +218,36 @@ sub control_loop {
                 sleep 0.01;
             }
 
+        } elsif ($path eq '/prometheus-check') {
+            # the exposition parsed by the real Prometheus client parser
+            my $text = http_get($q{port}, '/status?format=prometheus');
+            my $py = <<'PY';
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+fams = list(text_string_to_metric_families(sys.stdin.read()))
+print("parsed %d families %d samples" % (len(fams),
+      sum(len(f.samples) for f in fams)))
+for f in fams:
+    for s in f.samples:
+        print("%s %s %s" % (s.name, ",".join("%s=%s" % kv
+              for kv in sorted(s.labels.items())), s.value))
+PY
+            my $pid = open(my $p, '-|') // die "fork: $!";
+            if ($pid == 0) {
+                open my $in, '<', \$text;
+                open STDIN, '<&', $in if 0;
+                pipe my $r, my $w or exit 1;
+                if (fork() == 0) { close $r; print $w $text; exit 0 }
+                close $w;
+                open STDIN, '<&', $r or exit 1;
+                open STDERR, '>&', \*STDOUT;
+                exec '/usr/bin/python3', '-c', $py or exit 1;
+            }
+            local $/;
+            $out = <$p> // 'no output';
+            close $p;
+            chomp $out;
+
         } elsif ($path eq '/redis/stop') {
             stop_redis($redis);
             $redis = undef;
@@ -244,7 +274,7 @@ sub control_loop {
         }
 
         # give nginx the time to take in what was just done
-        sleep(($q{wait} // 150) / 1000);
+        sleep(($q{wait} // 50) / 1000);
 
         print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
                  . "Content-Length: " . (length($out) + 1) . "\r\n\r\n$out\n";
@@ -282,7 +312,7 @@ sub redis_locations {
         proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/;
         proxy_set_header X-Worker $pid;
     }
-    location ~ ^/pub/(?<ch>\w+)$ {
+    location ~ ^/pub/(?<ch>[\w:.-]+)$ {
         proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/publish?channel=$ch&message=$args;
     }
     location = /ready {

@@ -1,0 +1,107 @@
+# room_affinity_status: JSON for every room_affinity upstream and the
+# Redis link, one room with ?room=, Prometheus text with
+# ?format=prometheus; access control is nginx's own.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/helpers';
+use RoomAffinity;
+
+RoomAffinity::start_control(redis => 1);
+
+our $backends = RoomAffinity::backends(3);
+our $config = RoomAffinity::redis_locations() . <<'END';
+    location = /prom {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/prometheus-check?port=$server_port;
+    }
+    location = /private {
+        allow 127.0.0.2;
+        deny all;
+        room_affinity_status;
+    }
+END
+our ($A, $B) = RoomAffinity::urls(2);
+our $http = <<'END';
+room_affinity_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+upstream chat {
+    room_affinity $arg_room zone=st1:1m;
+    server 127.0.0.1:$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:$TEST_NGINX_B2_PORT weight=3;
+    server 127.0.0.1:$TEST_NGINX_B3_PORT backup;
+}
+upstream other {
+    room_affinity $http_x_room zone=st2:1m;
+    server 127.0.0.1:$TEST_NGINX_B1_PORT;
+}
+END
+
+no_shuffle();
+no_root_location();
+run_tests();
+
+__DATA__
+
+=== TEST 1: backends, zone and the Redis link
+--- http_config eval: "$main::http\n$main::backends"
+--- config eval: $main::config
+--- request eval
+RoomAffinity::seq("/ready",
+    RoomAffinity::pub("register", qq({"url":"$main::A"})),
+    RoomAffinity::pub("signaling",
+        qq({"url":"$main::A","connections":12,"cpu":33.5,"capacity":400})),
+    RoomAffinity::pub("signaling", "junk"),
+    "/?room=s1", "/status")
+--- response_body_like eval
+qr/\{"upstreams":\{"chat":\{"backends":\[\{"server":"127\.0\.0\.1:\d+","url":"ws:\/\/127\.0\.0\.1:\d+","weight":1,"backup":false,"state":"up","live":0,"rooms":\d,"pending":\d,"placed":\d,"registered":true,"report":\{"age_ms":\d+,"connections":12,"cpu":33\.50,"capacity":400,"draining":false\}\},\{"server":"127\.0\.0\.1:\d+","url":"","weight":3,"backup":false,"state":"up",.*\{"server":"127\.0\.0\.1:\d+","url":"","weight":1,"backup":true,.*"zone":\{"name":"st1","rooms":1,"bytes_used":\d+,"bytes_total":1048576,"evicted":0,"expired":0,"moved":0,"unrecorded":0\}\},"other":\{"backends":\[.*"zone":\{"name":"st2","rooms":0,.*\},"redis":\{"address":"127\.0\.0\.1:\d+","connected":true,"subscriber_pid":\d+,"connects":1,"failures":0,"last_error":"","snapshots":1,"messages":\{"applied":2,"unknown_backend":0,"rejected":1,"rejected_by_reason":\{"too_large":0,"json":1,/s
+
+
+
+=== TEST 2: one room (its name as the key holds it: $arg_ is not unescaped),
+and a 404 JSON for an unknown one
+--- http_config eval: "$main::http\n$main::backends"
+--- config eval: $main::config
+--- request eval
+["GET /?room=r%201", "GET /status?room=r%25201", "GET /status?room=nope"]
+--- response_body_like eval
+[qr/^b[12]$/,
+ qr/\A\{"room":"r%201","upstream":"chat","backend":"127\.0\.0\.1:\d+","url":"","live":0,"age_ms":\d+,"idle_ms":\d+\}\r\n\z/,
+ qr/\A\{"error":"unknown room","room":"nope"\}\r\n\z/]
+--- error_code eval
+[200, 200, 404]
+--- response_headers eval
+["", "Content-Type: application/json", "Content-Type: application/json"]
+
+
+
+=== TEST 3: Prometheus text format, parsed by the real client parser
+--- http_config eval: "$main::http\n$main::backends"
+--- config eval: $main::config
+--- request eval
+RoomAffinity::seq("/ready",
+    RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":9})),
+    "/?room=p1", "/prom")
+--- response_body_like eval
+qr/parsed \d+ families \d+ samples\n.*room_affinity_backend_reported_connections server=127\.0\.0\.1:\d+,upstream=chat 9\.0\n.*room_affinity_zone_rooms upstream=chat,zone=st1 1\.0\n.*room_affinity_redis_connected  1\.0\n.*room_affinity_redis_messages_rejected_total reason=json 0\.0/s
+
+
+
+=== TEST 4: the exposition's content type
+--- http_config eval: "$main::http\n$main::backends"
+--- config eval: $main::config
+--- request
+GET /status?format=prometheus
+--- response_headers
+Content-Type: text/plain; version=0.0.4; charset=utf-8
+--- response_body_like eval
+qr/\A# HELP room_affinity_backend_up /
+
+
+
+=== TEST 5: access control is nginx's own, and only GET and HEAD
+--- http_config eval: "$main::http\n$main::backends"
+--- config eval: $main::config
+--- request eval
+["GET /private", "POST /status\nx=1"]
+--- error_code eval
+[403, 405]
+--- response_body_like eval
+[qr/403 Forbidden/, qr/405 Not Allowed/]

@@ -30,7 +30,7 @@ DEBIAN_PKGS = build-essential nginx nginx-dev libhiredis-dev libjansson-dev \
 export TEST_NGINX_BINARY      ?= $(NGINX_BIN)
 export TEST_NGINX_LOAD_MODULES ?= $(CURDIR)/$(SO)
 
-all: module
+all: module agent
 
 module: $(SO)
 
@@ -68,14 +68,29 @@ deps:
 	        --no-install-recommends $$missing; \
 	else echo "all Debian packages present"; fi
 
+# the project's runner unless the real Test::Nginx is installed
+TEST_INC := $(shell perl -MTest::Nginx::Socket -e1 >/dev/null 2>&1 \
+              || echo -I t/lib)
+
+agent:
+	$(MAKE) -C agent
+
 unit:
 	$(MAKE) -C t/unit check
 
-test: module unit
-	prove -I t/lib -r t/
+suites: module
+	prove $(TEST_INC) -r t/
+
+examples/node_modules: examples/package-lock.json
+	npm ci --prefix examples --no-audit --no-fund
+	touch $@
+
+test: module agent unit suites examples/node_modules
+	prove agent/test-agent.sh examples/test-examples.sh
 
 clean:
 	rm -rf $(BUILD) t/servroot*
 	$(MAKE) -C t/unit clean
+	$(MAKE) -C agent clean
 
-.PHONY: all module deps unit test clean
+.PHONY: all module agent deps unit suites test clean

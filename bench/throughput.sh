@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Throughput through the built nginx, as a ratio against nginx's own
+# "hash $arg_room consistent" measured in the same run (the machines are
+# shared and noisy: only ratios of interleaved runs mean something).
+#
+#   bench/throughput.sh [rounds] [seconds]
+#
+# One backend nginx (4 server blocks answering 200), one front nginx with
+# three upstreams over the same 4 backends: room_affinity, hash consistent,
+# round robin; HAProxy (url_param room + hash-type consistent +
+# hash-balance-factor 125) when it is installed. wrk asks for 100,000
+# distinct rooms, round after round, the policies interleaved.
+
+set -euo pipefail
+
+ROUNDS=${1:-5}
+SECONDS_PER_RUN=${2:-5}
+CONNS=${BENCH_CONNECTIONS:-64}
+BASE=${BENCH_PORT:-18080}
+NGINX=${NGINX:-/usr/sbin/nginx}
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+SO=$TOP/build/ngx_http_room_affinity_module.so
+DIR=$(mktemp -d /tmp/ra-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -QUIT "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+[ -f "$SO" ] || { echo "build the module first: make" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wrk is missing: make deps" >&2; exit 1; }
+
+B1=$((BASE + 1)); B2=$((BASE + 2)); B3=$((BASE + 3)); B4=$((BASE + 4))
+P_RA=$((BASE + 10)); P_HASH=$((BASE + 11)); P_RR=$((BASE + 12))
+P_HA=$((BASE + 13))
+
+mkdir -p "$DIR/back/logs" "$DIR/front/logs" "$DIR/front/conf" \
+         "$DIR/back/conf"
+
+cat > "$DIR/back/conf/nginx.conf" <<END
+worker_processes 1;
+daemon off;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000;
+    server { listen 127.0.0.1:$B1; return 200 "b1\n"; }
+    server { listen 127.0.0.1:$B2; return 200 "b2\n"; }
+    server { listen 127.0.0.1:$B3; return 200 "b3\n"; }
+    server { listen 127.0.0.1:$B4; return 200 "b4\n"; }
+}
+END
+
+servers="server 127.0.0.1:$B1; server 127.0.0.1:$B2;
+        server 127.0.0.1:$B3; server 127.0.0.1:$B4;"
+
+cat > "$DIR/front/conf/nginx.conf" <<END
+load_module $SO;
+worker_processes 1;
+daemon off;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000;
+    upstream ra {
+        room_affinity \$arg_room zone=bench_rooms:64m;
+        $servers
+        keepalive 64;
+    }
+    upstream hash {
+        hash \$arg_room consistent;
+        $servers
+        keepalive 64;
+    }
+    upstream rr {
+        $servers
+        keepalive 64;
+    }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    server { listen 127.0.0.1:$P_RA; location / { proxy_pass http://ra; } }
+    server { listen 127.0.0.1:$P_HASH; location / { proxy_pass http://hash; } }
+    server { listen 127.0.0.1:$P_RR; location / { proxy_pass http://rr; } }
+}
+END
+
+"$NGINX" -p "$DIR/back/" -c conf/nginx.conf & PIDS+=($!)
+"$NGINX" -p "$DIR/front/" -c conf/nginx.conf & PIDS+=($!)
+
+POLICIES="ra hash rr"
+
+if command -v haproxy >/dev/null; then
+    cat > "$DIR/haproxy.cfg" <<END
+global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+    option http-keep-alive
+frontend f
+    bind 127.0.0.1:$P_HA
+    default_backend b
+backend b
+    balance url_param room
+    hash-type consistent
+    hash-balance-factor 125
+    server b1 127.0.0.1:$B1
+    server b2 127.0.0.1:$B2
+    server b3 127.0.0.1:$B3
+    server b4 127.0.0.1:$B4
+END
+    haproxy -f "$DIR/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!)
+    POLICIES="$POLICIES haproxy"
+fi
+
+cat > "$DIR/rooms.lua" <<'END'
+-- 100,000 distinct rooms, each thread walking its own sequence
+local counter = 0
+function setup(thread)
+    counter = counter + 1
+    thread:set("id", counter)
+end
+function init(args)
+    n = id * 7919
+end
+function request()
+    n = (n * 48271) % 2147483647
+    return wrk.format("GET", "/?room=room" .. (n % 100000))
+end
+END
+
+sleep 0.5
+
+port_of() {
+    case $1 in
+        ra) echo $P_RA ;; hash) echo $P_HASH ;; rr) echo $P_RR ;;
+        haproxy) echo $P_HA ;;
+    esac
+}
+
+run() {
+    wrk -t 1 -c "$CONNS" -d "${SECONDS_PER_RUN}s" -s "$DIR/rooms.lua" \
+        "http://127.0.0.1:$(port_of "$1")/" 2>/dev/null \
+        | awk '/^Requests\/sec/ { print $2 }'
+}
+
+# warm up: every room placed once, every connection opened
+for p in $POLICIES; do
+    wrk -t 1 -c "$CONNS" -d 2s -s "$DIR/rooms.lua" \
+        "http://127.0.0.1:$(port_of "$p")/" >/dev/null 2>&1
+done
+
+echo "# requests/s, $ROUNDS rounds of ${SECONDS_PER_RUN}s, $CONNS connections,"
+echo "# 100000 rooms, 4 backends, nginx $("$NGINX" -v 2>&1 | sed 's/.*\///')"
+printf "%-6s" round
+for p in $POLICIES; do printf " %10s" "$p"; done
+printf " %12s\n" "ra/hash"
+
+ratios=()
+for r in $(seq 1 "$ROUNDS"); do
+    printf "%-6s" "$r"
+    declare -A rps
+    for p in $POLICIES; do
+        rps[$p]=$(run "$p")
+        printf " %10s" "${rps[$p]}"
+    done
+    ratio=$(awk -v a="${rps[ra]}" -v b="${rps[hash]}" \
+            'BEGIN { printf "%.3f", a / b }')
+    ratios+=("$ratio")
+    printf " %12s\n" "$ratio"
+done
+
+median=$(printf "%s\n" "${ratios[@]}" | sort -n | awk '
+    { a[NR] = $1 }
+    END { if (NR % 2) print a[(NR + 1) / 2];
+          else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+echo "median ra/hash ratio: $median"
+

@@ -22,6 +22,7 @@ use Test::Nginx::Lite::Server qw(
     :settings parse_time expand_env_in_text verbose_log nginx_version
     setup_server_root write_user_files write_config_file start_nginx
     stop_nginx reload_nginx nginx_running mark_logs error_log_lines note_abandoned_connection
+    stop_stale_nginx
     access_log_lines startup_output append_error_log_to
 );
 use Test::Nginx::Lite::HTTP qw(build_request build_request_packets send_request parse_response);
@@ -87,6 +88,7 @@ sub run_tests () {
     local $SIG{TERM} = sub { _cleanup(); exit 143 };
 
     eval { nginx_version(); 1 } or bail_out("$@");
+    stop_stale_nginx();
 
     if ($Test::Nginx::Lite::Server::UseHup) {
         master_on();    # a reload needs a master process

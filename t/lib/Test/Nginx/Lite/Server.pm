@@ -25,6 +25,7 @@ our @EXPORT_OK = qw(
     parse_time expand_env_in_text verbose_log
     nginx_version setup_server_root write_user_files write_config_file
     start_nginx stop_nginx reload_nginx nginx_running nginx_pid note_abandoned_connection
+    stop_stale_nginx
     mark_logs error_log_lines peek_error_log_lines access_log_lines
     startup_output append_error_log_to
 );
@@ -453,6 +454,15 @@ sub _ppid {
     return $line =~ /^\d+ \(.*\) \S (\d+) / ? $1 : undef;
 }
 
+# running (not a zombie nobody reaps)?
+sub _alive {
+    my ($pid) = @_;
+    return 0 unless kill 0, $pid;
+    open my $fh, '<', "/proc/$pid/stat" or return 1;
+    my $line = <$fh> // return 0;
+    return $line =~ /^\d+ \(.*\) Z / ? 0 : 1;
+}
+
 sub _children_of {
     my ($ppid) = @_;
     if (open my $fh, '<', "/proc/$ppid/task/$ppid/children") {
@@ -471,7 +481,7 @@ sub _children_of {
 # A previous run left nginx running (TEST_NGINX_NO_CLEAN, or a killed test
 # script): stop the nginx recorded in our own pid file, as the real
 # Test::Nginx does, so it does not hold the port.
-sub _stop_stale_nginx {
+sub stop_stale_nginx {
     return unless -f $PidFile;
     open my $fh, '<', $PidFile or return;
     my $pid = <$fh>;
@@ -479,15 +489,15 @@ sub _stop_stale_nginx {
     return unless defined $pid && $pid =~ /^\s*(\d+)\s*$/;
     $pid = $1;
     return if $NginxPid && $pid == $NginxPid;
-    return unless kill(0, $pid) && _proc_cmdline($pid) =~ /^nginx/;
-    # only an orphan: a live test run (someone else's) keeps its nginx
+    return unless _alive($pid) && _proc_cmdline($pid) =~ m{^(?:\S*/)?nginx\b};
+    # only an orphan: the nginx of a live test run (a perl script) stays
     my $ppid = _ppid($pid) // return;
-    return unless $ppid == 1;
+    return if $ppid != 1 && _proc_cmdline($ppid) =~ /\b(?:perl|prove)\b/;
     verbose_log("stopping stale nginx $pid from $PidFile");
     kill SIGQUIT, $pid;
     my $deadline = time + $Timeout;
-    sleep 0.005 while kill(0, $pid) && time < $deadline;
-    kill SIGKILL, $pid if kill 0, $pid;
+    sleep 0.005 while _alive($pid) && time < $deadline;
+    kill SIGKILL, $pid if _alive($pid);
     sleep 0.005 while _port_listening($ServerPort) && time < $deadline;
 }
 
@@ -498,16 +508,9 @@ sub _stop_stale_nginx {
 #   started => 0, error => "..."    could not even try
 # With must_die, a start is only believed after it survived a short grace
 # period (an init_process failure makes nginx exit after it listened).
-my $FirstStart = 1;
-
 sub start_nginx {
     my (%opt) = @_;
     die "nginx is already running\n" if nginx_running();
-
-    if ($FirstStart) {
-        $FirstStart = 0;
-        _stop_stale_nginx();
-    }
 
     if (_port_listening($ServerPort)) {
         my $deadline = time + 1;

@@ -21,7 +21,7 @@ use Digest::SHA ();
 use Test::Nginx::Lite::Server qw(
     :settings parse_time expand_env_in_text verbose_log nginx_version
     setup_server_root write_user_files write_config_file start_nginx
-    stop_nginx reload_nginx nginx_running mark_logs error_log_lines note_abandoned_connection
+    stop_nginx reload_nginx nginx_running mark_logs error_log_lines note_abandoned_connection nginx_exit_text
     stop_stale_nginx
     access_log_lines startup_output append_error_log_to
 );
@@ -368,11 +368,15 @@ sub _run_requests {
             timeout      => $timeout,
             middle_delay => parse_time(scalar $block->raw_request_middle_delay),
             shutdown     => scalar $block->shutdown,
+            server_alive => \&nginx_running,
         );
         if ($r->{error}) {
-            my $alive = nginx_running() ? 'running' : 'not running';
-            Test::More::fail("$name - $r->{error} (nginx $alive)");
-            Test::More::diag(startup_output()) unless nginx_running();
+            Test::More::fail("$name - $r->{error}");
+        }
+        if (($r->{error} || $r->{raw} eq '') && !nginx_running()) {
+            # a crash: say so, with the end of the logs
+            Test::More::diag("$name - nginx is gone (" . (nginx_exit_text() // 'unknown') . "):\n"
+                             . startup_output());
         }
         if ($r->{timed_out}) {
             note_abandoned_connection();
@@ -649,6 +653,7 @@ sub _check_error_log {
             Test::More::pass("$name - pattern \"" . _fmt($pat) . "\" matches a line in error.log (req $rep)");
         } else {
             Test::More::fail("$name - pattern \"" . _fmt($pat) . "\" should match a line in error.log (req $rep)");
+            _diag_log_lines(\@lines);
         }
     }
 
@@ -673,6 +678,20 @@ sub _check_error_log {
     for my $line (grep { /\bAssertion .*?failed\b/ } @lines) {
         Test::More::fail("$name - " . _fmt($line));
     }
+}
+
+# after a missed error_log pattern: what was logged (without debug noise)
+my $ShownLog = '';
+sub _diag_log_lines {
+    my ($lines) = @_;
+    my $key = join '', @$lines;
+    return if $key eq $ShownLog;    # once per set of lines
+    $ShownLog = $key;
+    my @l = grep { m{^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(?!debug)} } @$lines;
+    my $n = @l;
+    @l = @l[-15 .. -1] if @l > 15;
+    Test::More::diag(sprintf "%d lines were logged, %d of them above debug level%s", scalar @$lines,
+                     $n, @l ? "; the last ones:\n" . join('', @l) : '');
 }
 
 sub _check_access_log {

@@ -113,7 +113,8 @@ sub build_request_packets {
 
 # Send packets on a new connection and read until the server closes it.
 #   packets      => [ { value => bytes, delay_before => secs }, ... ]
-#   addr, port, timeout (idle seconds), middle_delay, shutdown (how, or undef)
+#   addr, port, timeout (idle seconds), middle_delay, shutdown (how, or undef),
+#   server_alive (code: false stops the connect retries)
 # Returns { raw => bytes read, timed_out => 0|1, error => message|undef }.
 sub send_request {
     my (%o) = @_;
@@ -127,7 +128,7 @@ sub send_request {
                                       Proto => 'tcp', Timeout => $timeout);
         last if $sock;
         $err = $!;
-        last if $o{no_retry};
+        last if $o{no_retry} || ($o{server_alive} && !$o{server_alive}->());
         sleep 0.005 * $try;
     }
     return { raw => '', timed_out => 0,

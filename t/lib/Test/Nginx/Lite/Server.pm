@@ -24,7 +24,7 @@ our @EXPORT_OK = qw(
     server_port_for_client use_hup no_nginx_manager
     parse_time expand_env_in_text verbose_log
     nginx_version setup_server_root write_user_files write_config_file
-    start_nginx stop_nginx reload_nginx nginx_running nginx_pid note_abandoned_connection
+    start_nginx stop_nginx reload_nginx nginx_running nginx_pid nginx_exit_text note_abandoned_connection
     stop_stale_nginx
     mark_logs error_log_lines peek_error_log_lines access_log_lines
     startup_output append_error_log_to
@@ -143,7 +143,11 @@ sub server_addr {
 }
 
 sub server_port {
-    $ServerPort = shift if @_;
+    if (@_) {
+        $ServerPort = shift;
+        $ServerPortForClient = $ServerPort unless $ENV{TEST_NGINX_CLIENT_PORT};
+        $ENV{TEST_NGINX_SERVER_PORT} = $ServerPort;
+    }
     return $ServerPort;
 }
 
@@ -407,6 +411,15 @@ my $NginxPid;      # our direct child (the master, or the single process)
 my $NginxStatus;   # wait status once reaped
 
 sub nginx_pid { $NginxPid }
+
+# how the last nginx ended: "exit code N", "signal N" (or undef)
+sub nginx_exit_text {
+    my $st = $NginxStatus;
+    return undef unless defined $st;
+    return 'exec failed' if $st == -1;
+    return 'signal ' . ($st & 127) . ($st & 128 ? ' (core dumped)' : '') if $st & 127;
+    return 'exit code ' . ($st >> 8);
+}
 
 sub nginx_running {
     return 0 unless $NginxPid;

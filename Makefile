@@ -94,3 +94,8 @@ clean:
 	$(MAKE) -C agent clean
 
 .PHONY: all module agent deps unit suites test clean
+
+demo: module agent examples/node_modules
+	bash examples/demo/demo.sh
+
+.PHONY: demo

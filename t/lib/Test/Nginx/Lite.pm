@@ -26,6 +26,7 @@ use Test::Nginx::Lite::Server qw(
     access_log_lines startup_output append_error_log_to
 );
 use Test::Nginx::Lite::HTTP qw(build_request build_request_packets send_request parse_response);
+use Test::Nginx::Lite::TCP qw(start_tcp_server stop_tcp_server);
 
 our @EXPORT = qw(
     run_tests run_test repeat_each no_shuffle no_long_string is_str
@@ -80,8 +81,6 @@ sub bail_out {
 # ---------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------
-
-my $FirstBlock = 1;
 
 sub run_tests () {
     local $SIG{INT}  = sub { _cleanup(); exit 130 };
@@ -193,14 +192,14 @@ sub run_test {
     }
 
     my $t0 = time;
-    if (!defined $block->config && nginx_running() && !$FirstBlock) {
+    if (!defined $block->config && nginx_running()) {
         # no config: keep the nginx of the previous block, as the real one does
         verbose_log("$name - no --- config: keeping the running nginx");
         write_user_files(scalar $block->user_files, $name, $expand_file);
         mark_logs();
     } else {
         my $started;
-        if ($use_hup && nginx_running() && !$FirstBlock) {
+        if ($use_hup && nginx_running()) {
             write_user_files(scalar $block->user_files, $name, $expand_file);
             write_config_file(%conf);
             mark_logs();
@@ -225,8 +224,6 @@ sub run_test {
             }
         }
     }
-    $FirstBlock = 0;
-
     if (defined(my $init = $block->init)) {
         eval "package main; $init";
         bail_out("$name - init failed: $@") if $@;
@@ -234,13 +231,51 @@ sub run_test {
 
     for my $rep (0 .. $RepeatEach - 1) {
         write_user_files(scalar $block->user_files, $name, $expand_file) if $rep > 0;
+        my $tcp = defined $block->tcp_listen ? _start_tcp($block, $ctx) : undef;
         _run_requests($block, $ctx, $rep);
+        _finish_tcp($block, $tcp) if $tcp;
     }
 
     if (my $total = $ENV{TEST_NGINX_ERROR_LOG}) {
         append_error_log_to($total, $name);
     }
     verbose_log(sprintf "%s - took %.3fs", $name, time - $t0);
+}
+
+# --- tcp_listen: a mock server that takes one connection per repetition
+sub _start_tcp {
+    my ($block, $ctx) = @_;
+    my $name = $block->name;
+    my $reply = _expand_deep(scalar $block->tcp_reply, $ctx);
+    bail_out("$name - no --- tcp_reply specified but --- tcp_listen is specified")
+        if !defined $reply && !defined $block->tcp_shutdown;
+    my $query_len = $block->tcp_query_len;
+    $query_len = length $block->tcp_query if !defined $query_len && defined $block->tcp_query;
+    my $srv = eval {
+        start_tcp_server(
+            target         => _expand_deep(scalar $block->tcp_listen, $ctx, 1),
+            reply          => $reply,
+            reply_delay    => parse_time(scalar $block->tcp_reply_delay),
+            query_len      => $query_len,
+            shutdown       => scalar $block->tcp_shutdown,
+            shutdown_delay => parse_time(scalar $block->tcp_shutdown_delay),
+            no_close       => defined $block->tcp_no_close,
+        );
+    };
+    bail_out("$name - $@") unless $srv;
+    return $srv;
+}
+
+sub _finish_tcp {
+    my ($block, $srv) = @_;
+    my $name = $block->name;
+    my $got = stop_tcp_server($srv);
+    if (defined $block->tcp_query) {
+        is_str($got, scalar $block->tcp_query, "$name - tcp_query ok");
+    }
+    if (defined $block->tcp_query_len) {
+        Test::More::is(length $got, scalar $block->tcp_query_len, "$name - TCP query length ok");
+    }
 }
 
 sub _status_text {
@@ -258,7 +293,6 @@ sub _run_must_die {
     setup_server_root();
     write_user_files(scalar $block->user_files, $name, $expand_file);
     write_config_file(%$conf);
-    $FirstBlock = 0;
 
     for my $rep (0 .. $RepeatEach - 1) {
         my $r = start_nginx(must_die => 1);

@@ -47,6 +47,9 @@ bold() { if [ -t 1 ]; then printf '\n\033[1m%s\033[0m\n' "$*"; else printf '\n%s
 say()  { printf '%s\n' "$*"; }
 die()  { printf 'demo: %s\n' "$*" >&2; exit 1; }
 report() { node "$HERE/report.js" "$@"; }
+# a client run ended by a signal (Ctrl-C reaches the whole process group,
+# and bash does not always run its INT trap after "wait")
+signalled() { if [ "$1" -gt 128 ]; then say ""; say "interrupted"; exit "$1"; fi; }
 
 # ---- start and stop ----
 
@@ -68,7 +71,7 @@ stop_all() {
     if [ -n "$KEEP" ] && [ -n "$DONE" ]; then
         return
     fi
-    [ -n "${SWARM:-}" ] && kill "$SWARM" 2>/dev/null
+    if [ -n "${SWARM:-}" ]; then kill "$SWARM" 2> /dev/null || true; fi
     # the reverse of the start order: swarm, nginx, backends, redis
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         p=${PIDS[i]}
@@ -93,6 +96,18 @@ wait_for() {            # wait_for SECONDS COMMAND...: poll until it succeeds
     local end=$((SECONDS + $1)); shift
     until "$@" > /dev/null 2>&1; do
         [ $SECONDS -ge $end ] && return 1
+        sleep 0.1
+    done
+}
+
+wait_round() {          # wait_round N: the swarm finished round N, holds
+    local end=$((SECONDS + 20)) rc=0
+    until grep -q "round $1 done" "$DIR/round2.err"; do
+        if ! kill -0 "$SWARM" 2> /dev/null || [ $SECONDS -ge $end ]; then
+            wait "$SWARM" || rc=$?
+            signalled $rc
+            die "the clients did not finish round $1: $(cat "$DIR/round2.err")"
+        fi
         sleep 0.1
     done
 }
@@ -227,6 +242,7 @@ say ""
 rc=0
 node "$ROOT/examples/ws-client/swarm.js" "${SWARM_ARGS[@]}" --json \
     > "$DIR/round1.json" 2> "$DIR/round1.err" || rc=$?
+signalled $rc
 report rooms "$DIR/round1.json" || rc=1
 [ $rc = 0 ] || die "a room was split or lost messages (see above)"
 
@@ -240,8 +256,7 @@ say "node examples/ws-client/swarm.js ${SWARM_ARGS[*]} --rounds 3 ${HOLD[*]}"
 node "$ROOT/examples/ws-client/swarm.js" "${SWARM_ARGS[@]}" --rounds 3 \
     "${HOLD[@]}" --json > "$DIR/round2.json" 2> "$DIR/round2.err" &
 SWARM=$!
-wait_for 20 grep -q 'round 1 done' "$DIR/round2.err" \
-    || die "the clients did not finish their first round: $(cat "$DIR/round2.err")"
+wait_round 1
 report settled "$BASE/status" 60 3 || true      # a report after they joined
 
 bold "== GET $BASE/status: nginx's view of the backends, 60 clients connected =="
@@ -258,14 +273,14 @@ report reconnected "$BASE/status" "${BADDR[$VICTIM]}" 60 15 \
     || die "the clients did not all reconnect"
 say "all 60 clients are back; each sends 3 messages again"
 kill -USR1 "$SWARM"                             # round 2 starts now
-wait_for 20 grep -q 'round 2 done' "$DIR/round2.err" \
-    || die "the clients did not finish their second round: $(cat "$DIR/round2.err")"
+wait_round 2
 report settled "$BASE/status" 60 3 || true
 curl -s "$BASE/status" > "$DIR/status-after.json"
 kill -USR1 "$SWARM"                             # a last round, then they leave
 rc=0
 wait "$SWARM" || rc=$?
 SWARM=
+signalled $rc
 say ""
 report rooms "$DIR/round2.json" --round 2 --before "$DIR/round1.json" \
     --victim "$VICTIM" || rc=1
@@ -292,7 +307,9 @@ BPID[$VICTIM]=$LAST
 wait_for 10 curl -sf "http://${BADDR[$VICTIM]}/" || die "$VICTIM did not restart"
 
 DONE=1
-printf '%s\n' "${PIDS[@]}" > "$DIR/pids"
+for p in "${PIDS[@]}"; do
+    kill -0 "$p" 2> /dev/null && echo "$p"
+done > "$DIR/pids"
 bold "== the stack keeps running (DEMO_KEEP=1) =="
 cat <<EOF
 $VICTIM is back (pid ${BPID[$VICTIM]}): it registered again and takes new rooms

@@ -32,6 +32,14 @@ $ENV{TEST_NGINX_PORT}     = $port;
 $ENV{TEST_NGINX_SERVROOT} = $servroot;
 my $pid_file = "$servroot/logs/nginx.pid";
 
+# hold the runner's lock on that port and server root for the whole file, so
+# that a concurrent run of this file waits; the fixtures (our children) see
+# TEST_NGINX_LOCKED and do not take it again
+require lib;
+lib->import($lib);
+require Test::Nginx::Lite::Server;
+Test::Nginx::Lite::Server::acquire_run_lock();
+
 # Run one fixture as its own test script: perl -I t/lib FILE (or prove).
 sub run_script {
     my ($cmd, %env) = @_;
@@ -101,6 +109,39 @@ sub show_output {
 }
 
 # --------------------------------------------------------------------------
+subtest 'request building and response parsing' => sub {
+    require Test::Nginx::Lite::HTTP;
+    Test::Nginx::Lite::HTTP->import(qw(build_request parse_response));
+
+    my ($req) = build_request("  # a comment\nGET /a", '', 'close', 'x');
+    is($req, "GET /a HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+       'defaults: HTTP/1.1, Host, Connection: close; comment lines skipped');
+    ($req) = build_request("POST /p\n  body text \n", "X-A: 1\nHost: h", 'keep-alive', 'x');
+    is($req, "POST /p HTTP/1.1\r\nConnection: keep-alive\r\nX-A: 1\r\nHost: h\r\n"
+             . "Content-Length: 9\r\n\r\nbody text", 'body trimmed, Content-Length added, Host from more_headers');
+    ($req) = build_request("POST /p\nab\n", "Transfer-Encoding: chunked", 'close', 'x');
+    unlike($req, qr/Content-Length/, 'no Content-Length for a chunked request');
+    ($req) = build_request("GET", '', 'close', 'x');
+    like($req, qr{^GET / HTTP/1\.1\r\n}, 'URI defaults to /');
+
+    my $r = parse_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nX-A: 2\r\n\r\n"
+                           . "3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: x\r\n\r\nLEFT");
+    is($r->{code}, 200, 'status code');
+    is($r->{content}, 'abcde', 'chunked body decoded (extensions, trailers)');
+    is($r->{left}, 'LEFT', 'bytes after the last chunk are left over');
+    is($r->{headers}->header('X-A'), '1, 2', 'repeated headers joined');
+    $r = parse_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab");
+    like($r->{error} // '', qr/not enough octets/, 'truncated chunk is an error');
+    $r = parse_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n");
+    is($r->{error}, 'no last chunk found', 'missing last chunk is an error');
+    $r = parse_response("HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nabHTTP/1.1 200 OK\r\n");
+    is_deeply([@$r{qw(code content left)}], [404, 'ab', "HTTP/1.1 200 OK\r\n"], 'Content-Length body, rest left over');
+    $r = parse_response("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nNEXT", 1);
+    is_deeply([@$r{qw(content left)}], ['', 'NEXT'], 'HEAD response has no body');
+    $r = parse_response("HTTP/1.0 200 OK\r\n\r\nuntil close");
+    is($r->{content}, 'until close', 'no length: body until the connection closes');
+};
+
 subtest 'a suite whose blocks all pass' => sub {
     my $r = run_suite('pass.suite');
     is($r->{status}, 0, 'exit status 0') or show_output($r);

@@ -22,7 +22,7 @@ use Test::Nginx::Lite::Server qw(
     :settings parse_time expand_env_in_text verbose_log nginx_version
     setup_server_root write_user_files write_config_file start_nginx
     stop_nginx reload_nginx nginx_running mark_logs error_log_lines note_abandoned_connection nginx_exit_text
-    stop_stale_nginx
+    stop_stale_nginx acquire_run_lock
     access_log_lines startup_output append_error_log_to
 );
 use Test::Nginx::Lite::HTTP qw(build_request build_request_packets send_request parse_response);
@@ -86,7 +86,7 @@ sub run_tests () {
     local $SIG{INT}  = sub { _cleanup(); exit 130 };
     local $SIG{TERM} = sub { _cleanup(); exit 143 };
 
-    eval { nginx_version(); 1 } or bail_out("$@");
+    eval { nginx_version(); acquire_run_lock(); 1 } or bail_out("$@");
     stop_stale_nginx();
 
     if ($Test::Nginx::Lite::Server::UseHup) {
@@ -348,7 +348,7 @@ sub _request_list {
         my ($bytes, @heads) = ('');
         for my $i (0 .. $#$reqs) {
             my $conn = $i == $#$reqs ? 'close' : 'keep-alive';
-            my ($r) = build_request($reqs->[$i], $hdr_for->($i), $conn, $name);
+            my ($r) = build_request($reqs->[$i], $hdr_for->($i), $conn, $name, server_name());
             $bytes .= $r;
             push @heads, $is_head->($reqs->[$i]);
         }
@@ -366,10 +366,10 @@ sub _request_list {
         my $packets;
         my $text;
         if (ref $one eq 'ARRAY') {
-            $packets = build_request_packets($one, $hdr_for->($i), 'close', $name);
+            $packets = build_request_packets($one, $hdr_for->($i), 'close', $name, server_name());
             $text = join '', map { ref $_ eq 'HASH' ? $_->{value} : $_ } @$one;
         } elsif (!ref $one) {
-            my ($r) = build_request($one, $hdr_for->($i), 'close', $name);
+            my ($r) = build_request($one, $hdr_for->($i), 'close', $name, server_name());
             $packets = [{ value => $r }];
             $text = $one;
         } else {

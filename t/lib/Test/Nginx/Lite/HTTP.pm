@@ -36,13 +36,14 @@ sub parse_more_headers {
 # Build one request from the --- request text:
 #   METHOD [URI [PROTOCOL]]     (URI defaults to /, PROTOCOL to HTTP/1.1)
 #   body...                     (optional)
-# Adds Host and Connection headers unless more_headers has them, and a
+# Adds Host ($host, default localhost) and Connection headers unless more_headers has them, and a
 # Content-Length (with the body trimmed, as the real Test::Nginx does) for a
 # non-empty body unless the request is chunked or more_headers sets one.
 # Returns (bytes, layout) where layout describes where the request line and
 # body landed (used to keep packet boundaries).
 sub build_request {
-    my ($text, $more_headers, $conn, $name) = @_;
+    my ($text, $more_headers, $conn, $name, $host) = @_;
+    $host //= 'localhost';
     $text //= '';
     # leading blank and comment lines are ignored
     1 while $text =~ s/\A\s*#[^\n]*\n// || $text =~ s/\A\s+//;
@@ -66,7 +67,7 @@ sub build_request {
     }
 
     my $head = '';
-    $head .= "Host: $Test::Nginx::Lite::Server::ServerName\r\n" if $hdrs !~ /(?:^|\n)Host\s*:/i;
+    $head .= "Host: $host\r\n" if $hdrs !~ /(?:^|\n)Host\s*:/i;
     $head .= "Connection: $conn\r\n" if $hdrs !~ /(?:^|\n)Connection\s*:/i;
     my $line = "$meth $uri";
     my $req = "$line $proto\r\n$head$hdrs$cl\r\n";
@@ -79,9 +80,9 @@ sub build_request {
 # A request given as packets (strings or {value => ..., delay_before => ...})
 # is built as a whole, then cut again at the corresponding places.
 sub build_request_packets {
-    my ($packets, $more_headers, $conn, $name) = @_;
+    my ($packets, $more_headers, $conn, $name, $host) = @_;
     my @vals = map { ref $_ eq 'HASH' ? $_->{value} : $_ } @$packets;
-    my ($req, $l) = build_request(join('', @vals), $more_headers, $conn, $name);
+    my ($req, $l) = build_request(join('', @vals), $more_headers, $conn, $name, $host);
     my @cuts;
     my $off = 0;
     for my $v (@vals[0 .. $#vals - 1]) {

@@ -11,6 +11,7 @@ use warnings;
 use Exporter 'import';
 use Carp qw(croak);
 use Cwd ();
+use Fcntl qw(:flock);
 use File::Path qw(make_path remove_tree);
 use File::Spec ();
 use IO::Socket::INET ();
@@ -25,7 +26,7 @@ our @EXPORT_OK = qw(
     parse_time expand_env_in_text verbose_log
     nginx_version setup_server_root write_user_files write_config_file
     start_nginx stop_nginx reload_nginx nginx_running nginx_pid nginx_exit_text note_abandoned_connection
-    stop_stale_nginx
+    stop_stale_nginx acquire_run_lock lock_files
     mark_logs error_log_lines peek_error_log_lines access_log_lines
     startup_output append_error_log_to
 );
@@ -489,6 +490,50 @@ sub _children_of {
         push @kids, $1 if $line =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $ppid;
     }
     return @kids;
+}
+
+# ---------------------------------------------------------------------------
+# one test run per port and server root at a time
+# ---------------------------------------------------------------------------
+
+# Several people (or prove -j) may run suites on one machine: runs that
+# would share the port or the server root wait for each other instead of
+# stealing each other's nginx.  The locks are flock()s, released by the
+# kernel when the test script exits however it exits; nginx does not
+# inherit them.  A child of a process that holds the locks (TEST_NGINX_LOCKED
+# names the port) does not take them again.
+my @Locks;
+
+sub lock_files {
+    (my $root = $ServRoot) =~ s{[^A-Za-z0-9_.-]}{_}g;
+    my $tmp = File::Spec->tmpdir;
+    return ("$tmp/test-nginx-port-$ServerPort.lock", "$tmp/test-nginx-root-$root.lock");
+}
+
+sub acquire_run_lock {
+    return if @Locks;
+    return if ($ENV{TEST_NGINX_LOCKED} // '') eq $ServerPort;
+    my $timeout = $ENV{TEST_NGINX_LOCK_TIMEOUT} // 900;
+    for my $file (lock_files()) {
+        open my $fh, '>>', $file or die "cannot open $file: $!\n";
+        if (!flock $fh, LOCK_EX | LOCK_NB) {
+            my $holder = '';
+            if (open my $in, '<', $file) { local $/; $holder = <$in> // '' }
+            $holder =~ s/\s+$//;
+            warn "# waiting for another test run to finish with port $ServerPort / $ServRoot"
+                . ($holder ? " ($holder)" : '') . "\n";
+            my $deadline = time + $timeout;
+            until (flock $fh, LOCK_EX | LOCK_NB) {
+                die "gave up waiting for $file after ${timeout}s\n" if time > $deadline;
+                sleep 0.1;
+            }
+        }
+        truncate $fh, 0;
+        my $old = select $fh; $| = 1; select $old;
+        print $fh "pid $$: $0\n";
+        push @Locks, $fh;
+    }
+    $ENV{TEST_NGINX_LOCKED} = $ServerPort;
 }
 
 # A previous run left nginx running (TEST_NGINX_NO_CLEAN, or a killed test

@@ -38,6 +38,10 @@ our @EXPORT = qw(
     server_port_for_client use_hup no_nginx_manager
 );
 
+# Take the port / server root lock as soon as a suite loads us: suites often
+# start their helper servers (on fixed ports too) before run_tests().
+acquire_run_lock();
+
 our $RepeatEach       = 1;
 our $NoShuffle        = 0;    # blocks always run in file order
 our $NoLongString     = 0;

@@ -20,9 +20,9 @@ use Digest::SHA ();
 
 use Test::Nginx::Lite::Server qw(
     :settings parse_time expand_env_in_text verbose_log nginx_version
-    setup_server_root write_user_files write_config_file start_nginx
-    stop_nginx reload_nginx nginx_running mark_logs error_log_lines note_abandoned_connection nginx_exit_text
-    stop_stale_nginx acquire_run_lock
+    acquire_run_lock stop_stale_nginx setup_server_root write_user_files
+    write_config_file start_nginx stop_nginx reload_nginx nginx_running
+    nginx_exit_text note_abandoned_connection mark_logs error_log_lines
     access_log_lines startup_output append_error_log_to
 );
 use Test::Nginx::Lite::HTTP qw(build_request build_request_packets send_request parse_response);
@@ -363,7 +363,6 @@ sub _request_list {
     bail_out("$name - no --- request, --- raw_request or --- pipelined_requests") unless defined $request;
     $request = _expand_deep($request, $ctx);
     my @list = ref $request eq 'ARRAY' ? @$request : ($request);
-    bail_out("$name - --- request is not a string or an array") if !ref $request && ref $request;
     my @out;
     for my $i (0 .. $#list) {
         my $one = $list[$i];
@@ -395,7 +394,7 @@ sub _run_requests {
     $total += $_->{n} for @reqs;
     my $need_array = defined $block->pipelined_requests || $total > 1;
     my $timeout = parse_time(scalar $block->timeout) // timeout();
-    my $wait = $block->wait;
+    my $wait = parse_time(scalar $block->wait);
     my $idx = 0;
 
     for my $req (@reqs) {

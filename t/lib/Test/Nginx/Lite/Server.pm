@@ -11,7 +11,7 @@ use warnings;
 use Exporter 'import';
 use Carp qw(croak);
 use Cwd ();
-use Fcntl qw(:flock);
+use Fcntl qw(:flock O_RDWR O_CREAT);
 use File::Path qw(make_path remove_tree);
 use File::Spec ();
 use IO::Socket::INET ();
@@ -515,7 +515,15 @@ sub acquire_run_lock {
     return if ($ENV{TEST_NGINX_LOCKED} // '') eq $ServerPort;
     my $timeout = $ENV{TEST_NGINX_LOCK_TIMEOUT} // 900;
     for my $file (lock_files()) {
-        open my $fh, '>>', $file or die "cannot open $file: $!\n";
+        # shared by every user of the machine: world-writable, or read-only
+        # if another user created it (flock works on either)
+        my $fh;
+        if (sysopen $fh, $file, O_RDWR | O_CREAT, 0666) {
+            chmod 0666, $file if -o $file;
+        } elsif (!open $fh, '<', $file) {
+            warn "WARNING: cannot open the lock file $file ($!); not locking\n";
+            next;
+        }
         if (!flock $fh, LOCK_EX | LOCK_NB) {
             my $holder = '';
             if (open my $in, '<', $file) { local $/; $holder = <$in> // '' }
@@ -528,9 +536,10 @@ sub acquire_run_lock {
                 sleep 0.1;
             }
         }
-        truncate $fh, 0;
-        my $old = select $fh; $| = 1; select $old;
-        print $fh "pid $$: $0\n";
+        if (-w $file) {
+            truncate $fh, 0;
+            syswrite $fh, "pid $$: $0\n";
+        }
         push @Locks, $fh;
     }
     $ENV{TEST_NGINX_LOCKED} = $ServerPort;

@@ -8,10 +8,15 @@
 
 #include "src/ra_module.h"
 #include "src/ra_redis.h"
+#include "src/ra_body.h"
 
 
+static ngx_int_t ra_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ra_postconfiguration(ngx_conf_t *cf);
 static void *ra_create_main_conf(ngx_conf_t *cf);
 static void *ra_create_srv_conf(ngx_conf_t *cf);
+static void *ra_create_loc_conf(ngx_conf_t *cf);
+static char *ra_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
 static char *ra_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ra_parse_zone(ngx_conf_t *cf, ra_srv_conf_t *rcf,
@@ -49,13 +54,41 @@ static ngx_command_t  ra_commands[] = {
       0,
       NULL },
 
+    { ngx_string("room_affinity_join"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ra_join,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("room_affinity_join_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ra_loc_conf_t, join_max_body),
+      NULL },
+
+    { ngx_string("room_affinity_field"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ra_loc_conf_t, field),
+      &ra_field_post },
+
+    { ngx_string("room_affinity_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ra_loc_conf_t, body),
+      &ra_body_modes },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ra_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ra_preconfiguration,                   /* preconfiguration */
+    ra_postconfiguration,                  /* postconfiguration */
 
     ra_create_main_conf,                   /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -63,8 +96,8 @@ static ngx_http_module_t  ra_module_ctx = {
     ra_create_srv_conf,                    /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ra_create_loc_conf,                    /* create location configuration */
+    ra_merge_loc_conf                      /* merge location configuration */
 };
 
 
@@ -82,6 +115,20 @@ ngx_module_t  ngx_http_room_affinity_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ra_preconfiguration(ngx_conf_t *cf)
+{
+    return ra_body_add_variables(cf);
+}
+
+
+static ngx_int_t
+ra_postconfiguration(ngx_conf_t *cf)
+{
+    return ra_body_init(cf);
+}
 
 
 static void *
@@ -123,6 +170,46 @@ ra_create_srv_conf(ngx_conf_t *cf)
      */
 
     return rcf;
+}
+
+
+static void *
+ra_create_loc_conf(ngx_conf_t *cf)
+{
+    ra_loc_conf_t  *rlcf;
+
+    rlcf = ngx_pcalloc(cf->pool, sizeof(ra_loc_conf_t));
+    if (rlcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     rlcf->join_name = { 0, NULL };
+     *     rlcf->join = NULL;
+     *     rlcf->field = { 0, NULL };
+     */
+
+    rlcf->join_max_body = NGX_CONF_UNSET_SIZE;
+    rlcf->body = NGX_CONF_UNSET_UINT;
+
+    return rlcf;
+}
+
+
+static char *
+ra_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ra_loc_conf_t  *prev = parent;
+    ra_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_str_value(conf->field, prev->field, RA_FIELD_DEFAULT);
+    ngx_conf_merge_size_value(conf->join_max_body, prev->join_max_body,
+                              RA_JOIN_MAX_BODY);
+    ngx_conf_merge_uint_value(conf->body, prev->body, RA_BODY_OFF);
+
+    return ra_join_merge(cf, prev, conf);
 }
 
 

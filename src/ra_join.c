@@ -1,0 +1,433 @@
+/*
+ * room_affinity_join: the join API of the origin design, answered from the
+ * room table the proxy uses.
+ *
+ *     POST {"roomName": "lobby"}   or   GET ?roomName=lobby
+ *     200  {"url":"ws://10.0.0.11:3000","roomName":"lobby","new":true}
+ *
+ * The answer reserves the room on its backend in the shared table (a new
+ * room counts as a pending placement), so a request of the same room that
+ * later comes through the proxy, on any worker, reaches the same backend.
+ */
+
+#include "ra_body.h"
+#include "ra_balancer.h"
+
+
+static ngx_int_t ra_join_handler(ngx_http_request_t *r);
+static ngx_int_t ra_join_arg(ngx_http_request_t *r, ra_loc_conf_t *rlcf);
+static void ra_join_body_handler(ngx_http_request_t *r);
+static ngx_int_t ra_join_body(ngx_http_request_t *r);
+static ngx_int_t ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf,
+    ngx_str_t *room);
+static ngx_int_t ra_join_too_large(ngx_http_request_t *r, off_t max);
+static ngx_int_t ra_join_not_allowed(ngx_http_request_t *r);
+static ngx_int_t ra_join_no_backend(ngx_http_request_t *r,
+    ra_loc_conf_t *rlcf);
+
+
+char *
+ra_join(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ra_loc_conf_t  *rlcf = conf;
+
+    time_t                     t;
+    ngx_str_t                 *value, s;
+    ngx_uint_t                 i;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (rlcf->join_name.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* the upstream may be defined further on: ra_join_merge() finds it */
+
+    rlcf->join_name = value[1];
+    rlcf->retry_after = RA_JOIN_RETRY_AFTER;
+    rlcf->join_file = cf->conf_file->file.name.data;
+    rlcf->join_line = cf->conf_file->line;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "retry_after=", 12) == 0) {
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+            t = ngx_parse_time(&s, 1);
+            if (t == (time_t) NGX_ERROR) {
+                goto invalid;
+            }
+
+            rlcf->retry_after = t;
+            continue;
+        }
+
+    invalid:
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ra_join_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Called when the locations are merged, after the whole http block is
+ * parsed: every upstream is known by then.
+ */
+
+char *
+ra_join_merge(ngx_conf_t *cf, ra_loc_conf_t *prev, ra_loc_conf_t *conf)
+{
+    ngx_uint_t                      i;
+    ra_srv_conf_t                 **rcfp;
+    ra_main_conf_t                 *rmcf;
+    ngx_http_upstream_srv_conf_t  **uscfp;
+    ngx_http_upstream_main_conf_t  *umcf;
+
+    if (conf->join_name.data == NULL) {
+        /* what limit_except blocks, whose handler is the parent's, see */
+        conf->join_name = prev->join_name;
+        conf->join = prev->join;
+        conf->retry_after = prev->retry_after;
+        conf->join_file = prev->join_file;
+        conf->join_line = prev->join_line;
+        return NGX_CONF_OK;
+    }
+
+    if (conf->join) {
+        return NGX_CONF_OK;
+    }
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_room_affinity_module);
+    rcfp = rmcf->upstreams.elts;
+
+    for (i = 0; i < rmcf->upstreams.nelts; i++) {
+        if (rcfp[i]->upstream->host.len == conf->join_name.len
+            && ngx_strncasecmp(rcfp[i]->upstream->host.data,
+                               conf->join_name.data, conf->join_name.len)
+               == 0)
+        {
+            conf->join = rcfp[i];
+            return NGX_CONF_OK;
+        }
+    }
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if ((uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
+            && uscfp[i]->host.len == conf->join_name.len
+            && ngx_strncasecmp(uscfp[i]->host.data, conf->join_name.data,
+                               conf->join_name.len) == 0)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "upstream \"%V\" in \"room_affinity_join\" has no "
+                          "\"room_affinity\" directive in %s:%ui",
+                          &conf->join_name, conf->join_file,
+                          conf->join_line);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "no upstream \"%V\" for \"room_affinity_join\" in %s:%ui",
+                  &conf->join_name, conf->join_file, conf->join_line);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ra_join_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ra_loc_conf_t             *rlcf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_room_affinity_module);
+
+    if (rlcf->join == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ra_join_arg(r, rlcf);
+    }
+
+    if (!(r->method & NGX_HTTP_POST)) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ra_join_not_allowed(r);
+    }
+
+    if (r->headers_in.content_length_n > (off_t) rlcf->join_max_body) {
+        /* refused before it is sent, if the client waits for 100 */
+        r->expect_tested = 1;
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ra_join_too_large(r, (off_t) rlcf->join_max_body);
+    }
+
+    rc = ngx_http_read_client_request_body(r, ra_join_body_handler);
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        /* a chunked body above client_max_body_size, seen at once */
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+        return ra_join_too_large(r, clcf->client_max_body_size);
+    }
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ra_join_arg(ngx_http_request_t *r, ra_loc_conf_t *rlcf)
+{
+    u_char         *p, *last;
+    uint32_t        c;
+    ngx_int_t       rc;
+    ngx_str_t       room;
+    ra_room_err_t   err;
+
+    rc = ra_arg_room(r, &rlcf->field, &room);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ra_room_error(&err, "missing_room",
+                      "the query argument \"%V\" is missing", &rlcf->field);
+        return ra_json_error(r, NGX_HTTP_BAD_REQUEST, &err);
+    }
+
+    if (room.len == 0) {
+        ra_room_error(&err, "empty_room",
+                      "the query argument \"%V\" is empty", &rlcf->field);
+        return ra_json_error(r, NGX_HTTP_BAD_REQUEST, &err);
+    }
+
+    /* the same names as in JSON: UTF-8, no NUL */
+
+    p = room.data;
+    last = room.data + room.len;
+
+    while (p < last) {
+
+        if (*p < 0x80) {
+            c = *p++;
+
+        } else {
+            c = ngx_utf8_decode(&p, last - p);
+        }
+
+        if (c == 0 || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+            ra_room_error(&err, "invalid_room",
+                          "the query argument \"%V\" is not UTF-8 text",
+                          &rlcf->field);
+            return ra_json_error(r, NGX_HTTP_BAD_REQUEST, &err);
+        }
+    }
+
+    return ra_join_room(r, rlcf, &room);
+}
+
+
+static void
+ra_join_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_finalize_request(r, ra_join_body(r));
+}
+
+
+static ngx_int_t
+ra_join_body(ngx_http_request_t *r)
+{
+    ngx_int_t       rc;
+    ngx_str_t       room;
+    ra_room_err_t   err;
+    ra_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_room_affinity_module);
+
+    /* a chunked body has no length to check before it is read */
+
+    if (ra_body_size(r) > (off_t) rlcf->join_max_body) {
+        return ra_join_too_large(r, (off_t) rlcf->join_max_body);
+    }
+
+    rc = ra_body_room(r, &rlcf->field, &room, &err);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ra_json_error(r, NGX_HTTP_BAD_REQUEST, &err);
+    }
+
+    return ra_join_room(r, rlcf, &room);
+}
+
+
+static ngx_int_t
+ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
+{
+    size_t          len, url_len;
+    ngx_int_t       rc;
+    ngx_buf_t      *b;
+    ra_route_t      rt;
+    ra_backend_t   *be;
+    ra_srv_conf_t  *rcf;
+    ra_zone_ctx_t  *ctx;
+    u_char          url[RA_MSG_URL_MAX + RA_BACKEND_NAME_LEN + 8];
+
+    rcf = rlcf->join;
+
+    if (ra_route_init(&rt, rcf, room, r->pool, r->connection->log)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ra_route_lock_peers(rcf);
+    rc = ra_route(&rt, 0, r->connection->log);
+    ra_route_unlock_peers(rcf);
+
+    if (rc != NGX_OK) {
+        return ra_join_no_backend(r, rlcf);
+    }
+
+    /* the public url: registered, or room_affinity_url, or the address */
+
+    ctx = rcf->shm_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    be = &ctx->sh->backends[rt.slot];
+
+    if (be->url_len) {
+        url_len = ngx_cpymem(url, be->url, be->url_len) - url;
+
+    } else {
+        url_len = ngx_sprintf(url, "ws://%*s", be->name_len, be->name) - url;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "room_affinity: join room \"%V\" %s, url \"%*s\"",
+                   room, rt.is_new ? "placed" : "found", url_len, url);
+
+    len = sizeof("{\"url\":\"\",\"\":\"\",\"new\":false}" CRLF) - 1
+          + url_len + ngx_escape_json(NULL, url, url_len)
+          + rlcf->field.len
+          + ngx_escape_json(NULL, rlcf->field.data, rlcf->field.len)
+          + room->len + ngx_escape_json(NULL, room->data, room->len);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, "{\"url\":\"", 8);
+    b->last = (u_char *) ngx_escape_json(b->last, url, url_len);
+    b->last = ngx_cpymem(b->last, "\",\"", 3);
+    b->last = (u_char *) ngx_escape_json(b->last, rlcf->field.data,
+                                         rlcf->field.len);
+    b->last = ngx_cpymem(b->last, "\":\"", 3);
+    b->last = (u_char *) ngx_escape_json(b->last, room->data, room->len);
+
+    /* a room placed without recording (full zone) is new as well */
+
+    b->last = ngx_sprintf(b->last, "\",\"new\":%s}" CRLF,
+                          (rt.is_new || rt.room == NULL) ? "true" : "false");
+
+    return ra_json_send(r, NGX_HTTP_OK, b);
+}
+
+
+static ngx_int_t
+ra_join_too_large(ngx_http_request_t *r, off_t max)
+{
+    ra_room_err_t  err;
+
+    ra_room_error(&err, "body_too_large",
+                  "the body is larger than %O bytes", max);
+
+    return ra_json_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, &err);
+}
+
+
+static ngx_int_t
+ra_join_not_allowed(ngx_http_request_t *r)
+{
+    ngx_str_t      key, value;
+    ra_room_err_t  err;
+
+    ngx_str_set(&key, "Allow");
+    ngx_str_set(&value, "GET, HEAD, POST");
+
+    if (ra_add_header(r, &key, &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ra_room_error(&err, "method_not_allowed",
+                  "use POST with a JSON body, or GET");
+
+    return ra_json_error(r, NGX_HTTP_NOT_ALLOWED, &err);
+}
+
+
+static ngx_int_t
+ra_join_no_backend(ngx_http_request_t *r, ra_loc_conf_t *rlcf)
+{
+    u_char         *p;
+    ngx_str_t       key, value;
+    ra_room_err_t   err;
+
+    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&key, "Retry-After");
+    value.data = p;
+    value.len = ngx_sprintf(p, "%T", rlcf->retry_after) - p;
+
+    if (ra_add_header(r, &key, &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ra_room_error(&err, "no_backend",
+                  "no server of upstream \"%V\" can take the room",
+                  &rlcf->join->upstream->host);
+
+    return ra_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, &err);
+}

@@ -162,8 +162,11 @@ if grep -q '"room_affinity_join"' "$ROOT/ngx_http_room_affinity_module.c"; then
 fi
 
 mkdir -p "$DIR/nginx/logs"
+# nginx loads a copy: "make" rewrites build/*.so in place, which would crash
+# the workers of a stack left running (DEMO_KEEP=1)
+cp "$MODULE" "$DIR/nginx/"
 cat > "$DIR/nginx/nginx.conf" <<CONF
-load_module $MODULE;
+load_module $DIR/nginx/$(basename "$MODULE");
 
 daemon off;
 worker_processes 2;

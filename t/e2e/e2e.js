@@ -9,10 +9,12 @@
  * (SIGHUP) during live WebSockets keeps every room where it is and the live
  * sockets working; a Redis restart during live traffic loses no message and
  * moves no room; a killed backend's rooms move, each as a whole, to one
- * other backend, and the other rooms stay.
+ * other backend, and the other rooms stay.  Also runs the Docker image's
+ * nginx.conf, rendered by docker/entrypoint.sh, in front of the same stack.
  *
  * Environment (127.0.0.1 ports):
- *   RA_TEST_E2E_PORT        nginx (19870); the backends use the next three
+ *   RA_TEST_E2E_PORT        nginx (19870); the backends use the next three,
+ *                           the Docker image's config the fourth
  *   RA_TEST_E2E_REDIS_PORT  redis-server (16396)
  *   TEST_NGINX_BINARY       nginx (/usr/sbin/nginx)
  *   TEST_NGINX_LOAD_MODULES the module (build/ngx_http_room_affinity_module.so)
@@ -172,8 +174,12 @@ async function startBackend(b) {
 }
 
 function nginxConf() {
+  /* a copy: a rebuild (make) rewrites build/*.so in place, which crashes
+     the running workers that have it mapped */
+  const module = path.join(TMP, path.basename(MODULE));
+  fs.copyFileSync(MODULE, module);
   const servers = BACKENDS.map((b) => `        server 127.0.0.1:${b.port};`).join('\n');
-  return `load_module ${MODULE};
+  return `load_module ${module};
 daemon off;
 master_process on;
 worker_processes 2;
@@ -297,7 +303,13 @@ function client(room, text) {
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.on('close', (code) => {
-      const lines = out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      const lines = out.split('\n').map((l) => {
+        try {
+          return JSON.parse(l);
+        } catch {
+          return {};
+        }
+      });
       const welcome = lines.find((m) => m.type === 'welcome');
       const echo = lines.find((m) => m.type === 'message' && m.text === text);
       resolve({ code, backend: welcome && welcome.backend, echoed: Boolean(echo) });
@@ -558,6 +570,62 @@ async function killBackend() {
   is(dead.state, 'down', `kill: the status page shows ${victim} down`);
 }
 
+/* the Docker image's config, rendered by its entrypoint, run outside Docker */
+async function dockerConfig() {
+  if (process.getuid && process.getuid() !== 0) {
+    ok(true, '# SKIP docker config: needs root (user www-data, /var/lib/nginx)');
+    return;
+  }
+  const dport = PORT + 4;
+  const dir = path.join(TMP, 'docker');
+  fs.mkdirSync(dir);
+  const module = path.join(dir, path.basename(MODULE));
+  fs.copyFileSync(MODULE, module);
+  const env = {
+    RA_TEMPLATE: path.join(ROOT, 'docker', 'nginx.conf.template'),
+    RA_CONF: path.join(dir, 'nginx.conf'),
+    RA_MODULE: module,
+    RA_PID: path.join(dir, 'nginx.pid'),
+    RA_LISTEN: `127.0.0.1:${dport}`,
+    RA_WORKERS: '2',
+    RA_BACKENDS: BACKENDS.filter((b) => backend.has(b.name) && children.has(backend.get(b.name)))
+      .map((b) => `127.0.0.1:${b.port}`).join(', '),
+    RA_REDIS: `127.0.0.1:${RPORT}`,
+    RA_REDIS_PREFIX: PREFIX,
+    RA_OPTIONS: 'ttl=5m',
+    RA_ACCESS_LOG: 'off',
+  };
+  const entry = path.join(ROOT, 'docker', 'entrypoint.sh');
+  const t = spawnSync('sh', [entry, NGINX, '-t', '-q', '-e', 'stderr', '-c', env.RA_CONF],
+                      { env: { ...process.env, ...env }, encoding: 'utf8' });
+  if (!ok(t.status === 0, 'docker: the entrypoint renders a config that nginx -t accepts',
+          t.stderr + (fs.existsSync(env.RA_CONF) ? fs.readFileSync(env.RA_CONF, 'utf8') : ''))) {
+    return;
+  }
+  const dn = start('docker-nginx', 'sh', [entry, NGINX, '-e', 'stderr', '-c', env.RA_CONF,
+                                          '-g', 'daemon off;'], env);
+  const base = `http://127.0.0.1:${dport}`;
+  const up = await until(10000, async () => {
+    const st = await (await fetch(`${base}/room-affinity/status`)).json();
+    return st.redis.connected
+      && st.upstreams.room_affinity_backends.backends.every((b) => b.report);
+  });
+  ok(up, 'docker: nginx runs it, subscribes to Redis, has every backend\'s report',
+     logOf('docker-nginx'));
+  const child = spawn('node', [path.join(EXAMPLES, 'ws-client', 'swarm.js'), '--nginx', base,
+                               '--rooms', '4', '--clients', '12', '--messages', '2', '--json'],
+                      { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  ok(code === 0, 'docker: 12 clients in 4 rooms through it, every room whole, every message', out);
+  const prom = await (await fetch(`${base}/room-affinity/status?format=prometheus`)).text();
+  ok(/^room_affinity_zone_rooms\{upstream="room_affinity_backends",zone="rooms"\} 4$/m.test(prom),
+     'docker: the status location answers Prometheus', prom.slice(0, 500));
+  const r = await stop(dn, 'SIGQUIT');
+  is(r.code, 0, 'docker: nginx stops gracefully');
+}
+
 async function main() {
   const watchdog = setTimeout(async () => {
     console.log('Bail out! the end-to-end test took more than 120 s');
@@ -573,6 +641,7 @@ async function main() {
       await reload();
       await redisRestart();
       await killBackend();
+      await dockerConfig();
     }
   } catch (err) {
     ok(false, 'no exception', err.stack);
@@ -585,7 +654,10 @@ async function main() {
     await stopAll();
     clearTimeout(watchdog);
   }
-  if (!ready && tests === 0) return;
+  if (!ready && tests === 0) {
+    fs.rmSync(TMP, { recursive: true, force: true });
+    return;
+  }
   const log = fs.existsSync(`${TMP}/nginx/error.log`)
     ? fs.readFileSync(`${TMP}/nginx/error.log`, 'utf8') : '';
   const bad = log.split('\n').filter((l) => /\[(alert|crit|emerg)\]|signal \d+ .*exited/.test(l));
@@ -599,6 +671,14 @@ async function main() {
   }
   process.exitCode = failed ? 1 : 0;
 }
+
+process.on('uncaughtException', async (err) => {
+  ok(false, 'no uncaught exception', err.stack);
+  await stopAll();
+  console.log(`1..${tests}`);
+  diag(`logs kept in ${TMP}`);
+  process.exit(1);
+});
 
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, async () => {

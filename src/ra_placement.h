@@ -28,7 +28,7 @@ typedef struct {
 
 
 /*
- * Up to RA_PL_MAX_BACKENDS backends are handled with stack arrays (16 bytes
+ * Up to RA_PL_MAX_BACKENDS backends are handled with a stack array (8 bytes
  * each); more are handled correctly, recomputing instead of storing.
  */
 #define RA_PL_MAX_BACKENDS            1024

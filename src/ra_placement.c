@@ -87,6 +87,9 @@ typedef struct {
 
     /* running sums of cap; NULL when n > RA_PL_MAX_BACKENDS */
     uint64_t               *acc;
+
+    /* acc[] came from ra_pl_scan(): num is reported + pending, or live */
+    unsigned                quick;
 } ra_pl_ctx_t;
 
 
@@ -161,7 +164,9 @@ ra_placement_pick(const ra_pl_conf_t *conf, const ra_pl_backend_t *b,
     ctx.n = n;
     ctx.acc = (n <= RA_PL_MAX_BACKENDS) ? acc : NULL;
 
-    if (!ra_pl_scan(&ctx)) {
+    ctx.quick = ra_pl_scan(&ctx);
+
+    if (!ctx.quick) {
         ra_pl_totals(&ctx);
     }
 
@@ -587,11 +592,27 @@ ra_pl_draw(ra_pl_ctx_t *ctx, uint64_t r, const int *chosen, unsigned nchosen,
 static void
 ra_pl_load(ra_pl_ctx_t *ctx, unsigned i, ra_pl_load_t *l)
 {
-    l->index = i;
-    l->rooms = (ctx->b[i].rooms > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX
-                                                 : ctx->b[i].rooms;
+    uint64_t                v;
+    const ra_pl_backend_t  *b;
 
-    ra_pl_eval(ctx, i, &l->num, &l->cap);
+    b = &ctx->b[i];
+
+    l->index = i;
+    l->rooms = (b->rooms > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : b->rooms;
+
+    if (!(ctx->quick && ctx->acc)) {
+        ra_pl_eval(ctx, i, &l->num, &l->cap);
+        return;
+    }
+
+    /* what ra_pl_eval() computes, read from the scan */
+
+    l->cap = (uint32_t) (ctx->acc[i] - (i ? ctx->acc[i - 1] : 0));
+
+    v = (ctx->mode == RA_PL_LOCAL) ? b->live
+                                   : (uint64_t) b->reported + b->pending;
+
+    l->num = (v > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : (uint32_t) v;
 }
 
 

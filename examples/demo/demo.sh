@@ -317,6 +317,7 @@ bold "== the stack keeps running (DEMO_KEEP=1) =="
 cat <<EOF
 $VICTIM is back (pid ${BPID[$VICTIM]}): it registered again and takes new rooms
 (with a slow start); the rooms that moved away stay where they are now.
+From $ROOT:
 
   status (JSON):         curl -s $BASE/status
   status (table):        node examples/demo/report.js status $BASE/status $NAMEMAP

@@ -55,7 +55,8 @@ $(NGXDIR)/objs/Makefile: config
 
 $(SO): $(NGXDIR)/objs/Makefile $(SOURCES)
 	$(MAKE) -C $(NGXDIR) -f objs/Makefile modules
-	cp $(NGXDIR)/objs/$(MODULE).so $(SO)
+	cp $(NGXDIR)/objs/$(MODULE).so $(SO).tmp
+	mv -f $(SO).tmp $(SO)    # never rewrite a .so a running nginx maps
 
 deps:
 	@missing=""; for p in $(DEBIAN_PKGS); do \
@@ -89,11 +90,22 @@ test: module agent unit suites examples/node_modules
 	prove agent/test-agent.sh examples/test-examples.sh
 
 clean:
-	rm -rf $(BUILD) t/servroot*
+	rm -rf $(BUILD) build-bench t/servroot*
 	$(MAKE) -C t/unit clean
 	$(MAKE) -C agent clean
 
-.PHONY: all module agent deps unit suites test clean
+# the module with the room_affinity_bench handler (src/ra_bench.c)
+bench-micro:
+	$(MAKE) BUILD=build-bench CC_OPT="$(CC_OPT) -DRA_BENCH=1" module
+	bench/micro.sh
+
+bench: module
+	bench/throughput.sh
+
+sim:
+	$(MAKE) -C bench/sim run
+
+.PHONY: all module agent deps unit suites test clean bench bench-micro sim
 
 demo: module agent examples/node_modules
 	bash examples/demo/demo.sh

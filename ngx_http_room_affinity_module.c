@@ -82,6 +82,17 @@ static ngx_command_t  ra_commands[] = {
       offsetof(ra_loc_conf_t, body),
       &ra_body_modes },
 
+#if (RA_BENCH)
+
+    { ngx_string("room_affinity_bench"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ra_bench,
+      0,
+      0,
+      NULL },
+
+#endif
+
       ngx_null_command
 };
 

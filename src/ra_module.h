@@ -48,21 +48,28 @@ typedef struct {
 } ra_backend_t;
 
 
-typedef struct {
-    ngx_rbtree_node_t   node;         /* node.key: crc32 of the name */
+typedef struct ra_room_s  ra_room_t;
+
+struct ra_room_s {
+    ra_room_t          *next;         /* hash chain */
     ngx_queue_t         queue;        /* idle LRU; empty while live */
     ngx_msec_t          last;         /* when it became idle */
     ngx_msec_t          created;
+    uint32_t            hash;         /* crc32 of the name */
     uint32_t            live;
     uint16_t            backend;      /* slot in the backend table */
     uint16_t            len;
     u_char              data[1];
-} ra_room_t;
+};
+
+
+#define RA_ZONE_VERSION  2            /* layout of ra_shctx_t, ra_room_t */
 
 
 typedef struct {
-    ngx_rbtree_t        rbtree;
-    ngx_rbtree_node_t   sentinel;
+    ngx_uint_t          version;
+    ra_room_t         **buckets;
+    ngx_uint_t          mask;         /* buckets - 1, a power of two */
     ngx_queue_t         idle;         /* rooms without live connections,
                                          most recently used first */
     ngx_uint_t          rooms;
@@ -161,5 +168,10 @@ void ra_fill_placement(ra_srv_conf_t *rcf, ra_backend_t *be,
 
 /* ra_status.c */
 char *ra_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* ra_bench.c, built with -DRA_BENCH=1 only */
+#if (RA_BENCH)
+char *ra_bench(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+#endif
 
 #endif /* RA_MODULE_H */

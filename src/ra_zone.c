@@ -1,15 +1,14 @@
 /*
- * The shared zone of one room_affinity upstream: the room table (rbtree
- * keyed by crc32 of the room name, plus an LRU queue of idle rooms) and
- * the backend table (one slot per upstream address).  Every function here
- * expects the caller to hold the zone's mutex.
+ * The shared zone of one room_affinity upstream: the room table (a hash
+ * table keyed by crc32 of the room name, chained, plus an LRU queue of
+ * idle rooms) and the backend table (one slot per upstream address).
+ * Every function here but ra_zone_init() expects the caller to hold the
+ * zone's mutex.
  */
 
 #include "ra_module.h"
 
 
-static void ra_room_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static void ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room);
 
 
@@ -19,12 +18,22 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ra_zone_ctx_t  *octx = data;
 
     size_t          len;
+    ngx_uint_t      n;
     ra_zone_ctx_t  *ctx;
 
     ctx = shm_zone->data;
 
     if (octx) {
         /* nginx -s reload: keep every room where it is */
+
+        if (octx->sh->version != RA_ZONE_VERSION) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "room_affinity zone \"%V\" was made by another "
+                          "version of the module: rename the zone or "
+                          "restart nginx", &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
         return NGX_OK;
@@ -43,10 +52,22 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     ctx->shpool->data = ctx->sh;
+    ctx->sh->version = RA_ZONE_VERSION;
 
-    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
-                    ra_room_rbtree_insert_value);
     ngx_queue_init(&ctx->sh->idle);
+
+    /* a bucket for every 256 bytes of zone: chains stay short */
+
+    for (n = 64; n * 2 * 256 <= shm_zone->shm.size; n *= 2) {
+        /* void */
+    }
+
+    ctx->sh->buckets = ngx_slab_calloc(ctx->shpool, n * sizeof(ra_room_t *));
+    if (ctx->sh->buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->sh->mask = n - 1;
 
     ctx->sh->backends_cap = 16;
     ctx->sh->backends = ngx_slab_calloc(ctx->shpool,
@@ -72,75 +93,18 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-static void
-ra_room_rbtree_insert_value(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel)
-{
-    ra_room_t           *r, *rt;
-    ngx_rbtree_node_t  **p;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else {
-            r = (ra_room_t *) node;
-            rt = (ra_room_t *) temp;
-
-            p = (ngx_memn2cmp(r->data, rt->data, r->len, rt->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
 ra_room_t *
 ra_room_lookup(ra_shctx_t *sh, uint32_t hash, u_char *name, size_t len)
 {
-    ngx_int_t           rc;
-    ra_room_t          *room;
-    ngx_rbtree_node_t  *node, *sentinel;
+    ra_room_t  *room;
 
-    node = sh->rbtree.root;
-    sentinel = sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        room = (ra_room_t *) node;
-
-        rc = ngx_memn2cmp(name, room->data, len, room->len);
-
-        if (rc == 0) {
+    for (room = sh->buckets[hash & sh->mask]; room; room = room->next) {
+        if (room->hash == hash
+            && room->len == len
+            && ngx_memcmp(room->data, name, len) == 0)
+        {
             return room;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
@@ -180,7 +144,7 @@ ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name, size_t len,
         ra_room_delete(ctx, old);
     }
 
-    room->node.key = hash;
+    room->hash = hash;
     room->len = (uint16_t) len;
     room->live = 0;
     room->backend = 0;
@@ -188,7 +152,8 @@ ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name, size_t len,
     room->created = now;
     ngx_memcpy(room->data, name, len);
 
-    ngx_rbtree_insert(&ctx->sh->rbtree, &room->node);
+    room->next = ctx->sh->buckets[hash & ctx->sh->mask];
+    ctx->sh->buckets[hash & ctx->sh->mask] = room;
     ngx_queue_insert_head(&ctx->sh->idle, &room->queue);
 
     ctx->sh->rooms++;
@@ -233,7 +198,8 @@ ra_room_expire(ra_zone_ctx_t *ctx, ngx_msec_t now, ngx_uint_t n,
 static void
 ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room)
 {
-    ra_backend_t  *be;
+    ra_room_t     **link;
+    ra_backend_t   *be;
 
     be = &ctx->sh->backends[room->backend];
 
@@ -241,8 +207,16 @@ ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room)
         be->rooms--;
     }
 
+    for (link = &ctx->sh->buckets[room->hash & ctx->sh->mask];
+         *link != room;
+         link = &(*link)->next)
+    {
+        /* void */
+    }
+
+    *link = room->next;
+
     ngx_queue_remove(&room->queue);
-    ngx_rbtree_delete(&ctx->sh->rbtree, &room->node);
     ctx->sh->rooms--;
 
     ngx_slab_free_locked(ctx->shpool, room);

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Microbenchmark of the room table and placement, with their real locking,
+# inside an nginx worker on real zones (the module built with -DRA_BENCH=1
+# adds the room_affinity_bench handler; see src/ra_bench.c).
+#
+#   bench/micro.sh [ops]
+#
+# Prints, per case, the median of 9 batches: the lookup of a known room
+# with 1k, 100k and 1M rooms in the table (drawn uniformly, so at 1M every
+# lookup misses the CPU caches; and from 1k hot rooms among 1M, the usual
+# case of few active rooms), and the placement and recording
+# of a new room with 8, 64 and 256 servers; and the zone bytes a room
+# takes (1M rooms in a 256m zone).
+
+set -euo pipefail
+
+OPS=${1:-200000}
+PORT=${BENCH_PORT:-18180}
+NGINX=${NGINX:-/usr/sbin/nginx}
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+SO=$TOP/build-bench/ngx_http_room_affinity_module.so
+DIR=$(mktemp -d /tmp/ra-micro.XXXXXX)
+PID=
+
+cleanup() {
+    [ -n "$PID" ] && kill -QUIT "$PID" 2>/dev/null && wait "$PID" || true
+    rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+[ -n "${BENCH_KEEP:-}" ] && trap - EXIT
+[ -f "$SO" ] || { echo "build it first: make bench-micro" >&2; exit 1; }
+
+servers() {
+    local n=$1 i
+    for i in $(seq 1 "$n"); do
+        printf '        server 127.0.0.%d:%d;\n' $((i / 200 + 2)) $((20000 + i))
+    done
+}
+
+mkdir -p "$DIR/logs" "$DIR/conf"
+cat > "$DIR/conf/nginx.conf" <<END
+load_module $SO;
+worker_processes 1;
+daemon off;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+    upstream b8 {
+        room_affinity \$arg_room zone=b8:64m ttl=1h;
+$(servers 8)
+    }
+    upstream b64 {
+        room_affinity \$arg_room zone=b64:256m ttl=1h;
+$(servers 64)
+    }
+    upstream b256 {
+        room_affinity \$arg_room zone=b256:64m ttl=1h;
+$(servers 256)
+    }
+    server {
+        listen 127.0.0.1:$PORT;
+        location = /b8 { room_affinity_bench b8; }
+        location = /b64 { room_affinity_bench b64; }
+        location = /b256 { room_affinity_bench b256; }
+    }
+}
+END
+
+"$NGINX" -p "$DIR/" -c conf/nginx.conf & PID=$!
+
+for i in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/b8?rooms=1&ops=10" && break
+    sleep 0.05
+done
+
+printf "# median of 9 batches, %s operations each, one nginx worker\n" "$OPS"
+printf "%-34s %10s %12s %14s\n" case lookup_ns new_room_ns bytes_per_room
+
+run() {
+    local label=$1 path=$2
+    local j
+    j=$(curl -s --max-time 600 "http://127.0.0.1:$PORT$path")
+    printf "%-34s %10s %12s %14s\n" "$label" \
+        "$(echo "$j" | sed 's/.*"lookup_ns":\([0-9]*\).*/\1/')" \
+        "$(echo "$j" | sed 's/.*"new_room_ns":\([0-9]*\).*/\1/')" \
+        "$(echo "$j" | sed 's/.*"bytes_per_room":\([0-9]*\).*/\1/')"
+}
+
+run "64 servers, 1k rooms"          "/b64?rooms=1000&ops=$OPS"
+run "64 servers, 100k rooms"        "/b64?rooms=100000&ops=$OPS"
+run "64 servers, 1M rooms (256m)"   "/b64?rooms=1000000&ops=$OPS"
+run "64 servers, 1M rooms, 1k hot"  "/b64?rooms=1000000&hot=1000&ops=$OPS"
+run "8 servers, 1k rooms"           "/b8?rooms=1000&ops=$OPS"
+run "256 servers, 1k rooms"         "/b256?rooms=1000&ops=$OPS"

@@ -1,0 +1,321 @@
+/*
+ * room_affinity_bench: a microbenchmark of the room table and placement
+ * with their real locking, run inside an nginx worker on a real zone.
+ * Built only with -DRA_BENCH=1 ("make bench-micro"); never in production.
+ *
+ *   GET /bench?rooms=1000000&ops=200000[&hot=1000]
+ *
+ * fills the upstream's zone up to "rooms" rooms, then times, each under
+ * the zone's mutex as in the balancer: the lookup of a known room (drawn
+ * from the whole table, or from "hot" rooms spread over it), and
+ * ra_route() of a new room (lookup, placement over the upstream's servers,
+ * recording).  Answers JSON with the medians of 9 batches in ns, and the
+ * zone bytes used per room.
+ */
+
+#include "ra_balancer.h"
+
+
+#if (RA_BENCH)
+
+#include <time.h>
+
+
+typedef struct {
+    ngx_str_t       upstream;
+    ra_srv_conf_t  *conf;
+} ra_bench_loc_conf_t;
+
+
+#define RA_BENCH_BATCHES  9
+
+
+static ngx_int_t ra_bench_handler(ngx_http_request_t *r);
+static ngx_int_t ra_bench_fill(ra_srv_conf_t *rcf, ngx_uint_t rooms,
+    ngx_log_t *log);
+static uint64_t ra_bench_now(void);
+static int ngx_libc_cdecl ra_bench_cmp(const void *a, const void *b);
+
+
+/* which upstream each bench location measures */
+typedef struct {
+    ngx_http_core_loc_conf_t  *clcf;
+    ra_srv_conf_t             *conf;
+} ra_bench_target_t;
+
+static ra_bench_target_t  ra_bench_targets[16];
+static ngx_uint_t         ra_bench_ntargets;
+
+
+char *
+ra_bench(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t                  *value;
+    ngx_uint_t                  i;
+    ra_srv_conf_t             **rcfp;
+    ra_main_conf_t             *rmcf;
+    ngx_http_core_loc_conf_t   *clcf;
+
+    value = cf->args->elts;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_room_affinity_module);
+    rcfp = rmcf->upstreams.elts;
+
+    for (i = 0; i < rmcf->upstreams.nelts; i++) {
+        if (rcfp[i]->upstream->host.len == value[1].len
+            && ngx_strncmp(rcfp[i]->upstream->host.data, value[1].data,
+                           value[1].len) == 0)
+        {
+            if (ra_bench_ntargets == 16) {
+                return "has too many locations";
+            }
+
+            clcf = ngx_http_conf_get_module_loc_conf(cf,
+                                                     ngx_http_core_module);
+            clcf->handler = ra_bench_handler;
+
+            ra_bench_targets[ra_bench_ntargets].clcf = clcf;
+            ra_bench_targets[ra_bench_ntargets++].conf = rcfp[i];
+
+            return NGX_CONF_OK;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "no room_affinity upstream \"%V\"", &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ra_bench_handler(ngx_http_request_t *r)
+{
+    u_char           *p, name[64];
+    size_t            before, after;
+    uint64_t          t0, lookup[RA_BENCH_BATCHES], route[RA_BENCH_BATCHES];
+    ngx_int_t         n, ops, rc;
+    ngx_str_t         arg, key, *keys;
+    ngx_buf_t        *b;
+    ngx_uint_t        i, k, seed, rooms, found, hot;
+    ngx_chain_t       out;
+    ra_route_t        rt;
+    ra_zone_ctx_t    *ctx;
+    ra_srv_conf_t    *rcf;
+    ngx_slab_pool_t  *shpool;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    rcf = NULL;
+
+    for (i = 0; i < ra_bench_ntargets; i++) {
+        if (ra_bench_targets[i].clcf == clcf) {
+            rcf = ra_bench_targets[i].conf;
+        }
+    }
+
+    if (rcf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx = rcf->shm_zone->data;
+    shpool = ctx->shpool;
+
+    rooms = 1000;
+    ops = 100000;
+
+    if (ngx_http_arg(r, (u_char *) "rooms", 5, &arg) == NGX_OK) {
+        n = ngx_atoi(arg.data, arg.len);
+        rooms = (n > 0) ? (ngx_uint_t) n : rooms;
+    }
+
+    hot = 0;
+
+    if (ngx_http_arg(r, (u_char *) "hot", 3, &arg) == NGX_OK) {
+        n = ngx_atoi(arg.data, arg.len);
+        hot = (n > 0) ? (ngx_uint_t) n : 0;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "ops", 3, &arg) == NGX_OK) {
+        n = ngx_atoi(arg.data, arg.len);
+        ops = (n > 0) ? n : ops;
+    }
+
+    if (ra_peer_map(rcf, r->connection->log) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    keys = ngx_pcalloc(r->pool, ops * sizeof(ngx_str_t));
+    if (keys == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    before = (shpool->end - (u_char *) shpool) - shpool->pfree * ngx_pagesize;
+
+    if (ra_bench_fill(rcf, rooms, r->connection->log) != NGX_OK) {
+        return NGX_HTTP_INSUFFICIENT_STORAGE;
+    }
+
+    after = (shpool->end - (u_char *) shpool) - shpool->pfree * ngx_pagesize;
+
+    seed = 12345;
+    found = 0;
+
+    for (k = 0; k < RA_BENCH_BATCHES; k++) {
+
+        /* a known room, as the balancer looks it up */
+
+        for (i = 0; i < (ngx_uint_t) ops; i++) {
+            seed = seed * 1103515245 + 12345;
+            keys[i].data = keys[i].data ? keys[i].data
+                                        : ngx_pnalloc(r->pool, 32);
+            if (keys[i].data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            /* uniform over the table, or over a hot set spread in it */
+            n = (seed >> 8) % (hot ? hot : rooms);
+            p = ngx_sprintf(keys[i].data, "bench-%ui",
+                            hot ? (n * 7919) % rooms : (ngx_uint_t) n);
+            keys[i].len = p - keys[i].data;
+        }
+
+        t0 = ra_bench_now();
+
+        for (i = 0; i < (ngx_uint_t) ops; i++) {
+            ngx_shmtx_lock(&shpool->mutex);
+            found += ra_room_lookup(ctx->sh,
+                                    ngx_crc32_long(keys[i].data, keys[i].len),
+                                    keys[i].data, keys[i].len) != NULL;
+            ngx_shmtx_unlock(&shpool->mutex);
+        }
+
+        lookup[k] = (ra_bench_now() - t0) / ops;
+
+        /* a new room: lookup, placement, recording */
+
+        t0 = ra_bench_now();
+
+        for (i = 0; i < (ngx_uint_t) ops / 10; i++) {
+            p = ngx_sprintf(name, "new-%ui-%ui-%P", k, i, ngx_pid);
+            key.data = name;
+            key.len = p - name;
+
+            if (ra_route_init(&rt, rcf, &key, r->pool, r->connection->log)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ra_route_lock_peers(rcf);
+            rc = ra_route(&rt, 0, r->connection->log);
+            ra_route_unlock_peers(rcf);
+
+            if (rc != NGX_OK) {
+                return NGX_HTTP_SERVICE_UNAVAILABLE;
+            }
+        }
+
+        route[k] = (ra_bench_now() - t0) / (ops / 10);
+    }
+
+    ngx_qsort(lookup, RA_BENCH_BATCHES, sizeof(uint64_t), ra_bench_cmp);
+    ngx_qsort(route, RA_BENCH_BATCHES, sizeof(uint64_t), ra_bench_cmp);
+
+    b = ngx_create_temp_buf(r->pool, 512);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->sh->evicted) {
+        /* the new rooms pushed known ones out: the figures would lie */
+        return NGX_HTTP_INSUFFICIENT_STORAGE;
+    }
+
+    b->last = ngx_sprintf(b->last, "{\"upstream\":\"%V\",\"backends\":%ui,"
+                          "\"rooms\":%ui,\"lookup_ns\":%uL,\"new_room_ns\":%uL,"
+                          "\"lookup_hits\":%ui,\"bytes_per_room\":%uz,"
+                          "\"zone_bytes_used\":%uz}\n",
+                          &rcf->upstream->host, rcf->nmap, rooms,
+                          lookup[RA_BENCH_BATCHES / 2],
+                          route[RA_BENCH_BATCHES / 2], found,
+                          (after - before) / (rooms ? rooms : 1), after);
+
+    b->last_buf = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ra_bench_fill(ra_srv_conf_t *rcf, ngx_uint_t rooms, ngx_log_t *log)
+{
+    u_char         *p, name[64];
+    uint32_t        crc;
+    ngx_uint_t      i;
+    ra_room_t      *room;
+    ra_zone_ctx_t  *ctx;
+
+    ctx = rcf->shm_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (i = 0; i < rooms; i++) {
+        p = ngx_sprintf(name, "bench-%ui", i);
+        crc = ngx_crc32_long(name, p - name);
+
+        if (ra_room_lookup(ctx->sh, crc, name, p - name)) {
+            continue;
+        }
+
+        room = ra_room_create(ctx, crc, name, p - name, ngx_current_msec,
+                              log);
+        if (room == NULL || ctx->sh->evicted) {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "room_affinity bench: zone full at %ui rooms", i);
+            return NGX_ERROR;
+        }
+
+        ra_room_set_backend(ctx->sh, room, rcf->map[i % rcf->nmap].slot);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static uint64_t
+ra_bench_now(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+
+static int ngx_libc_cdecl
+ra_bench_cmp(const void *a, const void *b)
+{
+    uint64_t  x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+
+    return (x > y) - (x < y);
+}
+
+#endif /* RA_BENCH */

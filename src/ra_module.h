@@ -57,13 +57,14 @@ struct ra_room_s {
     ngx_msec_t          created;
     uint32_t            hash;         /* crc32 of the name */
     uint32_t            live;
+    uint32_t            peak;         /* most live connections seen */
     uint16_t            backend;      /* slot in the backend table */
     uint16_t            len;
     u_char              data[1];
 };
 
 
-#define RA_ZONE_VERSION  2            /* layout of ra_shctx_t, ra_room_t */
+#define RA_ZONE_VERSION  3            /* layout of ra_shctx_t, ra_room_t */
 
 
 typedef struct {

@@ -29,6 +29,7 @@ typedef struct {
 static char *ra_redis_parse_address(ngx_conf_t *cf, ra_redis_conf_t *rc,
     ngx_str_t *value);
 static ngx_int_t ra_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+static void ra_redis_release(ra_redis_conf_t *rc);
 static void ra_redis_tick(ngx_event_t *ev);
 static ngx_uint_t ra_redis_elect(ra_redis_conf_t *rc, ngx_msec_t now);
 static ngx_int_t ra_redis_open(ra_redis_link_t *link, ngx_log_t *log);
@@ -351,6 +352,15 @@ ra_redis_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&ra_redis_timer);
     }
 
+    ra_redis_release(rc);
+
+    ra_redis_conf = NULL;
+}
+
+
+static void
+ra_redis_release(ra_redis_conf_t *rc)
+{
     ra_redis_close(&ra_redis_sub);
     ra_redis_close(&ra_redis_cmd);
 
@@ -363,7 +373,7 @@ ra_redis_exit_process(ngx_cycle_t *cycle)
 
     ngx_shmtx_unlock(&rc->shpool->mutex);
 
-    ra_redis_conf = NULL;
+    ra_redis_owner = 0;
 }
 
 
@@ -375,6 +385,11 @@ ra_redis_tick(ngx_event_t *ev)
     ngx_msec_t  now, delay;
 
     if (ngx_exiting || ngx_quit || ngx_terminate || ra_redis_exiting) {
+        /*
+         * a worker shutting down gracefully may live on for its
+         * WebSockets: hand the role over to the new workers now
+         */
+        ra_redis_release(rc);
         return;
     }
 

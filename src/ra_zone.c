@@ -147,6 +147,7 @@ ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name, size_t len,
     room->hash = hash;
     room->len = (uint16_t) len;
     room->live = 0;
+    room->peak = 0;
     room->backend = 0;
     room->last = now;
     room->created = now;
@@ -231,6 +232,10 @@ ra_room_acquire(ra_shctx_t *sh, ra_room_t *room)
         ngx_queue_remove(&room->queue);
         ngx_queue_init(&room->queue);
     }
+
+    if (room->live > room->peak) {
+        room->peak = room->live;
+    }
 }
 
 
@@ -255,8 +260,14 @@ ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot)
 
     be = &sh->backends[slot];
 
+    /*
+     * until the backend's next report, the room counts as the connections
+     * it is known to bring: a room moving with its members counts as many
+     * as it had, a new room as one
+     */
+
     be->rooms++;
-    be->pending++;
+    be->pending += room->peak ? room->peak : 1;
     be->placed++;
 
     room->backend = (uint16_t) slot;

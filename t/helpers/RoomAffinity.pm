@@ -10,6 +10,7 @@ use strict;
 use warnings;
 
 use IO::Socket::INET;
+use POSIX ();
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
@@ -139,7 +140,7 @@ sub control_loop {
 
     my $redis = $with_redis ? start_redis($redis_port) : undef;
 
-    $SIG{TERM} = sub { stop_redis($redis); exit 0 };
+    $SIG{TERM} = sub { stop_redis($redis); POSIX::_exit(0) };
 
     $SIG{CHLD} = sub { 1 while waitpid(-1, WNOHANG) > 0 };
 
@@ -187,7 +188,7 @@ sub control_loop {
                 print $c "HTTP/1.0 200 OK\r\nContent-Length: "
                          . length($body) . "\r\n\r\n$body";
                 close $c;
-                exit 0;
+                POSIX::_exit(0);
             }
             close $c;
             next;
@@ -237,7 +238,7 @@ PY
                 open my $in, '<', \$text;
                 open STDIN, '<&', $in if 0;
                 pipe my $r, my $w or exit 1;
-                if (fork() == 0) { close $r; print $w $text; exit 0 }
+                if (fork() == 0) { close $r; print $w $text; POSIX::_exit(0) }
                 close $w;
                 open STDIN, '<&', $r or exit 1;
                 open STDERR, '>&', \*STDOUT;
@@ -281,7 +282,7 @@ PY
         close $c;
     }
 
-    exit 0;
+    POSIX::_exit(0);
 }
 
 # "server {}" blocks of backends b1..bN answering their own name
@@ -471,6 +472,8 @@ sub start_control {
 my $parent = $$;
 
 END {
+    local $?;    # reaping the control server must not set our exit code
+
     if ($control_pid && $$ == $parent) {
         kill 'TERM', $control_pid;
         waitpid $control_pid, 0;

@@ -24,7 +24,7 @@ DIR=$(mktemp -d /tmp/ra-bench.XXXXXX)
 PIDS=()
 
 cleanup() {
-    for p in "${PIDS[@]}"; do kill -QUIT "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$DIR"
 }

@@ -25,7 +25,7 @@ DEBIAN_PKGS = build-essential nginx nginx-dev libhiredis-dev libjansson-dev \
               libtest-longstring-perl libipc-run-perl libtext-diff-perl \
               liblist-moreutils-perl libwww-perl libjson-perl \
               python3 python3-prometheus-client libpcre3-dev zlib1g-dev \
-              libssl-dev nodejs npm valgrind
+              libssl-dev valgrind
 
 export TEST_NGINX_BINARY      ?= $(NGINX_BIN)
 export TEST_NGINX_LOAD_MODULES ?= $(CURDIR)/$(SO)
@@ -68,6 +68,13 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
 	        --no-install-recommends $$missing; \
 	else echo "all Debian packages present"; fi
+	@# Node.js for the examples: the machine's own if it has one (its npm
+	@# may conflict with Debian's), else Debian's
+	@command -v npm >/dev/null 2>&1 || { \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	        --no-install-recommends nodejs npm; }
 
 # the project's runner unless the real Test::Nginx is installed
 TEST_INC := $(shell perl -MTest::Nginx::Socket -e1 >/dev/null 2>&1 \

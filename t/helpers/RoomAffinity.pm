@@ -235,14 +235,17 @@ for f in fams:
 PY
             my $pid = open(my $p, '-|') // die "fork: $!";
             if ($pid == 0) {
-                open my $in, '<', \$text;
-                open STDIN, '<&', $in if 0;
-                pipe my $r, my $w or exit 1;
-                if (fork() == 0) { close $r; print $w $text; POSIX::_exit(0) }
+                pipe my $r, my $w or POSIX::_exit(1);
+                if (fork() == 0) {
+                    close $r;
+                    print $w $text;
+                    close $w;
+                    POSIX::_exit(0);
+                }
                 close $w;
-                open STDIN, '<&', $r or exit 1;
+                open STDIN, "<&", $r or POSIX::_exit(1);
                 open STDERR, '>&', \*STDOUT;
-                exec '/usr/bin/python3', '-c', $py or exit 1;
+                exec "/usr/bin/python3", "-c", $py or POSIX::_exit(1);
             }
             local $/;
             $out = <$p> // 'no output';

@@ -109,10 +109,14 @@ bench-micro:
 bench: module
 	bench/throughput.sh
 
+bench-redis: module
+	bench/redis.sh
+
 sim:
 	$(MAKE) -C bench/sim run
 
-.PHONY: all module agent deps unit suites test clean bench bench-micro sim
+.PHONY: all module agent deps unit suites test clean bench bench-micro \
+        bench-redis sim
 
 demo: module agent examples/node_modules
 	bash examples/demo/demo.sh

@@ -97,7 +97,7 @@ test: module agent unit suites examples/node_modules
 	prove agent/test-agent.sh examples/test-examples.sh
 
 clean:
-	rm -rf $(BUILD) build-bench t/servroot*
+	rm -rf $(BUILD) build-bench build-asan t/servroot*
 	$(MAKE) -C t/unit clean
 	$(MAKE) -C agent clean
 
@@ -109,6 +109,22 @@ bench-micro:
 bench: module
 	bench/throughput.sh
 
+# the suites again, against the module built with AddressSanitizer and
+# UBSan (t/tools/asan-nginx preloads them into Debian's nginx)
+ASAN_OPT = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+           -fno-sanitize-recover=undefined
+
+asan:
+	$(MAKE) BUILD=build-asan CC_OPT="$(ASAN_OPT)" module
+	rm -f /tmp/ra-asan.*
+	TEST_NGINX_BINARY=$(CURDIR)/t/tools/asan-nginx \
+	TEST_NGINX_LOAD_MODULES=$(CURDIR)/build-asan/$(MODULE).so \
+	RA_ASAN_LOG=/tmp/ra-asan \
+	    prove $(TEST_INC) t/00[1-9]*.t t/01*.t t/02*.t t/04*.t
+	@if ls /tmp/ra-asan.* >/dev/null 2>&1; then \
+	    cat /tmp/ra-asan.*; echo "sanitizer reports above"; exit 1; \
+	else echo "no sanitizer report"; fi
+
 bench-redis: module
 	bench/redis.sh
 
@@ -116,7 +132,7 @@ sim:
 	$(MAKE) -C bench/sim run
 
 .PHONY: all module agent deps unit suites test clean bench bench-micro \
-        bench-redis sim
+        bench-redis sim asan
 
 demo: module agent examples/node_modules
 	bash examples/demo/demo.sh

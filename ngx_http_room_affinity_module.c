@@ -377,6 +377,8 @@ ra_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rmcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_room_affinity_module);
 
+    rcf->index = rmcf->upstreams.nelts;
+
     prcf = ngx_array_push(&rmcf->upstreams);
     if (prcf == NULL) {
         return NGX_CONF_ERROR;

@@ -7,6 +7,7 @@
  */
 
 #include "ra_balancer.h"
+#include "ra_redis.h"
 #include <ngx_md5.h>
 
 
@@ -513,6 +514,12 @@ found:
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (room && (rt->is_new || rt->moved)) {
+        /* tell the other nginx instances, through Redis */
+        ra_redis_share(rcf, &rt->key, &rcf->map[rt->index].peer->name,
+                       rt->moved);
+    }
 
     return NGX_OK;
 }

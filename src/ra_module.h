@@ -106,6 +106,7 @@ struct ra_srv_conf_s {
     ngx_uint_t                    metric;      /* RA_METRIC_* */
 
     ngx_http_upstream_srv_conf_t *upstream;
+    ngx_uint_t                    index;       /* in ra_main_conf_t */
     ngx_str_t                     zone_name;
     ngx_array_t                  *urls;        /* ra_url_t */
 

@@ -58,11 +58,14 @@ static ngx_uint_t ra_redis_apply(ra_msg_t *msg, ra_msg_type_e type,
 static void ra_redis_reject(ra_msg_err_e err, ngx_str_t *channel,
     const char *detail, const char *data, size_t len);
 static void ra_redis_set_error(const char *what, const char *err);
+static void ra_redis_share_tick(ngx_event_t *ev);
+static void ra_redis_on_room(const char *data, size_t len);
 
 
 static ra_redis_conf_t   *ra_redis_conf;
 static ngx_log_t         *ra_redis_log;
 static ngx_event_t        ra_redis_timer;
+static ngx_event_t        ra_redis_share_timer;
 static ngx_uint_t         ra_redis_owner;
 static ngx_uint_t         ra_redis_exiting;
 static ngx_uint_t         ra_redis_closing;
@@ -101,6 +104,7 @@ ra_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     rc->snapshot = 1;
+    rc->share = 1;
     rc->backoff = 3000;
     ngx_str_null(&prefix);
 
@@ -160,6 +164,16 @@ ra_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "share=off") == 0) {
+            rc->share = 0;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "share=on") == 0) {
+            rc->share = 1;
+            continue;
+        }
+
     invalid:
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -177,13 +191,18 @@ ra_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                              rc->channel_signaling.len + 1);
     rc->snapshot_key.len = prefix.len + sizeof("room_affinity:backends") - 1;
     rc->snapshot_key.data = ngx_pnalloc(cf->pool, rc->snapshot_key.len + 1);
+    rc->channel_rooms.len = prefix.len + sizeof("room_affinity:rooms") - 1;
+    rc->channel_rooms.data = ngx_pnalloc(cf->pool, rc->channel_rooms.len + 1);
 
     if (rc->channel_register.data == NULL
         || rc->channel_signaling.data == NULL
-        || rc->snapshot_key.data == NULL)
+        || rc->snapshot_key.data == NULL
+        || rc->channel_rooms.data == NULL)
     {
         return NGX_CONF_ERROR;
     }
+
+    ngx_sprintf(rc->channel_rooms.data, "%Vroom_affinity:rooms%Z", &prefix);
 
     ngx_sprintf(rc->channel_register.data, "%Vregister%Z", &prefix);
     ngx_sprintf(rc->channel_signaling.data, "%Vsignaling%Z", &prefix);
@@ -296,6 +315,17 @@ ra_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
+    rc->sh->share = ngx_slab_alloc(rc->shpool,
+                                   RA_SHARE_SLOTS * sizeof(ra_share_t));
+    if (rc->sh->share == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* tells this instance's placements from the others' */
+    rc->sh->instance = ((uint64_t) ngx_random() << 33)
+                       ^ ((uint64_t) ngx_random() << 2)
+                       ^ (uint64_t) ngx_pid ^ (uint64_t) ngx_time();
+
     rc->shpool->data = rc->sh;
 
     return NGX_OK;
@@ -331,6 +361,11 @@ ra_redis_init_process(ngx_cycle_t *cycle)
     ra_redis_timer.data = ra_redis_conf;
     ra_redis_timer.cancelable = 1;
 
+    ra_redis_share_timer.handler = ra_redis_share_tick;
+    ra_redis_share_timer.log = cycle->log;
+    ra_redis_share_timer.data = ra_redis_conf;
+    ra_redis_share_timer.cancelable = 1;
+
     ngx_add_timer(&ra_redis_timer, 1);
 
     return NGX_OK;
@@ -350,6 +385,10 @@ ra_redis_exit_process(ngx_cycle_t *cycle)
 
     if (ra_redis_timer.timer_set) {
         ngx_del_timer(&ra_redis_timer);
+    }
+
+    if (ra_redis_share_timer.timer_set) {
+        ngx_del_timer(&ra_redis_share_timer);
     }
 
     ra_redis_release(rc);
@@ -476,7 +515,7 @@ ra_redis_elect(ra_redis_conf_t *rc, ngx_msec_t now)
 static ngx_int_t
 ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
 {
-    const char         *argv[4];
+    const char         *argv[5];
     ngx_uint_t          argc;
     ngx_connection_t   *c;
     redisAsyncContext  *ac;
@@ -550,6 +589,10 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
         argv[argc++] = "SUBSCRIBE";
         argv[argc++] = (const char *) rc->channel_register.data;
         argv[argc++] = (const char *) rc->channel_signaling.data;
+
+        if (rc->share) {
+            argv[argc++] = (const char *) rc->channel_rooms.data;
+        }
 
         redisAsyncCommandArgv(ac, ra_redis_on_message, NULL, (int) argc,
                               argv, NULL);
@@ -822,7 +865,7 @@ ra_redis_on_message(redisAsyncContext *ac, void *r, void *privdata)
 
     if (kind.len == 9 && ngx_strncmp(kind.data, "subscribe", 9) == 0) {
 
-        if (++ra_redis_sub.subscribed == 2) {
+        if (++ra_redis_sub.subscribed == (rc->share ? 3 : 2)) {
             ngx_log_error(NGX_LOG_NOTICE, ra_redis_log, 0,
                           "room_affinity: subscribed to \"%V\" and \"%V\"",
                           &rc->channel_register, &rc->channel_signaling);
@@ -835,6 +878,10 @@ ra_redis_on_message(redisAsyncContext *ac, void *r, void *privdata)
             ngx_shmtx_unlock(&rc->shpool->mutex);
 
             ra_redis_request_snapshot();
+
+            if (rc->share && !ra_redis_share_timer.timer_set) {
+                ngx_add_timer(&ra_redis_share_timer, RA_SHARE_TICK);
+            }
         }
 
         return;
@@ -863,6 +910,13 @@ ra_redis_on_message(redisAsyncContext *ac, void *r, void *privdata)
     {
         ra_redis_handle(RA_MSG_REGISTER, &channel, payload->str,
                         payload->len, 0);
+
+    } else if (rc->share
+               && channel.len == rc->channel_rooms.len
+               && ngx_strncmp(channel.data, rc->channel_rooms.data,
+                              channel.len) == 0)
+    {
+        ra_redis_on_room(payload->str, payload->len);
     }
 }
 
@@ -878,7 +932,7 @@ ra_redis_request_snapshot(void)
 
     /* after subscribing, so nothing published in between is lost */
 
-    if (!rc->snapshot || ra_redis_sub.subscribed < 2
+    if (!rc->snapshot || ra_redis_sub.subscribed < (rc->share ? 3 : 2)
         || ra_redis_cmd.ac == NULL || !ra_redis_cmd.connected)
     {
         return;
@@ -1205,4 +1259,276 @@ ra_redis_set_error(const char *what, const char *err)
     }
 
     ngx_shmtx_unlock(&rc->shpool->mutex);
+}
+
+
+/*
+ * Sharing placements between nginx instances.  A worker that places or
+ * moves a room queues it in the instance's zone; the subscriber publishes
+ * the queue every few milliseconds on <prefix>room_affinity:rooms, and
+ * records what the other instances publish.  A message is
+ *
+ *     "1 <instance, 16 hex digits> <n|m> <upstream> <backend>\n<room>"
+ *
+ * (n: a new room, m: a moved room).  When two instances placed the same
+ * new room at the same moment, the placement of the instance with the
+ * smaller id wins everywhere; a move always wins.
+ */
+
+void
+ra_redis_share(ra_srv_conf_t *rcf, ngx_str_t *room, ngx_str_t *backend,
+    ngx_uint_t moved)
+{
+    ra_share_t       *e;
+    ra_redis_sh_t    *sh;
+    ra_redis_conf_t  *rc;
+
+    rc = ra_redis_conf;
+
+    if (rc == NULL || !rc->share || room->len > RA_ROOM_MAX_LEN) {
+        return;
+    }
+
+    sh = rc->sh;
+
+    ngx_shmtx_lock(&rc->shpool->mutex);
+
+    if (sh->share_tail - sh->share_head >= RA_SHARE_SLOTS) {
+        sh->shared_dropped++;
+        ngx_shmtx_unlock(&rc->shpool->mutex);
+        return;
+    }
+
+    e = &sh->share[sh->share_tail % RA_SHARE_SLOTS];
+
+    e->upstream = (uint16_t) rcf->index;
+    e->moved = (uint16_t) moved;
+    e->room_len = (uint16_t) room->len;
+    e->backend_len = (uint16_t) ngx_min(backend->len, RA_BACKEND_NAME_LEN);
+    ngx_memcpy(e->room, room->data, room->len);
+    ngx_memcpy(e->backend, backend->data, e->backend_len);
+
+    sh->share_tail++;
+
+    ngx_shmtx_unlock(&rc->shpool->mutex);
+}
+
+
+static void
+ra_redis_share_tick(ngx_event_t *ev)
+{
+    ra_redis_conf_t  *rc = ev->data;
+
+    u_char           *p;
+    size_t            len[3];
+    ngx_uint_t        n;
+    ra_share_t        e;
+    const char       *argv[3];
+    ra_srv_conf_t   **rcfp;
+    ra_main_conf_t   *rmcf;
+
+    static u_char     msg[64 + NGX_INT64_LEN + RA_BACKEND_NAME_LEN
+                          + RA_ROOM_MAX_LEN + 256];
+
+    if (ngx_exiting || ra_redis_exiting || !ra_redis_owner
+        || ra_redis_cmd.ac == NULL || !ra_redis_cmd.connected)
+    {
+        /* the next subscription restarts it */
+        return;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_room_affinity_module);
+    rcfp = rmcf->upstreams.elts;
+
+    for (n = 0; n < 64; n++) {
+
+        ngx_shmtx_lock(&rc->shpool->mutex);
+
+        if (rc->sh->share_head == rc->sh->share_tail) {
+            ngx_shmtx_unlock(&rc->shpool->mutex);
+            break;
+        }
+
+        e = rc->sh->share[rc->sh->share_head % RA_SHARE_SLOTS];
+        rc->sh->share_head++;
+        rc->sh->shared_out++;
+
+        ngx_shmtx_unlock(&rc->shpool->mutex);
+
+        if (e.upstream >= rmcf->upstreams.nelts) {
+            continue;
+        }
+
+        p = ngx_sprintf(msg, "1 %016uxL %c %V %*s\n",
+                        rc->sh->instance, e.moved ? 'm' : 'n',
+                        &rcfp[e.upstream]->upstream->host,
+                        (size_t) e.backend_len, e.backend);
+        p = ngx_cpymem(p, e.room, e.room_len);
+
+        argv[0] = "PUBLISH";
+        len[0] = 7;
+        argv[1] = (const char *) rc->channel_rooms.data;
+        len[1] = rc->channel_rooms.len;
+        argv[2] = (const char *) msg;
+        len[2] = p - msg;
+
+        redisAsyncCommandArgv(ra_redis_cmd.ac, NULL, NULL, 3, argv, len);
+    }
+
+    ngx_add_timer(ev, RA_SHARE_TICK);
+}
+
+
+static void
+ra_redis_on_room(const char *data, size_t len)
+{
+    u_char           *p, *last, *nl, *f[5];
+    size_t            flen[5];
+    uint32_t          crc;
+    uint64_t          from;
+    ngx_int_t         slot;
+    ngx_uint_t        i, k, moved, adopt;
+    ngx_str_t         room;
+    ra_room_t        *r;
+    ra_shctx_t       *sh;
+    ra_backend_t     *be;
+    ra_zone_ctx_t    *ctx;
+    ra_srv_conf_t   **rcfp, *rcf;
+    ra_main_conf_t   *rmcf;
+    ra_redis_conf_t  *rc;
+
+    rc = ra_redis_conf;
+
+    p = (u_char *) data;
+    last = p + len;
+
+    nl = ngx_strlchr(p, last, '\n');
+    if (nl == NULL) {
+        goto invalid;
+    }
+
+    /* five space-separated fields before the newline */
+
+    for (k = 0; k < 5; k++) {
+        f[k] = p;
+
+        while (p < nl && *p != ' ') {
+            p++;
+        }
+
+        flen[k] = p - f[k];
+
+        if (flen[k] == 0 || (k < 4 && p == nl)) {
+            goto invalid;
+        }
+
+        p++;
+    }
+
+    if (flen[0] != 1 || f[0][0] != '1' || flen[1] != 16 || flen[2] != 1) {
+        goto invalid;
+    }
+
+    from = 0;
+
+    for (i = 0; i < 16; i++) {
+        k = ngx_hextoi(&f[1][i], 1);
+        if (k == (ngx_uint_t) NGX_ERROR) {
+            goto invalid;
+        }
+
+        from = (from << 4) | k;
+    }
+
+    if (from == rc->sh->instance) {
+        return;
+    }
+
+    moved = (f[2][0] == 'm');
+
+    room.data = nl + 1;
+    room.len = last - room.data;
+
+    if (room.len == 0 || room.len > RA_ROOM_MAX_LEN) {
+        goto invalid;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_room_affinity_module);
+    rcfp = rmcf->upstreams.elts;
+
+    for (i = 0; i < rmcf->upstreams.nelts; i++) {
+        rcf = rcfp[i];
+
+        if (rcf->upstream->host.len == flen[3]
+            && ngx_strncmp(rcf->upstream->host.data, f[3], flen[3]) == 0)
+        {
+            goto found;
+        }
+    }
+
+    return;
+
+found:
+
+    if (ra_peer_map(rcf, ra_redis_log) != NGX_OK) {
+        return;
+    }
+
+    ctx = rcf->shm_zone->data;
+    sh = ctx->sh;
+    crc = ngx_crc32_long(room.data, room.len);
+    adopt = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    slot = ra_backend_find(sh, f[4], flen[4]);
+
+    if (slot == NGX_DECLINED) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return;
+    }
+
+    r = ra_room_lookup(sh, crc, room.data, room.len);
+
+    if (r == NULL) {
+        r = ra_room_create(ctx, crc, room.data, room.len, ngx_current_msec,
+                           ra_redis_log);
+        if (r != NULL) {
+            ra_room_set_backend(sh, r, slot);
+            adopt = 1;
+        }
+
+    } else if (r->backend != (ngx_uint_t) slot
+               && (moved || from < rc->sh->instance))
+    {
+        be = &sh->backends[r->backend];
+
+        if (be->rooms) {
+            be->rooms--;
+        }
+
+        ra_room_set_backend(sh, r, slot);
+        adopt = 1;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ra_redis_log, 0,
+                   "room_affinity: %s room \"%V\" on \"%*s\" from "
+                   "another instance", adopt ? "recorded" : "kept",
+                   &room, flen[4], f[4]);
+
+    ngx_shmtx_lock(&rc->shpool->mutex);
+    rc->sh->shared_in++;
+    rc->sh->shared_adopted += adopt;
+    ngx_shmtx_unlock(&rc->shpool->mutex);
+
+    return;
+
+invalid:
+
+    ra_redis_reject(RA_MSG_ERR_JSON, &rc->channel_rooms,
+                    "not a room placement", data, len);
 }

@@ -10,7 +10,9 @@
 #include "ra_module.h"
 
 
-#define RA_REDIS_ZONE_SIZE     (64 * 1024)
+#define RA_REDIS_ZONE_SIZE     (512 * 1024)
+#define RA_SHARE_SLOTS         512       /* placements waiting to go out */
+#define RA_SHARE_TICK          5         /* ms between outbox drains */
 #define RA_REDIS_TICK          200       /* ms between election checks */
 #define RA_REDIS_TAKEOVER      800       /* ms without a heartbeat */
 #define RA_REDIS_BACKOFF_MIN   100       /* ms */
@@ -18,8 +20,28 @@
 #define RA_REDIS_ERR_LEN       128
 
 
+/* a placement of this instance, to be published to the others */
+typedef struct {
+    uint16_t            upstream;     /* index of the upstream */
+    uint16_t            room_len;
+    uint16_t            backend_len;
+    uint16_t            moved;
+    u_char              backend[RA_BACKEND_NAME_LEN];
+    u_char              room[RA_ROOM_MAX_LEN];
+} ra_share_t;
+
+
 /* what the instance's subscriber shares with every worker */
 typedef struct {
+    uint64_t            instance;     /* random, kept across reloads */
+    ngx_uint_t          share_head;   /* next to publish */
+    ngx_uint_t          share_tail;   /* next free */
+    ra_share_t         *share;        /* RA_SHARE_SLOTS entries */
+    ngx_uint_t          shared_out;
+    ngx_uint_t          shared_in;
+    ngx_uint_t          shared_adopted;
+    ngx_uint_t          shared_dropped;
+
     ngx_pid_t           owner;
     ngx_msec_t          heartbeat;
     ngx_uint_t          connected;
@@ -45,7 +67,9 @@ struct ra_redis_conf_s {
     ngx_str_t           channel_register;
     ngx_str_t           channel_signaling;
     ngx_str_t           snapshot_key;
+    ngx_str_t           channel_rooms;
     ngx_flag_t          snapshot;
+    ngx_flag_t          share;
     ngx_msec_t          backoff;      /* cap */
     ngx_shm_zone_t     *shm_zone;
     ngx_slab_pool_t    *shpool;
@@ -56,5 +80,7 @@ struct ra_redis_conf_s {
 char *ra_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ra_redis_init_process(ngx_cycle_t *cycle);
 void ra_redis_exit_process(ngx_cycle_t *cycle);
+void ra_redis_share(ra_srv_conf_t *rcf, ngx_str_t *room, ngx_str_t *backend,
+    ngx_uint_t moved);
 
 #endif /* RA_REDIS_H */

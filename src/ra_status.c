@@ -265,11 +265,17 @@ ra_status_redis(u_char *p, ra_redis_conf_t *rc, ngx_msec_t now)
     p = ngx_sprintf(p, "},\"last_message_age_ms\":");
 
     if (sh.last_message) {
-        p = ngx_sprintf(p, "%M}}", now - sh.last_message);
+        p = ngx_sprintf(p, "%M", now - sh.last_message);
 
     } else {
-        p = ngx_cpymem(p, "null}}", 6);
+        p = ngx_cpymem(p, "null", 4);
     }
+
+    p = ngx_sprintf(p, "},\"rooms_shared\":{\"enabled\":%s,"
+                    "\"published\":%ui,\"received\":%ui,\"adopted\":%ui,"
+                    "\"dropped\":%ui}}",
+                    rc->share ? "true" : "false", sh.shared_out,
+                    sh.shared_in, sh.shared_adopted, sh.shared_dropped);
 
     return p;
 }

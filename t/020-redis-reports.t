@@ -11,6 +11,19 @@ RoomAffinity::start_control(redis => 1);
 
 our $backends = RoomAffinity::backends(3);
 our $redis = "room_affinity_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};";
+
+# the http block of every test: Redis, the upstream "chat" with the
+# room_affinity parameters, extra lines and n servers, the backends
+sub http {
+    my ($params, $extra, $n) = @_;
+
+    my $servers = join '', map {
+        "    server 127.0.0.1:\$TEST_NGINX_B${_}_PORT;\n" } 1 .. ($n // 2);
+
+    return "$redis\nupstream chat {\n"
+           . "    room_affinity \$arg_room zone=rr:1m $params;\n"
+           . ($extra ? "    $extra\n" : '') . "$servers}\n$backends";
+}
 our $config = RoomAffinity::redis_locations();
 our ($A, $B, $C) = RoomAffinity::urls(3);
 
@@ -21,14 +34,7 @@ run_tests();
 __DATA__
 
 === TEST 1: A reports 100 connections, B reports 0: new rooms go to B
---- http_config eval
-"$main::redis
-upstream chat {
-    room_affinity \$arg_room zone=rr1:1m;
-    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
-}
-$main::backends"
+--- http_config eval: main::http('')
 --- config eval: $main::config
 --- request eval
 [ "GET /ready",
@@ -43,14 +49,7 @@ $main::backends"
 
 
 === TEST 2: once B's rooms plus its report reach A's load, both take rooms
---- http_config eval
-"$main::redis
-upstream chat {
-    room_affinity \$arg_room zone=rr2:1m;
-    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
-}
-$main::backends"
+--- http_config eval: main::http('')
 --- config eval: $main::config
 --- request eval
 [ "GET /ready",
@@ -65,14 +64,7 @@ $main::backends"
 
 
 === TEST 3: a draining backend takes no new rooms; its rooms stay
---- http_config eval
-"$main::redis
-upstream chat {
-    room_affinity \$arg_room zone=rr3:1m;
-    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
-}
-$main::backends"
+--- http_config eval: main::http('')
 --- config eval: $main::config
 --- request eval
 [ "GET /ready",
@@ -90,14 +82,7 @@ $main::backends"
 
 
 === TEST 4: a stale report no longer counts
---- http_config eval
-"$main::redis
-upstream chat {
-    room_affinity \$arg_room zone=rr4:1m stale=1s;
-    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
-}
-$main::backends"
+--- http_config eval: main::http('stale=1s')
 --- config eval: $main::config
 --- request eval
 [ "GET /ready",
@@ -115,14 +100,7 @@ $main::backends"
 
 
 === TEST 5: the cpu metric and reported capacity
---- http_config eval
-"$main::redis
-upstream chat {
-    room_affinity \$arg_room zone=rr5:1m metric=cpu;
-    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
-}
-$main::backends"
+--- http_config eval: main::http('metric=cpu')
 --- config eval: $main::config
 --- request eval
 [ "GET /ready",
@@ -136,14 +114,7 @@ $main::backends"
 
 
 === TEST 6: capacity: 100 of 1000 is less loaded than 50 of 100
---- http_config eval
-"$main::redis
-upstream chat {
-    room_affinity \$arg_room zone=rr6:1m;
-    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
-}
-$main::backends"
+--- http_config eval: main::http('')
 --- config eval: $main::config
 --- request eval
 [ "GET /ready",
@@ -157,15 +128,7 @@ $main::backends"
 
 
 === TEST 7: room_affinity_url maps a public url to a server address
---- http_config eval
-"$main::redis
-upstream chat {
-    room_affinity \$arg_room zone=rr7:1m;
-    room_affinity_url 127.0.0.1:\$TEST_NGINX_B1_PORT wss://chat-a.example.com/socket;
-    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
-}
-$main::backends"
+--- http_config eval: main::http('', 'room_affinity_url 127.0.0.1:$TEST_NGINX_B1_PORT wss://chat-a.example.com/socket;')
 --- config eval: $main::config
 --- request eval
 [ "GET /status", "GET /ready",
@@ -181,13 +144,7 @@ $main::backends"
 
 
 === TEST 8: a register for an unknown url is logged and ignored
---- http_config eval
-"$main::redis
-upstream chat {
-    room_affinity \$arg_room zone=rr8:1m;
-    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
-}
-$main::backends"
+--- http_config eval: main::http('', '', 1)
 --- config eval: $main::config
 --- request eval
 RoomAffinity::seq("/ready",
@@ -204,13 +161,7 @@ qr/ignored redis message on "register": unknown_backend|applied register for "[^
 
 
 === TEST 9: a snapshot left in Redis by the backends, for the next block
---- http_config eval
-"$main::redis
-upstream chat {
-    room_affinity \$arg_room zone=rr9:1m;
-    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
-}
-$main::backends"
+--- http_config eval: main::http('', '', 1)
 --- config eval: $main::config
 --- request eval
 [ "GET /ctl/hset?key=room_affinity:backends&field=$main::A&value="
@@ -223,14 +174,7 @@ $main::backends"
 
 
 === TEST 10: nginx reads the snapshot after subscribing, without a publish
---- http_config eval
-"$main::redis
-upstream chat {
-    room_affinity \$arg_room zone=rr10:1m;
-    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
-}
-$main::backends"
+--- http_config eval: main::http('')
 --- config eval: $main::config
 --- request eval
 [ "GET /ready", "GET /ctl/sleep?wait=100", (map { "GET /?room=sn$_" } 1..5),

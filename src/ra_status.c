@@ -92,7 +92,8 @@ ra_status_handler(ngx_http_request_t *r)
     }
 
     len = sizeof("{\"upstreams\":{},\"redis\":null}" CRLF)
-          + RA_STATUS_REDIS_LEN;
+          + RA_STATUS_REDIS_LEN
+          + (rmcf->redis ? 6 * rmcf->redis->address.len : 0);
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
         len += ra_status_upstream_len(rcfp[i]);
@@ -451,7 +452,8 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
         len += RA_STATUS_UPSTREAM_LEN * 8
-               + rcfp[i]->nmap * RA_PROM_BACKEND_LEN
+               + rcfp[i]->nmap * (RA_PROM_BACKEND_LEN
+                                  + 16 * rcfp[i]->upstream->host.len)
                + 16 * (rcfp[i]->upstream->host.len
                        + rcfp[i]->zone_name.len);
     }

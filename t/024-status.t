@@ -105,3 +105,25 @@ qr/\A# HELP room_affinity_backend_up /
 [403, 405]
 --- response_body_like eval
 [qr/403 Forbidden/, qr/405 Not Allowed/]
+
+
+
+=== TEST 6: long upstream names and many servers fit the answers
+--- http_config eval
+my $name = "u" x 300;
+my $servers = join '', map { "    server 127.0.0.$_:$ENV{TEST_NGINX_B1_PORT};\n" } 1 .. 40;
+"room_affinity_redis unix:/tmp/" . ("r" x 90) . ".sock;
+upstream $name {
+    room_affinity \$arg_room zone=long:1m;
+$servers}
+upstream chat {
+    room_affinity \$arg_room zone=st1:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request eval
+["GET /status?format=prometheus", "GET /status"]
+--- response_body_like eval
+[qr/room_affinity_zone_unrecorded_total\{upstream="u{300}",zone="long"\} 0\n/,
+ qr/"u{300}":\{"backends":\[(\{"server":"127\.0\.0\.\d+:\d+",[^{}]*\},?){40}\].*"address":"unix:\/tmp\/r{90}\.sock"/s]

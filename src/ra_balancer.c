@@ -111,32 +111,14 @@ ngx_int_t
 ra_route_init(ra_route_t *rt, ra_srv_conf_t *rcf, ngx_str_t *key,
     ngx_pool_t *pool, ngx_log_t *log)
 {
-    u_char     *p;
-    ngx_md5_t   md5;
-    u_char      digest[16];
-
     ngx_memzero(rt, sizeof(ra_route_t));
 
     rt->conf = rcf;
     rt->slot = -1;
     rt->key = *key;
 
-    if (rt->key.len > RA_ROOM_MAX_LEN) {
-        /* a room name this long is kept as "md5:" and its digest */
-
-        ngx_md5_init(&md5);
-        ngx_md5_update(&md5, rt->key.data, rt->key.len);
-        ngx_md5_final(digest, &md5);
-
-        p = ngx_pnalloc(pool, sizeof("md5:") - 1 + 32);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        rt->key.data = p;
-        p = ngx_cpymem(p, "md5:", sizeof("md5:") - 1);
-        p = ngx_hex_dump(p, digest, 16);
-        rt->key.len = p - rt->key.data;
+    if (ra_room_name(pool, &rt->key) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (rt->key.len) {
@@ -150,6 +132,37 @@ ra_route_init(ra_route_t *rt, ra_srv_conf_t *rcf, ngx_str_t *key,
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                    "room_affinity: key \"%V\"", &rt->key);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ra_room_name(ngx_pool_t *pool, ngx_str_t *key)
+{
+    u_char     *p;
+    ngx_md5_t   md5;
+    u_char      digest[16];
+
+    if (key->len <= RA_ROOM_MAX_LEN) {
+        return NGX_OK;
+    }
+
+    /* a room name this long is kept as "md5:" and its digest */
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, key->data, key->len);
+    ngx_md5_final(digest, &md5);
+
+    p = ngx_pnalloc(pool, sizeof("md5:") - 1 + 32);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    key->data = p;
+    p = ngx_cpymem(p, "md5:", sizeof("md5:") - 1);
+    p = ngx_hex_dump(p, digest, 16);
+    key->len = p - key->data;
 
     return NGX_OK;
 }

@@ -672,6 +672,16 @@ ra_redis_cleanup(void *privdata)
     ra_redis_del_read(c);
     ra_redis_del_write(c);
 
+    /* an event of it may wait in the posted queue (accept_mutex on) */
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
     link = c->data;
     link->conn = NULL;
 
@@ -1319,16 +1329,14 @@ ra_redis_share_tick(ngx_event_t *ev)
 {
     ra_redis_conf_t  *rc = ev->data;
 
-    u_char           *p;
+    u_char           *p, *msg;
     size_t            len[3];
     ngx_uint_t        n;
     ra_share_t        e;
+    ngx_str_t        *host;
     const char       *argv[3];
     ra_srv_conf_t   **rcfp;
     ra_main_conf_t   *rmcf;
-
-    static u_char     msg[64 + NGX_INT64_LEN + RA_BACKEND_NAME_LEN
-                          + RA_ROOM_MAX_LEN + 256];
 
     if (ngx_exiting || ra_redis_exiting || !ra_redis_owner
         || ra_redis_cmd.ac == NULL || !ra_redis_cmd.connected)
@@ -1360,9 +1368,16 @@ ra_redis_share_tick(ngx_event_t *ev)
             continue;
         }
 
+        host = &rcfp[e.upstream]->upstream->host;
+
+        msg = ngx_alloc(sizeof("1 0123456789abcdef n  \n") + host->len
+                        + e.backend_len + e.room_len, ev->log);
+        if (msg == NULL) {
+            continue;
+        }
+
         p = ngx_sprintf(msg, "1 %016uxL %c %V %*s\n",
-                        rc->sh->instance, e.moved ? 'm' : 'n',
-                        &rcfp[e.upstream]->upstream->host,
+                        rc->sh->instance, e.moved ? 'm' : 'n', host,
                         (size_t) e.backend_len, e.backend);
         p = ngx_cpymem(p, e.room, e.room_len);
 
@@ -1373,7 +1388,10 @@ ra_redis_share_tick(ngx_event_t *ev)
         argv[2] = (const char *) msg;
         len[2] = p - msg;
 
+        /* hiredis copies the command into its output buffer */
         redisAsyncCommandArgv(ra_redis_cmd.ac, NULL, NULL, 3, argv, len);
+
+        ngx_free(msg);
     }
 
     ngx_add_timer(ev, RA_SHARE_TICK);

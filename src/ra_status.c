@@ -4,6 +4,7 @@
  */
 
 #include "ra_module.h"
+#include "ra_balancer.h"
 #include "ra_redis.h"
 
 
@@ -81,6 +82,11 @@ ra_status_handler(ngx_http_request_t *r)
         p = name.data;
         ngx_unescape_uri(&p, &arg.data, arg.len, 0);
         name.len = p - name.data;
+
+        /* the name the room table keeps: "md5:..." past 512 bytes */
+        if (ra_room_name(r->pool, &name) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
         return ra_status_room(r, &name);
     }

@@ -69,7 +69,7 @@ start_sub() {             # every message on every channel, into $TMP/sub
     wait_for 5 grep -q psubscribe "$TMP/sub"
 }
 
-msgs() {                  # msgs CHANNEL: the payloads published on it
+msgs_now() {              # msgs_now CHANNEL: the payloads published on it
     awk -v ch="$1" '
         st == 3 { if (c == ch) print; st = 0; next }
         st == 2 { c = $0; st = 3; next }
@@ -77,7 +77,17 @@ msgs() {                  # msgs CHANNEL: the payloads published on it
         $0 == "pmessage" { st = 1 }' "$TMP/sub"
 }
 
-count_msgs() { msgs "$1" | wc -l; }
+msgs() {                  # msgs CHANNEL: the same, once redis-cli wrote any
+    local i out
+    for i in $(seq 40); do
+        out=$(msgs_now "$1")
+        [ -n "$out" ] && break
+        sleep 0.05
+    done
+    printf '%s\n' "$out"
+}
+
+count_msgs() { msgs "$1" | grep -c . ; }
 
 stop_agent() {            # stop_agent PID SIGNAL: its exit status, 124 if hung
     local pid=$1 i

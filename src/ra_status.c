@@ -26,6 +26,8 @@ static u_char *ra_status_redis(u_char *p, ra_redis_conf_t *rc,
     ngx_msec_t now);
 static ngx_int_t ra_status_prometheus(ngx_http_request_t *r,
     ra_main_conf_t *rmcf);
+static ngx_int_t ra_prom_escape(ngx_pool_t *pool, u_char *data, size_t len,
+    ngx_str_t *out);
 static ngx_int_t ra_status_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t *b);
 
@@ -406,6 +408,7 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
     ra_peer_map_t    *pm;
     ra_zone_ctx_t    *ctx;
     ra_srv_conf_t   **rcfp, *rcf;
+    ngx_str_t         up, zone, server;
     ra_redis_sh_t     rsh;
     ngx_slab_pool_t  *shpool;
 
@@ -489,6 +492,14 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         sh = ctx->sh;
         shpool = ctx->shpool;
 
+        if (ra_prom_escape(r->pool, rcf->upstream->host.data,
+                           rcf->upstream->host.len, &up) != NGX_OK
+            || ra_prom_escape(r->pool, rcf->zone_name.data,
+                              rcf->zone_name.len, &zone) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         for (k = 0; k < rcf->nmap; k++) {
             pm = &rcf->map[k];
 
@@ -496,15 +507,21 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
             be = sh->backends[pm->slot];
             ngx_shmtx_unlock(&shpool->mutex);
 
-#define RA_LABELS  "{upstream=\"%V\",server=\"%*s\"}"
-#define RA_LABEL_ARGS  &rcf->upstream->host, be.name_len, be.name
+            if (ra_prom_escape(r->pool, be.name, be.name_len, &server)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+#define RA_LABELS  "{upstream=\"%V\",server=\"%V\"}"
+#define RA_LABEL_ARGS  &up, &server
 
             p = ngx_sprintf(p, "room_affinity_backend_up" RA_LABELS " %d\n",
                             RA_LABEL_ARGS,
                             ngx_strcmp(ra_status_state(rcf, pm, &be, now),
                                        "up") == 0);
             p = ngx_sprintf(p, "room_affinity_backend_state"
-                            "{upstream=\"%V\",server=\"%*s\",state=\"%s\"} 1\n",
+                            "{upstream=\"%V\",server=\"%V\",state=\"%s\"} 1\n",
                             RA_LABEL_ARGS, ra_status_state(rcf, pm, &be, now));
             p = ngx_sprintf(p, "room_affinity_backend_live_connections"
                             RA_LABELS " %ui\n", RA_LABEL_ARGS, be.live);
@@ -552,7 +569,7 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 #define RA_ZONE(name, value)                                                  \
         p = ngx_sprintf(p, "room_affinity_zone_" name                         \
                         "{upstream=\"%V\",zone=\"%V\"} %uz\n",                 \
-                        &rcf->upstream->host, &rcf->zone_name,                \
+                        &up, &zone,                                           \
                         (size_t) (value))
 
         RA_ZONE("rooms", sh->rooms);
@@ -597,6 +614,40 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     return ra_status_send(r, NGX_HTTP_OK, b);
+}
+
+
+static ngx_int_t
+ra_prom_escape(ngx_pool_t *pool, u_char *data, size_t len, ngx_str_t *out)
+{
+    u_char  *p, *last;
+
+    /* a label value: backslash, double quote and newline are escaped */
+
+    out->data = ngx_pnalloc(pool, 2 * len + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = out->data;
+
+    for (last = data + len; data < last; data++) {
+        if (*data == '\\' || *data == '"') {
+            *p++ = '\\';
+            *p++ = *data;
+
+        } else if (*data == '\n') {
+            *p++ = '\\';
+            *p++ = 'n';
+
+        } else {
+            *p++ = *data;
+        }
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
 }
 
 

@@ -127,3 +127,23 @@ $main::backends"
 --- response_body_like eval
 [qr/room_affinity_zone_unrecorded_total\{upstream="u{300}",zone="long"\} 0\n/,
  qr/"u{300}":\{"backends":\[(\{"server":"127\.0\.0\.\d+:\d+",[^{}]*\},?){40}\].*"address":"unix:\/tmp\/r{90}\.sock"/s]
+
+
+
+=== TEST 7: label values are escaped in the Prometheus exposition
+--- http_config eval
+"room_affinity_redis 127.0.0.1:\$TEST_NGINX_REDIS_PORT;
+upstream \"we\\\"ird\\\\name\" {
+    room_affinity \$arg_room zone=odd:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+}
+upstream chat {
+    room_affinity \$arg_room zone=st1:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+}
+$main::backends"
+--- config eval: $main::config
+--- request
+GET /prom
+--- response_body_like eval
+qr/parsed \d+ families \d+ samples\n.*room_affinity_zone_rooms upstream=we"ird\\name,zone=odd 0\.0\n/s

@@ -287,6 +287,14 @@ ra_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             if (value[i].data[0] == 't') {
+                if (ms >= 0x7fffffff) {
+                    /* rooms keep 32-bit times */
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "\"%V\" is too long, the most is 24d",
+                                       &value[i]);
+                    return NGX_CONF_ERROR;
+                }
+
                 rcf->ttl = ms;
 
             } else if (value[i].data[1] == 't') {

@@ -3,7 +3,7 @@
  * with their real locking, run inside an nginx worker on a real zone.
  * Built only with -DRA_BENCH=1 ("make bench-micro"); never in production.
  *
- *   GET /bench?rooms=1000000&ops=200000[&hot=1000]
+ *   GET /bench?rooms=1000000&ops=200000[&hot=1000][&reported=1]
  *
  * fills the upstream's zone up to "rooms" rooms, then times, each under
  * the zone's mutex as in the balancer: the lookup of a known room (drawn
@@ -135,6 +135,25 @@ ra_bench_handler(ngx_http_request_t *r)
     if (ngx_http_arg(r, (u_char *) "hot", 3, &arg) == NGX_OK) {
         n = ngx_atoi(arg.data, arg.len);
         hot = (n > 0) ? (ngx_uint_t) n : 0;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "reported", 8, &arg) == NGX_OK) {
+        /*
+         * every backend as if it had just reported (connections: its
+         * rooms, capacity 1000): placement in the mode it has with Redis
+         */
+
+        ngx_shmtx_lock(&shpool->mutex);
+
+        for (i = 0; i < ctx->sh->nbackends; i++) {
+            ctx->sh->backends[i].has_report = 1;
+            ctx->sh->backends[i].has_connections = 1;
+            ctx->sh->backends[i].connections = ctx->sh->backends[i].rooms;
+            ctx->sh->backends[i].capacity = 1000;
+            ctx->sh->backends[i].reported_at = ngx_current_msec;
+        }
+
+        ngx_shmtx_unlock(&shpool->mutex);
     }
 
     if (ngx_http_arg(r, (u_char *) "ops", 3, &arg) == NGX_OK) {

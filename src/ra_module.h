@@ -53,18 +53,19 @@ typedef struct ra_room_s  ra_room_t;
 struct ra_room_s {
     ra_room_t          *next;         /* hash chain */
     ngx_queue_t         queue;        /* idle LRU; empty while live */
-    ngx_msec_t          last;         /* when it became idle */
-    ngx_msec_t          created;
+    uint32_t            last;         /* ms when it became idle, and */
+    uint32_t            created;      /* ms when created: both wrap after
+                                         49 days, compared by difference */
     uint32_t            hash;         /* crc32 of the name */
     uint32_t            live;
-    uint32_t            peak;         /* most live connections seen */
+    uint16_t            peak;         /* most live connections seen */
     uint16_t            backend;      /* slot in the backend table */
     uint16_t            len;
     u_char              data[1];
 };
 
 
-#define RA_ZONE_VERSION  3            /* layout of ra_shctx_t, ra_room_t */
+#define RA_ZONE_VERSION  4            /* layout of ra_shctx_t, ra_room_t */
 
 
 typedef struct {

@@ -378,8 +378,11 @@ ra_status_room(ngx_http_request_t *r, ngx_str_t *name)
         b->last = (u_char *) ngx_escape_json(b->last, be->url, be->url_len);
         b->last = ngx_sprintf(b->last, "\",\"live\":%uD,\"age_ms\":%M,"
                               "\"idle_ms\":%M}" CRLF,
-                              room->live, ngx_current_msec - room->created,
-                              room->live ? 0 : ngx_current_msec - room->last);
+                              room->live,
+                              (ngx_msec_t) (uint32_t) ((uint32_t)
+                                  ngx_current_msec - room->created),
+                              room->live ? 0 : (ngx_msec_t) (uint32_t)
+                                  ((uint32_t) ngx_current_msec - room->last));
 
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 

@@ -149,8 +149,8 @@ ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name, size_t len,
     room->live = 0;
     room->peak = 0;
     room->backend = 0;
-    room->last = now;
-    room->created = now;
+    room->last = (uint32_t) now;
+    room->created = (uint32_t) now;
     ngx_memcpy(room->data, name, len);
 
     room->next = ctx->sh->buckets[hash & ctx->sh->mask];
@@ -180,7 +180,7 @@ ra_room_expire(ra_zone_ctx_t *ctx, ngx_msec_t now, ngx_uint_t n,
         q = ngx_queue_last(&ctx->sh->idle);
         room = ngx_queue_data(q, ra_room_t, queue);
 
-        age = (ngx_msec_int_t) (now - room->last);
+        age = (uint32_t) ((uint32_t) now - room->last);
 
         if (age < (ngx_msec_int_t) ctx->conf->ttl) {
             return;
@@ -233,8 +233,8 @@ ra_room_acquire(ra_shctx_t *sh, ra_room_t *room)
         ngx_queue_init(&room->queue);
     }
 
-    if (room->live > room->peak) {
-        room->peak = room->live;
+    if (room->live > room->peak && room->peak < 0xffff) {
+        room->peak = (uint16_t) room->live;
     }
 }
 
@@ -247,7 +247,7 @@ ra_room_release(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now)
     }
 
     if (--room->live == 0) {
-        room->last = now;
+        room->last = (uint32_t) now;
         ngx_queue_insert_head(&sh->idle, &room->queue);
     }
 }

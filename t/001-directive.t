@@ -273,3 +273,16 @@ invalid time in "backoff=10ms", it must be at least 100ms
 --- must_die
 --- error_log
 invalid url "ftp://x y"
+
+
+
+=== TEST 20: ttl longer than 24 days
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=rooms:1m ttl=30d;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+    }
+--- config
+--- must_die
+--- error_log
+"ttl=30d" is too long, the most is 24d

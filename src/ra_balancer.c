@@ -26,7 +26,11 @@ static ngx_int_t ra_init_peer(ngx_http_request_t *r,
 static void ra_peer_url(ra_srv_conf_t *rcf, ngx_http_upstream_rr_peer_t *peer,
     ra_backend_t *be);
 static ngx_int_t ra_get_peer(ngx_peer_connection_t *pc, void *data);
+static ngx_uint_t ra_tried(ra_route_t *rt, ngx_uint_t k);
 static ngx_uint_t ra_usable(ngx_http_upstream_rr_peer_t *peer, time_t now);
+static ngx_uint_t ra_can_take(ra_route_t *rt, ngx_uint_t k, time_t now);
+static void ra_fill_placement(ra_srv_conf_t *rcf, ngx_uint_t k,
+    ra_pl_backend_t *pb, ngx_msec_t now);
 static ngx_int_t ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to,
     ngx_msec_t now);
 static ngx_int_t ra_pick_stateless(ra_route_t *rt, ngx_uint_t from,
@@ -243,30 +247,56 @@ static void
 ra_peer_url(ra_srv_conf_t *rcf, ngx_http_upstream_rr_peer_t *peer,
     ra_backend_t *be)
 {
-    ngx_uint_t   j;
-    ra_url_t    *url;
+    ngx_str_t  *url;
 
     /* a configured public url, until the backend registers its own */
 
-    if (rcf->urls == NULL || be->registered) {
+    if (be->registered) {
         return;
+    }
+
+    url = ra_peer_conf_url(rcf, peer);
+
+    if (url) {
+        ngx_memcpy(be->url, url->data, url->len);
+        be->url_len = url->len;
+    }
+}
+
+
+/* the room_affinity_url of a server, or NULL */
+
+ngx_str_t *
+ra_peer_conf_url(ra_srv_conf_t *rcf, ngx_http_upstream_rr_peer_t *peer)
+{
+    ngx_uint_t   j;
+    ra_url_t    *url;
+
+    if (rcf->urls == NULL) {
+        return NULL;
     }
 
     url = rcf->urls->elts;
 
     for (j = 0; j < rcf->urls->nelts; j++) {
-        if ((url[j].server.len == peer->name.len
-             && ngx_strncmp(url[j].server.data, peer->name.data,
-                            peer->name.len) == 0)
-            || (url[j].server.len == peer->server.len
-                && ngx_strncmp(url[j].server.data, peer->server.data,
-                               peer->server.len) == 0))
-        {
-            ngx_memcpy(be->url, url[j].url.data, url[j].url.len);
-            be->url_len = url[j].url.len;
-            return;
+        if (ra_peer_is(peer, url[j].server.data, url[j].server.len)) {
+            return &url[j].url;
         }
     }
+
+    return NULL;
+}
+
+
+/* is the server "host:port": its resolved address or as written */
+
+ngx_uint_t
+ra_peer_is(ngx_http_upstream_rr_peer_t *peer, u_char *name, size_t len)
+{
+    return (peer->name.len == len
+            && ngx_strncasecmp(peer->name.data, name, len) == 0)
+           || (peer->server.len == len
+               && ngx_strncasecmp(peer->server.data, name, len) == 0);
 }
 
 
@@ -384,7 +414,7 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
 {
     time_t              now;
     ngx_int_t           i, old;
-    ngx_uint_t          k, n, m;
+    ngx_uint_t          k;
     ngx_msec_t          msec;
     ra_room_t          *room;
     ra_shctx_t         *sh;
@@ -414,12 +444,7 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
                 continue;
             }
 
-            n = k / (8 * sizeof(uintptr_t));
-            m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
-
-            if ((rt->tried == NULL || !(rt->tried[n] & m))
-                && ra_usable(rcf->map[k].peer, now))
-            {
+            if (!ra_tried(rt, k) && ra_usable(rcf->map[k].peer, now)) {
                 rt->index = k;
                 rt->slot = room->backend;
 
@@ -539,6 +564,15 @@ found:
 
 
 static ngx_uint_t
+ra_tried(ra_route_t *rt, ngx_uint_t k)
+{
+    return rt->tried != NULL
+           && (rt->tried[k / (8 * sizeof(uintptr_t))]
+               & ((uintptr_t) 1 << k % (8 * sizeof(uintptr_t))));
+}
+
+
+static ngx_uint_t
 ra_usable(ngx_http_upstream_rr_peer_t *peer, time_t now)
 {
     if (peer->down) {
@@ -560,15 +594,28 @@ ra_usable(ngx_http_upstream_rr_peer_t *peer, time_t now)
 }
 
 
+/* may the server take a new room: not tried, usable, not draining */
+
+static ngx_uint_t
+ra_can_take(ra_route_t *rt, ngx_uint_t k, time_t now)
+{
+    ra_zone_ctx_t  *ctx;
+
+    ctx = rt->conf->shm_zone->data;
+
+    return !ra_tried(rt, k)
+           && !ctx->sh->backends[rt->conf->map[k].slot].draining
+           && ra_usable(rt->conf->map[k].peer, now);
+}
+
+
 static ngx_int_t
 ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now)
 {
     time_t            t;
     ngx_int_t         i;
-    ngx_uint_t        k, n, m, any;
+    ngx_uint_t        k, any;
     ra_srv_conf_t    *rcf;
-    ra_zone_ctx_t    *ctx;
-    ra_backend_t     *be;
     ra_pl_backend_t  *pb;
 
     if (from >= to) {
@@ -576,25 +623,15 @@ ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now)
     }
 
     rcf = rt->conf;
-    ctx = rcf->shm_zone->data;
     t = ngx_time();
     any = 0;
 
     for (k = from; k < to; k++) {
-        be = &ctx->sh->backends[rcf->map[k].slot];
         pb = &rcf->pl[k - from];
 
-        ra_fill_placement(rcf, be, pb, now);
+        ra_fill_placement(rcf, k, pb, now);
 
-        pb->weight = (uint32_t) rcf->map[k].peer->weight;
-
-        n = k / (8 * sizeof(uintptr_t));
-        m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
-
-        pb->available = (rt->tried == NULL || !(rt->tried[n] & m))
-                        && !be->draining
-                        && ra_usable(rcf->map[k].peer, t);
-
+        pb->available = ra_can_take(rt, k, t);
         any |= pb->available;
     }
 
@@ -608,15 +645,20 @@ ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now)
 }
 
 
-void
-ra_fill_placement(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb,
+static void
+ra_fill_placement(ra_srv_conf_t *rcf, ngx_uint_t k, ra_pl_backend_t *pb,
     ngx_msec_t now)
 {
-    ngx_msec_t  up;
+    ngx_msec_t     up;
+    ra_zone_ctx_t  *ctx;
+    ra_backend_t   *be;
+
+    ctx = rcf->shm_zone->data;
+    be = &ctx->sh->backends[rcf->map[k].slot];
 
     ngx_memzero(pb, sizeof(ra_pl_backend_t));
 
-    pb->weight = 1;
+    pb->weight = (uint32_t) rcf->map[k].peer->weight;
     pb->live = (uint32_t) be->live;
     pb->rooms = (uint32_t) be->rooms;
     pb->pending = (uint32_t) be->pending;
@@ -649,30 +691,19 @@ ra_pick_stateless(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to)
 {
     time_t          t;
     uint64_t        w, total;
-    ngx_uint_t      k, n, m;
+    ngx_uint_t      k;
     ra_srv_conf_t  *rcf;
-    ra_zone_ctx_t  *ctx;
 
     rcf = rt->conf;
-    ctx = rcf->shm_zone->data;
     t = ngx_time();
     total = 0;
 
     for (k = from; k < to; k++) {
-        rcf->pl[k - from].available = 0;
+        rcf->pl[k - from].available = ra_can_take(rt, k, t);
 
-        n = k / (8 * sizeof(uintptr_t));
-        m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
-
-        if ((rt->tried && (rt->tried[n] & m))
-            || ctx->sh->backends[rcf->map[k].slot].draining
-            || !ra_usable(rcf->map[k].peer, t))
-        {
-            continue;
+        if (rcf->pl[k - from].available) {
+            total += rcf->map[k].peer->weight;
         }
-
-        rcf->pl[k - from].available = 1;
-        total += rcf->map[k].peer->weight;
     }
 
     if (total == 0) {

@@ -166,8 +166,10 @@ ngx_int_t ra_backend_find(ra_shctx_t *sh, u_char *name, size_t len);
 /* ra_balancer.c */
 ngx_int_t ra_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us);
 ngx_int_t ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log);
-void ra_fill_placement(ra_srv_conf_t *rcf, ra_backend_t *be,
-    ra_pl_backend_t *pb, ngx_msec_t now);
+ngx_str_t *ra_peer_conf_url(ra_srv_conf_t *rcf,
+    ngx_http_upstream_rr_peer_t *peer);
+ngx_uint_t ra_peer_is(ngx_http_upstream_rr_peer_t *peer, u_char *name,
+    size_t len);
 
 /* ra_status.c */
 char *ra_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -1051,9 +1051,9 @@ ra_redis_apply(ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot)
     u_char            hostport[RA_MSG_HOSTPORT_LEN];
     size_t            hlen;
     ngx_int_t         n;
-    ngx_uint_t        i, k, j, matched, hit;
+    ngx_uint_t        i, k, matched, hit;
     ngx_msec_t        now;
-    ra_url_t         *url;
+    ngx_str_t        *url;
     ra_shctx_t       *sh;
     ra_backend_t     *be;
     ra_peer_map_t    *pm;
@@ -1087,37 +1087,14 @@ ra_redis_apply(ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot)
 
             /* an explicit room_affinity_url, else the address itself */
 
-            if (rcf->urls) {
-                url = rcf->urls->elts;
+            url = ra_peer_conf_url(rcf, pm->peer);
 
-                for (j = 0; j < rcf->urls->nelts; j++) {
-                    if (url[j].url.len == msg->url_len
-                        && ngx_strncmp(url[j].url.data, msg->url,
-                                       msg->url_len) == 0
-                        && ((url[j].server.len == pm->peer->name.len
-                             && ngx_strncmp(url[j].server.data,
-                                            pm->peer->name.data,
-                                            pm->peer->name.len) == 0)
-                            || (url[j].server.len == pm->peer->server.len
-                                && ngx_strncmp(url[j].server.data,
-                                               pm->peer->server.data,
-                                               pm->peer->server.len) == 0)))
-                    {
-                        hit = 1;
-                        break;
-                    }
-                }
-            }
+            if (url) {
+                hit = (url->len == msg->url_len
+                       && ngx_strncmp(url->data, msg->url, msg->url_len) == 0);
 
-            if (!hit && hlen
-                && ((pm->peer->name.len == hlen
-                     && ngx_strncasecmp(pm->peer->name.data, hostport, hlen)
-                        == 0)
-                    || (pm->peer->server.len == hlen
-                        && ngx_strncasecmp(pm->peer->server.data, hostport,
-                                           hlen) == 0)))
-            {
-                hit = 1;
+            } else {
+                hit = (hlen && ra_peer_is(pm->peer, hostport, hlen));
             }
 
             if (!hit) {

@@ -336,8 +336,8 @@ ra_status_room(ngx_http_request_t *r, ngx_str_t *name)
     rmcf = ngx_http_get_module_main_conf(r, ngx_http_room_affinity_module);
     rcfp = rmcf->upstreams.elts;
 
-    len = sizeof("{\"room\":\"\",\"upstream\":\"\",\"backend\":\"\",\"url\":\"\","
-                 "\"live\":,\"age_ms\":,\"idle_ms\":}" CRLF)
+    len = sizeof("{\"room\":\"\",\"upstream\":\"\",\"backend\":\"\","
+                 "\"url\":\"\",\"live\":,\"age_ms\":,\"idle_ms\":}" CRLF)
           + 6 * (name->len + RA_BACKEND_NAME_LEN + RA_MSG_URL_MAX)
           + 3 * NGX_INT64_LEN + 512;
 

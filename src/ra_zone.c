@@ -70,8 +70,8 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ctx->sh->mask = n - 1;
 
     ctx->sh->backends_cap = 16;
-    ctx->sh->backends = ngx_slab_calloc(ctx->shpool,
-                                   sizeof(ra_backend_t) * ctx->sh->backends_cap);
+    ctx->sh->backends = ngx_slab_calloc(ctx->shpool, sizeof(ra_backend_t)
+                                                     * ctx->sh->backends_cap);
     if (ctx->sh->backends == NULL) {
         return NGX_ERROR;
     }

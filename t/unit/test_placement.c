@@ -56,6 +56,23 @@ t_room(unsigned k)
 #define T_BOTH     (T_PENDING|T_ROOMS)
 
 
+/* how many of 1000 new rooms go to backend k of t_b[0..n-1] */
+
+static unsigned
+t_picks_of(const ra_pl_conf_t *conf, unsigned n, int k)
+{
+    unsigned  i, picks;
+
+    picks = 0;
+
+    for (i = 0; i < 1000; i++) {
+        picks += (ra_placement_pick(conf, t_b, n, t_room(i)) == k);
+    }
+
+    return picks;
+}
+
+
 static int
 t_place(const ra_pl_conf_t *conf, unsigned n, unsigned rooms, unsigned count,
     unsigned *got)
@@ -413,7 +430,6 @@ t_pending(void)
 static void
 t_balance(void)
 {
-    int           k;
     unsigned      i, to_a;
     ra_pl_conf_t  conf = { 1, 125, 0 };
 
@@ -423,34 +439,19 @@ t_balance(void)
     t_b[2].reported = 30;
     t_b[3].reported = 30;
 
-    to_a = 0;
-
-    for (i = 0; i < 1000; i++) {
-        k = ra_placement_pick(&conf, t_b, 4, t_room(i));
-        to_a += (k == 0);
-    }
+    to_a = t_picks_of(&conf, 4, 0);
 
     RA_IS_INT(to_a, 0, "balance factor 125: the loaded one is skipped");
 
     conf.balance_factor = 0;
-    to_a = 0;
-
-    for (i = 0; i < 1000; i++) {
-        k = ra_placement_pick(&conf, t_b, 4, t_room(i));
-        to_a += (k == 0);
-    }
+    to_a = t_picks_of(&conf, 4, 0);
 
     RA_OK(to_a > 150, "no balance factor: a single choice lands anywhere");
 
     /* at 300 %, 90 / 100 is under 3 * 0.45: allowed */
 
     conf.balance_factor = 300;
-    to_a = 0;
-
-    for (i = 0; i < 1000; i++) {
-        k = ra_placement_pick(&conf, t_b, 4, t_room(i));
-        to_a += (k == 0);
-    }
+    to_a = t_picks_of(&conf, 4, 0);
 
     RA_OK(to_a > 150, "balance factor 300: under the cap, allowed");
 

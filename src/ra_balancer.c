@@ -29,10 +29,13 @@ static ngx_int_t ra_get_peer(ngx_peer_connection_t *pc, void *data);
 static ngx_uint_t ra_tried(ra_route_t *rt, ngx_uint_t k);
 static ngx_uint_t ra_usable(ngx_http_upstream_rr_peer_t *peer, time_t now);
 static ngx_uint_t ra_can_take(ra_route_t *rt, ngx_uint_t k, time_t now);
-static void ra_fill_placement(ra_srv_conf_t *rcf, ngx_uint_t k,
-    ra_pl_backend_t *pb, ngx_msec_t now);
 static ngx_int_t ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to,
     ngx_msec_t now);
+static ngx_int_t ra_pick_viewed(ra_route_t *rt, time_t t);
+static ngx_int_t ra_pick_full(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to,
+    ngx_msec_t now, time_t t);
+static ngx_uint_t ra_fill_placement(ra_route_t *rt, ngx_uint_t k,
+    ngx_msec_t now, time_t t, ngx_msec_t *until);
 static ngx_int_t ra_pick_stateless(ra_route_t *rt, ngx_uint_t from,
     ngx_uint_t to);
 static void ra_free_peer(ngx_peer_connection_t *pc, void *data,
@@ -126,7 +129,6 @@ ra_route_init(ra_route_t *rt, ra_srv_conf_t *rcf, ngx_str_t *key,
     }
 
     if (rt->key.len) {
-        rt->crc = ngx_crc32_long(rt->key.data, rt->key.len);
         rt->hash = ra_hash(rt->key.data, rt->key.len);
     }
 
@@ -176,7 +178,7 @@ ngx_int_t
 ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log)
 {
     ngx_int_t                      slot;
-    ngx_uint_t                     n, i, backup;
+    ngx_uint_t                     n, i, k, backup;
     ra_zone_ctx_t                 *ctx;
     ra_peer_map_t                 *map;
     ngx_http_upstream_rr_peer_t   *peer;
@@ -197,6 +199,11 @@ ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log)
 
     rcf->pl = ngx_pcalloc(ngx_cycle->pool, n * sizeof(ra_pl_backend_t));
     if (rcf->pl == NULL) {
+        return NGX_ERROR;
+    }
+
+    rcf->pl_acc = ngx_pcalloc(ngx_cycle->pool, n * sizeof(uint64_t));
+    if (rcf->pl_acc == NULL) {
         return NGX_ERROR;
     }
 
@@ -235,6 +242,29 @@ ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log)
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    /* a room's backend slot to its server here; nmap: none */
+
+    rcf->nslots = 0;
+
+    for (k = 0; k < i; k++) {
+        rcf->nslots = ngx_max(rcf->nslots, map[k].slot + 1);
+    }
+
+    rcf->slot_map = ngx_palloc(ngx_cycle->pool,
+                               ngx_max(rcf->nslots, 1) * sizeof(ngx_uint_t));
+    if (rcf->slot_map == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < rcf->nslots; k++) {
+        rcf->slot_map[k] = i;
+    }
+
+    for (k = i; k > 0; k--) {
+        /* the first server of a slot, as a search in map order finds */
+        rcf->slot_map[map[k - 1].slot] = k - 1;
+    }
 
     rcf->nmap = i;
     rcf->map = map;
@@ -435,26 +465,24 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
 
     ra_room_expire(ctx, msec, RA_EXPIRE_BATCH, log);
 
-    room = ra_room_lookup(sh, rt->crc, rt->key.data, rt->key.len);
+    room = ra_room_lookup(sh, (uint32_t) rt->hash, rt->key.data, rt->key.len);
     old = -1;
 
     if (room) {
-        for (k = 0; k < rcf->nmap; k++) {
-            if (rcf->map[k].slot != room->backend) {
-                continue;
-            }
+        k = (room->backend < rcf->nslots) ? rcf->slot_map[room->backend]
+                                           : rcf->nmap;
 
-            if (!ra_tried(rt, k) && ra_usable(rcf->map[k].peer, now)) {
-                rt->index = k;
-                rt->slot = room->backend;
+        if (k < rcf->nmap
+            && !ra_tried(rt, k)
+            && ra_usable(rcf->map[k].peer, now))
+        {
+            rt->index = k;
+            rt->slot = room->backend;
 
-                ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
-                               "room_affinity: hit room \"%V\" backend \"%V\"",
-                               &rt->key, &rcf->map[k].peer->name);
-                goto found;
-            }
-
-            break;
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                           "room_affinity: hit room \"%V\" backend \"%V\"",
+                           &rt->key, &rcf->map[k].peer->name);
+            goto found;
         }
 
         old = room->backend;
@@ -498,7 +526,8 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
         goto found;
     }
 
-    room = ra_room_create(ctx, rt->crc, rt->key.data, rt->key.len, msec, log);
+    room = ra_room_create(ctx, (uint32_t) rt->hash, rt->key.data, rt->key.len,
+                          msec, log);
 
     if (room == NULL) {
         /* nothing can be evicted: place by hash, do not record */
@@ -549,6 +578,7 @@ found:
         }
 
         sh->backends[rt->slot].live++;
+        sh->live_total++;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -609,56 +639,202 @@ ra_can_take(ra_route_t *rt, ngx_uint_t k, time_t now)
 }
 
 
+/*
+ * Places a room on one of the servers map[from..to-1].  For the primary
+ * servers, the worker keeps the placement view (ra_placement_view()) of
+ * its last full pass and reuses it while nothing it depends on changed:
+ * a new room then costs a draw and a look at its candidates, not a pass
+ * over every server.
+ */
+
 static ngx_int_t
 ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now)
 {
-    time_t            t;
-    ngx_int_t         i;
-    ngx_uint_t        k, any;
-    ra_srv_conf_t    *rcf;
-    ra_pl_backend_t  *pb;
+    time_t          t;
+    ngx_int_t       i;
+    ra_srv_conf_t  *rcf;
+    ra_zone_ctx_t  *ctx;
 
     if (from >= to) {
         return -1;
     }
 
     rcf = rt->conf;
+    ctx = rcf->shm_zone->data;
     t = ngx_time();
+
+    if (from == 0
+        && rcf->pl_valid
+        && rcf->pl_gen == ctx->sh->pl_gen
+        && (ngx_msec_int_t) (now - rcf->pl_until) < 0)
+    {
+        i = ra_pick_viewed(rt, t);
+
+        if (i != NGX_DECLINED) {
+            return i;
+        }
+    }
+
+    return ra_pick_full(rt, from, to, now, t);
+}
+
+
+/*
+ * With the kept view: NGX_DECLINED when this room needs a full pass (a
+ * candidate this request cannot use, or every candidate over the cap).
+ */
+
+static ngx_int_t
+ra_pick_viewed(ra_route_t *rt, time_t t)
+{
+    int               cand[RA_PL_MAX_CHOICES];
+    int64_t           num;
+    ngx_int_t         i;
+    ngx_uint_t        c, n;
+    ra_shctx_t       *sh;
+    ra_pl_view_t      v;
+    ra_backend_t     *be;
+    ra_srv_conf_t    *rcf;
+    ra_zone_ctx_t    *ctx;
+    ra_pl_backend_t  *pb;
+
+    rcf = rt->conf;
+    ctx = rcf->shm_zone->data;
+    sh = ctx->sh;
+    v = rcf->pl_view;
+
+    /* the total load now: the view's, moved as the zone's total moved */
+
+    num = (int64_t) rcf->pl_num
+          + (int64_t) ((v.mode == RA_PL_LOCAL) ? sh->live_total
+                                               : sh->pending_total)
+          - (int64_t) rcf->pl_total;
+
+    v.sum_num = (num < 0) ? 0 : (uint64_t) num;
+
+    n = ra_placement_draw(&rcf->placement, &v, rcf->pl, rt->hash, cand);
+
+    if (n == 0) {
+        return NGX_DECLINED;
+    }
+
+    /* the candidates' loads as they are now */
+
+    for (c = 0; c < n; c++) {
+        if (!ra_can_take(rt, cand[c], t)) {
+            return NGX_DECLINED;
+        }
+
+        pb = &rcf->pl[cand[c]];
+        be = &sh->backends[rcf->map[cand[c]].slot];
+
+        pb->live = (uint32_t) be->live;
+        pb->rooms = (uint32_t) be->rooms;
+        pb->pending = (uint32_t) be->pending;
+    }
+
+    i = ra_placement_decide(&rcf->placement, &v, rcf->pl, cand, n);
+
+    return (i < 0) ? NGX_DECLINED : i;
+}
+
+
+static ngx_int_t
+ra_pick_full(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now,
+    time_t t)
+{
+    int               cand[RA_PL_MAX_CHOICES];
+    ngx_int_t         i;
+    ngx_uint_t        k, any, own, n;
+    ngx_msec_t        until;
+    ra_shctx_t       *sh;
+    ra_pl_view_t      v;
+    ra_srv_conf_t    *rcf;
+    ra_zone_ctx_t    *ctx;
+
+    rcf = rt->conf;
+    ctx = rcf->shm_zone->data;
+    sh = ctx->sh;
     any = 0;
+    own = 0;
+    until = now + 3600000;
 
     for (k = from; k < to; k++) {
-        pb = &rcf->pl[k - from];
+        /* "own": a server left out only for this request */
+        own |= ra_fill_placement(rt, k, now, t, &until);
+        any |= rcf->pl[k].available;
+    }
 
-        ra_fill_placement(rcf, k, pb, now);
-
-        pb->available = ra_can_take(rt, k, t);
-        any |= pb->available;
+    if (from == 0) {
+        rcf->pl_valid = 0;
     }
 
     if (!any) {
         return -1;
     }
 
-    i = ra_placement_pick(&rcf->placement, rcf->pl, to - from, rt->hash);
+    ra_placement_view(&rcf->placement, rcf->pl + from, to - from,
+                      rcf->pl_acc + from, &v);
+
+    n = ra_placement_draw(&rcf->placement, &v, rcf->pl + from, rt->hash,
+                          cand);
+
+    i = ra_placement_decide(&rcf->placement, &v, rcf->pl + from,
+                            n ? cand : NULL, n);
+
+    if (i < 0) {
+        /* every candidate over the cap: the least loaded of all */
+        i = ra_placement_pick(&rcf->placement, rcf->pl + from, to - from,
+                              rt->hash);
+    }
+
+    /*
+     * the view serves the next rooms when it holds for any request (no
+     * server left out for this one only) and in a mode whose total load
+     * the zone keeps (not mixed, no slow start)
+     */
+
+    if (from == 0 && !own && n && v.mode != RA_PL_MIXED && !v.slow) {
+        rcf->pl_view = v;
+        rcf->pl_gen = sh->pl_gen;
+        rcf->pl_until = until;
+        rcf->pl_num = v.sum_num;
+        rcf->pl_total = (v.mode == RA_PL_LOCAL) ? sh->live_total
+                                                : sh->pending_total;
+        rcf->pl_valid = 1;
+    }
 
     return (i < 0) ? -1 : (ngx_int_t) (from + i);
 }
 
 
-static void
-ra_fill_placement(ra_srv_conf_t *rcf, ngx_uint_t k, ra_pl_backend_t *pb,
-    ngx_msec_t now)
-{
-    ngx_msec_t     up;
-    ra_zone_ctx_t  *ctx;
-    ra_backend_t   *be;
+/*
+ * The placement input of server k, now.  Returns 1 when the server is
+ * left out for this request only (tried by it, or at max_conns); lowers
+ * *until to when the input changes by itself (a report goes stale, a
+ * failed server may be retried).
+ */
 
+static ngx_uint_t
+ra_fill_placement(ra_route_t *rt, ngx_uint_t k, ngx_msec_t now, time_t t,
+    ngx_msec_t *until)
+{
+    ngx_msec_t                    up, at;
+    ra_srv_conf_t                *rcf;
+    ra_zone_ctx_t                *ctx;
+    ra_backend_t                 *be;
+    ra_pl_backend_t              *pb;
+    ngx_http_upstream_rr_peer_t  *peer;
+
+    rcf = rt->conf;
     ctx = rcf->shm_zone->data;
     be = &ctx->sh->backends[rcf->map[k].slot];
+    peer = rcf->map[k].peer;
+    pb = &rcf->pl[k];
 
     ngx_memzero(pb, sizeof(ra_pl_backend_t));
 
-    pb->weight = (uint32_t) rcf->map[k].peer->weight;
+    pb->weight = (uint32_t) peer->weight;
     pb->live = (uint32_t) be->live;
     pb->rooms = (uint32_t) be->rooms;
     pb->pending = (uint32_t) be->pending;
@@ -674,6 +850,12 @@ ra_fill_placement(ra_srv_conf_t *rcf, ngx_uint_t k, ra_pl_backend_t *pb,
         }
 
         pb->capacity = be->capacity;
+
+        at = be->reported_at + rcf->stale + 1;
+
+        if ((ngx_msec_int_t) (at - *until) < 0) {
+            *until = at;
+        }
     }
 
     if (be->up_since == 0) {
@@ -683,6 +865,27 @@ ra_fill_placement(ra_srv_conf_t *rcf, ngx_uint_t k, ra_pl_backend_t *pb,
         up = now - be->up_since;
         pb->up_ms = (up >= UINT32_MAX) ? UINT32_MAX : (uint32_t) up;
     }
+
+    pb->available = ra_can_take(rt, k, t);
+
+    if (pb->available) {
+        return 0;
+    }
+
+    if (peer->max_fails && peer->fails >= peer->max_fails
+        && t - peer->checked <= peer->fail_timeout)
+    {
+        /* failed: it may be tried again after fail_timeout */
+
+        at = now + (peer->checked + peer->fail_timeout - t + 1) * 1000;
+
+        if ((ngx_msec_int_t) (at - *until) < 0) {
+            *until = at;
+        }
+    }
+
+    return ra_tried(rt, k)
+           || (peer->max_conns && peer->conns >= peer->max_conns);
 }
 
 
@@ -699,9 +902,7 @@ ra_pick_stateless(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to)
     total = 0;
 
     for (k = from; k < to; k++) {
-        rcf->pl[k - from].available = ra_can_take(rt, k, t);
-
-        if (rcf->pl[k - from].available) {
+        if (ra_can_take(rt, k, t)) {
             total += rcf->map[k].peer->weight;
         }
     }
@@ -713,7 +914,7 @@ ra_pick_stateless(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to)
     w = rt->hash % total;
 
     for (k = from; k < to; k++) {
-        if (!rcf->pl[k - from].available) {
+        if (!ra_can_take(rt, k, t)) {
             continue;
         }
 
@@ -745,6 +946,7 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
 
         if (be->live) {
             be->live--;
+            ctx->sh->live_total--;
         }
 
         if (pd->room) {
@@ -759,6 +961,11 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
 
         pd->counted = -1;
         pd->room = NULL;
+    }
+
+    if (state & NGX_PEER_FAILED) {
+        /* the server may become unavailable: a new placement view */
+        pd->route.conf->pl_valid = 0;
     }
 
     ngx_http_upstream_free_round_robin_peer(pc, &pd->rrp, state);

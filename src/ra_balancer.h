@@ -12,8 +12,7 @@
 typedef struct {
     ra_srv_conf_t      *conf;
     ngx_str_t           key;
-    uint32_t            crc;
-    uint64_t            hash;
+    uint64_t            hash;       /* ra_hash() of the key */
     uintptr_t          *tried;      /* map indexes already tried, or NULL */
 
     /* the decision */

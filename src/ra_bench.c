@@ -3,14 +3,18 @@
  * with their real locking, run inside an nginx worker on a real zone.
  * Built only with -DRA_BENCH=1 ("make bench-micro"); never in production.
  *
- *   GET /bench?rooms=1000000&ops=200000[&hot=1000][&reported=1]
+ *   GET /bench?rooms=1000000&ops=200000[&hot=1000][&reported=1][&warm=1]
+ *       [&new_only=1]
  *
  * fills the upstream's zone up to "rooms" rooms, then times, each under
  * the zone's mutex as in the balancer: the lookup of a known room (drawn
  * from the whole table, or from "hot" rooms spread over it), and
  * ra_route() of a new room (lookup, placement over the upstream's servers,
  * recording).  Answers JSON with the medians of 9 batches in ns, and the
- * zone bytes used per room.
+ * zone bytes used per room.  New rooms are named after the request, so
+ * that every request times rooms the table has never seen.  With "warm",
+ * every page of the zone is touched first, as in an nginx that has run
+ * for a while: the page faults of a fresh zone are then not counted.
  */
 
 #include "ra_balancer.h"
@@ -33,6 +37,7 @@ typedef struct {
 static ngx_int_t ra_bench_handler(ngx_http_request_t *r);
 static ngx_int_t ra_bench_fill(ra_srv_conf_t *rcf, ngx_uint_t rooms,
     ngx_log_t *log);
+static void ra_bench_warm(ra_zone_ctx_t *ctx);
 static uint64_t ra_bench_now(void);
 static int ngx_libc_cdecl ra_bench_cmp(const void *a, const void *b);
 
@@ -45,6 +50,7 @@ typedef struct {
 
 static ra_bench_target_t  ra_bench_targets[16];
 static ngx_uint_t         ra_bench_ntargets;
+static ngx_uint_t         ra_bench_requests;
 
 
 char *
@@ -91,13 +97,13 @@ ra_bench(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ra_bench_handler(ngx_http_request_t *r)
 {
-    u_char           *p, name[64];
+    u_char           *p;
     size_t            before, after;
     uint64_t          t0, lookup[RA_BENCH_BATCHES], route[RA_BENCH_BATCHES];
     ngx_int_t         n, ops, rc;
     ngx_str_t         arg, key, *keys;
     ngx_buf_t        *b;
-    ngx_uint_t        i, k, seed, rooms, found, hot;
+    ngx_uint_t        i, k, seed, rooms, found, hot, lookups;
     ngx_chain_t       out;
     ra_route_t        rt;
     ra_zone_ctx_t    *ctx;
@@ -153,8 +159,18 @@ ra_bench_handler(ngx_http_request_t *r)
             ctx->sh->backends[i].reported_at = ngx_current_msec;
         }
 
+        ctx->sh->pl_gen++;
+
         ngx_shmtx_unlock(&shpool->mutex);
     }
+
+    lookups = (ngx_http_arg(r, (u_char *) "new_only", 8, &arg) != NGX_OK);
+
+    if (ngx_http_arg(r, (u_char *) "warm", 4, &arg) == NGX_OK) {
+        ra_bench_warm(ctx);
+    }
+
+    ra_bench_requests++;
 
     if (ngx_http_arg(r, (u_char *) "ops", 3, &arg) == NGX_OK) {
         n = ngx_atoi(arg.data, arg.len);
@@ -188,7 +204,7 @@ ra_bench_handler(ngx_http_request_t *r)
         for (i = 0; i < (ngx_uint_t) ops; i++) {
             seed = seed * 1103515245 + 12345;
             keys[i].data = keys[i].data ? keys[i].data
-                                        : ngx_pnalloc(r->pool, 32);
+                                        : ngx_pnalloc(r->pool, 48);
             if (keys[i].data == NULL) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
@@ -202,24 +218,28 @@ ra_bench_handler(ngx_http_request_t *r)
 
         t0 = ra_bench_now();
 
-        for (i = 0; i < (ngx_uint_t) ops; i++) {
+        for (i = 0; i < (ngx_uint_t) ops * lookups; i++) {
             ngx_shmtx_lock(&shpool->mutex);
             found += ra_room_lookup(ctx->sh,
-                                    ngx_crc32_long(keys[i].data, keys[i].len),
+                                    (uint32_t) ra_hash(keys[i].data, keys[i].len),
                                     keys[i].data, keys[i].len) != NULL;
             ngx_shmtx_unlock(&shpool->mutex);
         }
 
-        lookup[k] = (ra_bench_now() - t0) / ops;
+        lookup[k] = (ra_bench_now() - t0) / ops * lookups;
 
         /* a new room: lookup, placement, recording */
+
+        for (i = 0; i < (ngx_uint_t) ops / 10; i++) {
+            p = ngx_sprintf(keys[i].data, "new-%ui-%ui-%ui-%P",
+                            ra_bench_requests, k, i, ngx_pid);
+            keys[i].len = p - keys[i].data;
+        }
 
         t0 = ra_bench_now();
 
         for (i = 0; i < (ngx_uint_t) ops / 10; i++) {
-            p = ngx_sprintf(name, "new-%ui-%ui-%P", k, i, ngx_pid);
-            key.data = name;
-            key.len = p - name;
+            key = keys[i];
 
             if (ra_route_init(&rt, rcf, &key, r->pool, r->connection->log)
                 != NGX_OK)
@@ -283,7 +303,7 @@ static ngx_int_t
 ra_bench_fill(ra_srv_conf_t *rcf, ngx_uint_t rooms, ngx_log_t *log)
 {
     u_char         *p, name[64];
-    uint32_t        crc;
+    uint32_t        hash;
     ngx_uint_t      i;
     ra_room_t      *room;
     ra_zone_ctx_t  *ctx;
@@ -294,13 +314,13 @@ ra_bench_fill(ra_srv_conf_t *rcf, ngx_uint_t rooms, ngx_log_t *log)
 
     for (i = 0; i < rooms; i++) {
         p = ngx_sprintf(name, "bench-%ui", i);
-        crc = ngx_crc32_long(name, p - name);
+        hash = (uint32_t) ra_hash(name, p - name);
 
-        if (ra_room_lookup(ctx->sh, crc, name, p - name)) {
+        if (ra_room_lookup(ctx->sh, hash, name, p - name)) {
             continue;
         }
 
-        room = ra_room_create(ctx, crc, name, p - name, ngx_current_msec,
+        room = ra_room_create(ctx, hash, name, p - name, ngx_current_msec,
                               log);
         if (room == NULL || ctx->sh->evicted) {
             ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -315,6 +335,23 @@ ra_bench_fill(ra_srv_conf_t *rcf, ngx_uint_t rooms, ngx_log_t *log)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+static void
+ra_bench_warm(ra_zone_ctx_t *ctx)
+{
+    u_char  *p;
+
+    /* a read and a write of the same byte: the page is then mapped */
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (p = ctx->shpool->start; p < ctx->shpool->end; p += ngx_pagesize) {
+        *(volatile u_char *) p = *(volatile u_char *) p;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
 }
 
 

@@ -56,7 +56,7 @@ struct ra_room_s {
     uint32_t            last;         /* ms when it became idle, and */
     uint32_t            created;      /* ms when created: both wrap after
                                          49 days, compared by difference */
-    uint32_t            hash;         /* crc32 of the name */
+    uint32_t            hash;         /* ra_hash() of the name, low bits */
     uint32_t            live;
     uint16_t            peak;         /* most live connections seen */
     uint16_t            backend;      /* slot in the backend table */
@@ -65,7 +65,7 @@ struct ra_room_s {
 };
 
 
-#define RA_ZONE_VERSION  4            /* layout of ra_shctx_t, ra_room_t */
+#define RA_ZONE_VERSION  5            /* layout of ra_shctx_t, ra_room_t */
 
 
 typedef struct {
@@ -84,6 +84,15 @@ typedef struct {
     ngx_uint_t          nbackends;
     ngx_uint_t          backends_cap;
     ra_backend_t       *backends;
+
+    /*
+     * for the workers' placement views (ra_balancer.c): pl_gen changes
+     * with anything a view depends on (reports, draining, backends), the
+     * totals let a view keep its total load current without a pass
+     */
+    ngx_uint_t          pl_gen;
+    ngx_uint_t          live_total;   /* sum of backends[].live */
+    ngx_uint_t          pending_total;
 } ra_shctx_t;
 
 
@@ -115,7 +124,23 @@ struct ra_srv_conf_s {
     ra_peer_map_t                *map;
     ngx_uint_t                    nmap;
     ngx_uint_t                    nprimary;
-    ra_pl_backend_t              *pl;          /* scratch, nmap entries */
+    ngx_uint_t                   *slot_map;    /* slot: map index, or nmap */
+    ngx_uint_t                    nslots;
+    ra_pl_backend_t              *pl;          /* placement input, by map */
+    uint64_t                     *pl_acc;      /* running sums, by map */
+
+    /*
+     * the placement view of the primary servers, reused for new rooms
+     * until the zone's pl_gen changes, pl_until passes, or this worker
+     * sees a server fail; pl_num is its total load when pl_total was the
+     * zone's total (live or pending, as the mode counts)
+     */
+    ra_pl_view_t                  pl_view;
+    ngx_uint_t                    pl_gen;
+    ngx_msec_t                    pl_until;
+    uint64_t                      pl_num;
+    ngx_uint_t                    pl_total;
+    unsigned                      pl_valid:1;
 };
 
 

@@ -63,33 +63,12 @@
 #define RA_PL_F_NOCAP      2           /* a fresh one without */
 #define RA_PL_F_STALE      4           /* not fresh */
 
-#define RA_PL_LOCAL        0
-#define RA_PL_FRESH        1
-#define RA_PL_MIXED        2
-
 
 typedef struct {
     const ra_pl_conf_t     *conf;
     const ra_pl_backend_t  *b;
-    unsigned                n;
-    unsigned                navail;
-    unsigned                mode;
-
-    uint64_t                known_cap;      /* fresh with a capacity */
-    uint64_t                known_weight;
-    uint64_t                fresh_num;
-    uint64_t                fresh_live;
-    uint64_t                fresh_weight;
-
-    uint64_t                sum_num;        /* over available, clamped */
-    uint64_t                sum_cap;        /* total draw weight */
-    uint64_t                bf;             /* balance factor, 0: none */
-
-    /* running sums of cap; NULL when n > RA_PL_MAX_BACKENDS */
-    uint64_t               *acc;
-
-    /* acc[] came from ra_pl_scan(): num is reported + pending, or live */
-    unsigned                quick;
+    const ra_pl_view_t     *v;
+    uint64_t                bf;        /* balance factor, 0: none */
 } ra_pl_ctx_t;
 
 
@@ -102,17 +81,20 @@ typedef struct {
 } ra_pl_load_t;
 
 
-static int ra_pl_scan(ra_pl_ctx_t *ctx);
-static void ra_pl_totals(ra_pl_ctx_t *ctx);
-static void ra_pl_eval(ra_pl_ctx_t *ctx, unsigned i, uint32_t *num,
+static void ra_pl_init(ra_pl_ctx_t *ctx, const ra_pl_conf_t *conf,
+    const ra_pl_view_t *v, const ra_pl_backend_t *b);
+static void ra_pl_scan(const ra_pl_conf_t *conf, const ra_pl_backend_t *b,
+    ra_pl_view_t *v);
+static void ra_pl_totals(const ra_pl_ctx_t *ctx, ra_pl_view_t *v);
+static void ra_pl_eval(const ra_pl_ctx_t *ctx, unsigned i, uint32_t *num,
     uint32_t *cap);
 static uint32_t ra_pl_slow_start(const ra_pl_conf_t *conf, uint32_t up_ms,
     uint64_t c);
-static int ra_pl_draw(ra_pl_ctx_t *ctx, uint64_t r, const int *chosen,
+static int ra_pl_draw(const ra_pl_ctx_t *ctx, uint64_t r, const int *chosen,
     unsigned nchosen, uint64_t skip_weight);
-static void ra_pl_load(ra_pl_ctx_t *ctx, unsigned i, ra_pl_load_t *l);
+static void ra_pl_load(const ra_pl_ctx_t *ctx, unsigned i, ra_pl_load_t *l);
 static int ra_pl_less(const ra_pl_load_t *a, const ra_pl_load_t *z);
-static int ra_pl_over(ra_pl_ctx_t *ctx, const ra_pl_load_t *l);
+static int ra_pl_over(const ra_pl_ctx_t *ctx, const ra_pl_load_t *l);
 static uint64_t ra_pl_mix(uint64_t x);
 static uint64_t ra_pl_mul(uint64_t a, uint64_t b, uint64_t *lo);
 
@@ -152,68 +134,94 @@ int
 ra_placement_pick(const ra_pl_conf_t *conf, const ra_pl_backend_t *b,
     unsigned n, uint64_t room_hash)
 {
-    int           chosen[RA_PL_MAX_CHOICES], k;
-    unsigned      i, d, nchosen, tries;
+    int           cand[RA_PL_MAX_CHOICES], best;
+    unsigned      i, ncand;
     uint64_t      acc[RA_PL_MAX_BACKENDS];
-    uint64_t      seq, skip;
     ra_pl_ctx_t   ctx;
-    ra_pl_load_t  best, cur;
+    ra_pl_view_t  v;
+    ra_pl_load_t  min, cur;
 
-    ctx.conf = conf;
-    ctx.b = b;
-    ctx.n = n;
-    ctx.acc = (n <= RA_PL_MAX_BACKENDS) ? acc : NULL;
+    ra_placement_view(conf, b, n, (n <= RA_PL_MAX_BACKENDS) ? acc : NULL, &v);
 
-    ctx.quick = ra_pl_scan(&ctx);
-
-    if (!ctx.quick) {
-        ra_pl_totals(&ctx);
-    }
-
-    if (ctx.navail == 0) {
+    if (v.navail == 0) {
         return -1;
     }
 
-    ctx.bf = (conf->balance_factor > RA_PL_BF_MAX) ? RA_PL_BF_MAX
-                                                   : conf->balance_factor;
+    ncand = ra_placement_draw(conf, &v, b, room_hash, cand);
 
-    best.index = -1;
+    best = ra_placement_decide(conf, &v, b, ncand ? cand : NULL, ncand);
+
+    if (best != -1) {
+        return best;
+    }
+
+    /* every candidate is over the cap: the least loaded overall */
+
+    ra_pl_init(&ctx, conf, &v, b);
+    min.index = -1;
+
+    for (i = 0; i < n; i++) {
+        if (!b[i].available) {
+            continue;
+        }
+
+        ra_pl_load(&ctx, i, &cur);
+
+        if (min.index == -1 || ra_pl_less(&cur, &min)) {
+            min = cur;
+        }
+    }
+
+    return min.index;
+}
+
+
+void
+ra_placement_view(const ra_pl_conf_t *conf, const ra_pl_backend_t *b,
+    unsigned n, uint64_t *acc, ra_pl_view_t *v)
+{
+    ra_pl_ctx_t  ctx;
+
+    v->n = n;
+    v->acc = acc;
+
+    ra_pl_scan(conf, b, v);
+
+    if (!v->quick) {
+        ra_pl_init(&ctx, conf, v, b);
+        ra_pl_totals(&ctx, v);
+    }
+}
+
+
+unsigned
+ra_placement_draw(const ra_pl_conf_t *conf, const ra_pl_view_t *v,
+    const ra_pl_backend_t *b, uint64_t room_hash, int *cand)
+{
+    int           k;
+    unsigned      d, n, tries;
+    uint64_t      seq, skip;
+    ra_pl_ctx_t   ctx;
+    ra_pl_load_t  cur;
 
     d = conf->choices;
 
-    if (d == 0 || d > RA_PL_MAX_CHOICES || d >= ctx.navail) {
-
-        /* every available backend is a candidate */
-
-        for (i = 0; i < n; i++) {
-            if (!b[i].available) {
-                continue;
-            }
-
-            ra_pl_load(&ctx, i, &cur);
-
-            if ((best.index == -1 || ra_pl_less(&cur, &best))
-                && !ra_pl_over(&ctx, &cur))
-            {
-                best = cur;
-            }
-        }
-
-        goto fallback;
+    if (d == 0 || d > RA_PL_MAX_CHOICES || d >= v->navail) {
+        return 0;
     }
 
-    /* draw d distinct candidates by capacity from the room hash */
+    ra_pl_init(&ctx, conf, v, b);
 
-    nchosen = 0;
+    n = 0;
     seq = room_hash;
     skip = 0;
 
-    while (nchosen < d) {
+    while (n < d) {
 
         for (tries = 0; tries < RA_PL_DRAW_TRIES; tries++) {
             seq += 0x9e3779b97f4a7c15ULL;
-            k = ra_pl_draw(&ctx, ra_pl_mul(ra_pl_mix(seq), ctx.sum_cap, NULL),
-                           chosen, nchosen, 0);
+            k = ra_pl_draw(&ctx, ra_pl_mul(ra_pl_mix(seq), v->sum_cap, NULL),
+                           cand, n, 0);
             if (k >= 0) {
                 break;
             }
@@ -224,14 +232,43 @@ ra_placement_pick(const ra_pl_conf_t *conf, const ra_pl_backend_t *b,
 
             seq += 0x9e3779b97f4a7c15ULL;
             k = ra_pl_draw(&ctx,
-                           ra_pl_mul(ra_pl_mix(seq), ctx.sum_cap - skip, NULL),
-                           chosen, nchosen, skip);
+                           ra_pl_mul(ra_pl_mix(seq), v->sum_cap - skip, NULL),
+                           cand, n, skip);
         }
 
-        chosen[nchosen++] = k;
+        cand[n++] = k;
 
         ra_pl_load(&ctx, k, &cur);
         skip += cur.cap;
+    }
+
+    return n;
+}
+
+
+int
+ra_placement_decide(const ra_pl_conf_t *conf, const ra_pl_view_t *v,
+    const ra_pl_backend_t *b, const int *cand, unsigned ncand)
+{
+    unsigned      i, k;
+    ra_pl_ctx_t   ctx;
+    ra_pl_load_t  best, cur;
+
+    ra_pl_init(&ctx, conf, v, b);
+    best.index = -1;
+
+    if (cand == NULL) {
+        ncand = v->n;
+    }
+
+    for (i = 0; i < ncand; i++) {
+        k = cand ? (unsigned) cand[i] : i;
+
+        if (!b[k].available) {
+            continue;
+        }
+
+        ra_pl_load(&ctx, k, &cur);
 
         if ((best.index == -1 || ra_pl_less(&cur, &best))
             && !ra_pl_over(&ctx, &cur))
@@ -240,52 +277,44 @@ ra_placement_pick(const ra_pl_conf_t *conf, const ra_pl_backend_t *b,
         }
     }
 
-fallback:
-
-    if (best.index != -1) {
-        return best.index;
-    }
-
-    /* every candidate is over the cap: the least loaded overall */
-
-    for (i = 0; i < n; i++) {
-        if (!b[i].available) {
-            continue;
-        }
-
-        ra_pl_load(&ctx, i, &cur);
-
-        if (best.index == -1 || ra_pl_less(&cur, &best)) {
-            best = cur;
-        }
-    }
-
     return best.index;
+}
+
+
+static void
+ra_pl_init(ra_pl_ctx_t *ctx, const ra_pl_conf_t *conf, const ra_pl_view_t *v,
+    const ra_pl_backend_t *b)
+{
+    ctx->conf = conf;
+    ctx->v = v;
+    ctx->b = b;
+    ctx->bf = (conf->balance_factor > RA_PL_BF_MAX) ? RA_PL_BF_MAX
+                                                    : conf->balance_factor;
 }
 
 
 /*
  * One pass: the mode and, assuming it is local, or fresh with capacities
  * known for all backends or for none, the totals and running sums of
- * capacity.  Returns 0 when they must be recomputed by ra_pl_totals().
+ * capacity.  Clears v->quick when they must be recomputed by
+ * ra_pl_totals().
  */
 
-static int
-ra_pl_scan(ra_pl_ctx_t *ctx)
+static void
+ra_pl_scan(const ra_pl_conf_t *conf, const ra_pl_backend_t *b,
+    ra_pl_view_t *v)
 {
-    unsigned                i, n, navail, flags, mask;
-    uint32_t                slow;
-    uint64_t                c, v, s, sc, dummy, *acc;
-    const ra_pl_backend_t  *b;
+    unsigned   i, n, navail, flags, mask, slow;
+    uint32_t   slow_ms;
+    uint64_t   c, x, s, sc, dummy, *acc;
 
-    /* locals: the stores to acc[] could alias the context */
+    /* locals: the stores to acc[] could alias the view */
 
-    b = ctx->b;
-    n = ctx->n;
-    slow = ctx->conf->slow_start_ms;
+    n = v->n;
+    slow_ms = conf->slow_start_ms;
 
-    if (ctx->acc) {
-        acc = ctx->acc;
+    if (v->acc) {
+        acc = v->acc;
         mask = UINT_MAX;
 
     } else {
@@ -296,6 +325,7 @@ ra_pl_scan(ra_pl_ctx_t *ctx)
 
     navail = 0;
     flags = 0;
+    slow = 0;
     s = 0;
     sc = 0;
 
@@ -305,7 +335,7 @@ ra_pl_scan(ra_pl_ctx_t *ctx)
             navail++;
 
             if (b->fresh) {
-                v = (uint64_t) b->reported + b->pending;
+                x = (uint64_t) b->reported + b->pending;
 
                 if (b->capacity) {
                     c = b->capacity;
@@ -317,7 +347,7 @@ ra_pl_scan(ra_pl_ctx_t *ctx)
                 }
 
             } else {
-                v = b->live;
+                x = b->live;
                 c = b->weight;
                 flags |= RA_PL_F_STALE;
             }
@@ -326,65 +356,67 @@ ra_pl_scan(ra_pl_ctx_t *ctx)
                 c = (c == 0) ? 1 : RA_PL_CAP_MAX;
             }
 
-            s += v;
-            sc += (b->up_ms < slow) ? ra_pl_slow_start(ctx->conf, b->up_ms, c)
-                                    : c * RA_PL_ONE;
+            s += x;
+
+            if (b->up_ms < slow_ms) {
+                slow = 1;
+                sc += ra_pl_slow_start(conf, b->up_ms, c);
+
+            } else {
+                sc += c * RA_PL_ONE;
+            }
         }
 
         acc[i & mask] = sc;
     }
 
-    ctx->navail = navail;
-    ctx->sum_num = (s > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : s;
-    ctx->sum_cap = sc;
+    v->navail = navail;
+    v->slow = slow;
+    v->sum_num = (s > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : s;
+    v->sum_cap = sc;
 
     /* valid when this pass is: no capacity to infer, no estimate */
 
-    ctx->known_cap = 0;
-    ctx->known_weight = 0;
-    ctx->fresh_num = 0;
-    ctx->fresh_live = 0;
-    ctx->fresh_weight = 0;
+    v->known_cap = 0;
+    v->known_weight = 0;
+    v->fresh_num = 0;
+    v->fresh_live = 0;
+    v->fresh_weight = 0;
+    v->quick = 1;
 
     if (!(flags & (RA_PL_F_CAP|RA_PL_F_NOCAP))) {
-        ctx->mode = RA_PL_LOCAL;
-        return 1;
+        v->mode = RA_PL_LOCAL;
+        return;
     }
 
     if (!(flags & RA_PL_F_STALE)) {
-        ctx->mode = RA_PL_FRESH;
+        v->mode = RA_PL_FRESH;
 
         if ((flags & (RA_PL_F_CAP|RA_PL_F_NOCAP))
             != (RA_PL_F_CAP|RA_PL_F_NOCAP))
         {
-            return 1;
+            return;
         }
 
     } else {
-        ctx->mode = RA_PL_MIXED;
+        v->mode = RA_PL_MIXED;
     }
 
-    return 0;
+    v->quick = 0;
 }
 
 
 /* the statistics of the fresh backends, then the totals and running sums */
 
 static void
-ra_pl_totals(ra_pl_ctx_t *ctx)
+ra_pl_totals(const ra_pl_ctx_t *ctx, ra_pl_view_t *v)
 {
     unsigned                i;
     uint32_t                num, cap;
-    uint64_t                w, v, s, c;
+    uint64_t                w, x, s, c;
     const ra_pl_backend_t  *b;
 
-    ctx->known_cap = 0;
-    ctx->known_weight = 0;
-    ctx->fresh_num = 0;
-    ctx->fresh_live = 0;
-    ctx->fresh_weight = 0;
-
-    for (i = 0; i < ctx->n; i++) {
+    for (i = 0; i < v->n; i++) {
         b = &ctx->b[i];
 
         if (!b->available || !b->fresh) {
@@ -396,27 +428,27 @@ ra_pl_totals(ra_pl_ctx_t *ctx)
             w = RA_PL_WEIGHT_MAX;
         }
 
-        v = (uint64_t) b->reported + b->pending;
+        x = (uint64_t) b->reported + b->pending;
 
-        ctx->fresh_weight += w;
-        ctx->fresh_live += b->live;
-        ctx->fresh_num += (v > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : v;
+        v->fresh_weight += w;
+        v->fresh_live += b->live;
+        v->fresh_num += (x > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : x;
 
         if (b->capacity) {
-            ctx->known_cap += (b->capacity > RA_PL_CAP_MAX) ? RA_PL_CAP_MAX
-                                                            : b->capacity;
-            ctx->known_weight += w;
+            v->known_cap += (b->capacity > RA_PL_CAP_MAX) ? RA_PL_CAP_MAX
+                                                          : b->capacity;
+            v->known_weight += w;
         }
     }
 
-    if (ctx->fresh_num > RA_PL_NUM_MAX) {
-        ctx->fresh_num = RA_PL_NUM_MAX;
+    if (v->fresh_num > RA_PL_NUM_MAX) {
+        v->fresh_num = RA_PL_NUM_MAX;
     }
 
     s = 0;
     c = 0;
 
-    for (i = 0; i < ctx->n; i++) {
+    for (i = 0; i < v->n; i++) {
 
         if (ctx->b[i].available) {
             ra_pl_eval(ctx, i, &num, &cap);
@@ -424,24 +456,26 @@ ra_pl_totals(ra_pl_ctx_t *ctx)
             c += cap;
         }
 
-        if (ctx->acc) {
-            ctx->acc[i] = c;
+        if (v->acc) {
+            v->acc[i] = c;
         }
     }
 
-    ctx->sum_num = (s > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : s;
-    ctx->sum_cap = c;
+    v->sum_num = (s > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : s;
+    v->sum_cap = c;
 }
 
 
 /* the metric and the effective capacity of an available backend */
 
 static void
-ra_pl_eval(ra_pl_ctx_t *ctx, unsigned i, uint32_t *num, uint32_t *cap)
+ra_pl_eval(const ra_pl_ctx_t *ctx, unsigned i, uint32_t *num, uint32_t *cap)
 {
-    uint64_t                w, c, v;
+    uint64_t                w, c, x;
+    const ra_pl_view_t     *v;
     const ra_pl_backend_t  *b;
 
+    v = ctx->v;
     b = &ctx->b[i];
 
     w = b->weight ? b->weight : 1;
@@ -449,31 +483,31 @@ ra_pl_eval(ra_pl_ctx_t *ctx, unsigned i, uint32_t *num, uint32_t *cap)
         w = RA_PL_WEIGHT_MAX;
     }
 
-    if (ctx->mode == RA_PL_LOCAL) {
-        v = b->live;
+    if (v->mode == RA_PL_LOCAL) {
+        x = b->live;
         c = w;
 
     } else {
         if (b->fresh && b->capacity) {
             c = b->capacity;
 
-        } else if (ctx->known_weight) {
-            c = ctx->known_cap / ctx->known_weight * w
-                + ctx->known_cap % ctx->known_weight * w / ctx->known_weight;
+        } else if (v->known_weight) {
+            c = v->known_cap / v->known_weight * w
+                + v->known_cap % v->known_weight * w / v->known_weight;
 
         } else {
             c = w;
         }
 
         if (b->fresh) {
-            v = (uint64_t) b->reported + b->pending;
+            x = (uint64_t) b->reported + b->pending;
 
-        } else if (ctx->fresh_live) {
-            v = (uint64_t) b->live;
-            v = (v * ctx->fresh_num) / ctx->fresh_live;
+        } else if (v->fresh_live) {
+            x = (uint64_t) b->live;
+            x = (x * v->fresh_num) / v->fresh_live;
 
         } else {
-            v = ctx->fresh_num * w / ctx->fresh_weight;
+            x = v->fresh_num * w / v->fresh_weight;
         }
     }
 
@@ -484,7 +518,7 @@ ra_pl_eval(ra_pl_ctx_t *ctx, unsigned i, uint32_t *num, uint32_t *cap)
         c = RA_PL_CAP_MAX;
     }
 
-    *num = (v > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : (uint32_t) v;
+    *num = (x > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : (uint32_t) x;
     *cap = (b->up_ms < ctx->conf->slow_start_ms)
            ? ra_pl_slow_start(ctx->conf, b->up_ms, c)
            : (uint32_t) (c * RA_PL_ONE);
@@ -515,27 +549,29 @@ ra_pl_slow_start(const ra_pl_conf_t *conf, uint32_t up_ms, uint64_t c)
  */
 
 static int
-ra_pl_draw(ra_pl_ctx_t *ctx, uint64_t r, const int *chosen, unsigned nchosen,
-    uint64_t skip_weight)
+ra_pl_draw(const ra_pl_ctx_t *ctx, uint64_t r, const int *chosen,
+    unsigned nchosen, uint64_t skip_weight)
 {
-    int       found;
-    unsigned  i, k, lo, hi, mid;
-    uint32_t  num, cap;
-    uint64_t  acc;
+    int                  found;
+    unsigned             i, k, lo, hi, mid;
+    uint32_t             num, cap;
+    uint64_t             acc;
+    const ra_pl_view_t  *v;
 
+    v = ctx->v;
     found = -1;
 
-    if (ctx->acc && skip_weight == 0) {
+    if (v->acc && skip_weight == 0) {
 
         /* the first i with acc[i] > r */
 
         lo = 0;
-        hi = ctx->n - 1;
+        hi = v->n - 1;
 
         while (lo < hi) {
             mid = lo + (hi - lo) / 2;
 
-            if (ctx->acc[mid] > r) {
+            if (v->acc[mid] > r) {
                 hi = mid;
 
             } else {
@@ -548,7 +584,7 @@ ra_pl_draw(ra_pl_ctx_t *ctx, uint64_t r, const int *chosen, unsigned nchosen,
     } else {
         acc = 0;
 
-        for (i = 0; i < ctx->n; i++) {
+        for (i = 0; i < v->n; i++) {
             if (!ctx->b[i].available) {
                 continue;
             }
@@ -590,29 +626,31 @@ ra_pl_draw(ra_pl_ctx_t *ctx, uint64_t r, const int *chosen, unsigned nchosen,
 
 
 static void
-ra_pl_load(ra_pl_ctx_t *ctx, unsigned i, ra_pl_load_t *l)
+ra_pl_load(const ra_pl_ctx_t *ctx, unsigned i, ra_pl_load_t *l)
 {
-    uint64_t                v;
+    uint64_t                x;
+    const ra_pl_view_t     *v;
     const ra_pl_backend_t  *b;
 
+    v = ctx->v;
     b = &ctx->b[i];
 
     l->index = i;
     l->rooms = (b->rooms > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : b->rooms;
 
-    if (!(ctx->quick && ctx->acc)) {
+    if (!(v->quick && v->acc)) {
         ra_pl_eval(ctx, i, &l->num, &l->cap);
         return;
     }
 
     /* what ra_pl_eval() computes, read from the scan */
 
-    l->cap = (uint32_t) (ctx->acc[i] - (i ? ctx->acc[i - 1] : 0));
+    l->cap = (uint32_t) (v->acc[i] - (i ? v->acc[i - 1] : 0));
 
-    v = (ctx->mode == RA_PL_LOCAL) ? b->live
-                                   : (uint64_t) b->reported + b->pending;
+    x = (v->mode == RA_PL_LOCAL) ? b->live
+                                 : (uint64_t) b->reported + b->pending;
 
-    l->num = (v > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : (uint32_t) v;
+    l->num = (x > RA_PL_NUM_MAX) ? RA_PL_NUM_MAX : (uint32_t) x;
 }
 
 
@@ -642,12 +680,15 @@ ra_pl_less(const ra_pl_load_t *a, const ra_pl_load_t *z)
 
 
 /*
- * Would the new room take the backend over bf / 100 of the average load:
- * (num + 1) / cap > bf / 100 * (sum_num + 1) / sum_cap, in 128 bits.
+ * Is the backend at its cap: num >= bf / 100 * (sum_num + 1) / sum_cap * cap,
+ * in 128 bits; the average counts the new room.  As HAProxy's bounded
+ * loads do, the cap is rounded up to a whole unit (load + 1 <= ceil(cap)
+ * is load >= cap for whole loads), so that while loads are near zero
+ * every backend may take a room instead of every one being over.
  */
 
 static int
-ra_pl_over(ra_pl_ctx_t *ctx, const ra_pl_load_t *l)
+ra_pl_over(const ra_pl_ctx_t *ctx, const ra_pl_load_t *l)
 {
     uint64_t  xh, xl, yh, yl;
 
@@ -655,10 +696,10 @@ ra_pl_over(ra_pl_ctx_t *ctx, const ra_pl_load_t *l)
         return 0;
     }
 
-    xh = ra_pl_mul(((uint64_t) l->num + 1) * 100, ctx->sum_cap, &xl);
-    yh = ra_pl_mul(ctx->bf * (ctx->sum_num + 1), l->cap, &yl);
+    xh = ra_pl_mul((uint64_t) l->num * 100, ctx->v->sum_cap, &xl);
+    yh = ra_pl_mul(ctx->bf * (ctx->v->sum_num + 1), l->cap, &yl);
 
-    return xh > yh || (xh == yh && xl > yl);
+    return xh > yh || (xh == yh && xl >= yl);
 }
 
 

@@ -52,6 +52,39 @@ typedef struct {
 } ra_pl_conf_t;
 
 
+/* which figures loads are computed from (see ra_placement.c) */
+#define RA_PL_LOCAL                   0     /* no available one fresh */
+#define RA_PL_FRESH                   1     /* every available one fresh */
+#define RA_PL_MIXED                   2
+
+
+/*
+ * What a placement derives from the whole backend table in one pass: the
+ * mode, the totals and the running sums of effective capacity that the
+ * candidates are drawn from.  It holds for every room placed while the
+ * table's capacities, availability and freshness stay as they were; the
+ * loads of the candidates are read from b[] at each placement, and sum_num
+ * (the total load) may be kept current by the caller.
+ */
+typedef struct {
+    unsigned    n;
+    unsigned    navail;
+    unsigned    mode;           /* RA_PL_LOCAL, RA_PL_FRESH, RA_PL_MIXED */
+    unsigned    quick;          /* acc[] alone gives each capacity */
+    unsigned    slow;           /* an available backend is in slow start */
+
+    uint64_t    known_cap;      /* fresh ones with a capacity */
+    uint64_t    known_weight;
+    uint64_t    fresh_num;
+    uint64_t    fresh_live;
+    uint64_t    fresh_weight;
+
+    uint64_t    sum_num;        /* total load of the available ones */
+    uint64_t    sum_cap;        /* total draw weight */
+    uint64_t   *acc;            /* n running sums of capacity, or NULL */
+} ra_pl_view_t;
+
+
 /* 64-bit hash of a room name; stable across processes and machines */
 uint64_t ra_hash(const void *data, size_t len);
 
@@ -70,9 +103,34 @@ uint64_t ra_hash(const void *data, size_t len);
  * the least loaded available backend.  Load: (reported + pending) / capacity
  * when fresh, live / weight in local mode (no backend fresh).  Slow start
  * scales a backend's capacity by up_ms / slow_start_ms (10 % at least).
- * No allocation; about one pass over b[].
+ * No allocation; one pass over b[], then O(choices * log n).
+ *
+ * It is the three steps below, which a caller placing many rooms on the
+ * same table may take apart: ra_placement_view() once, then per room
+ * ra_placement_draw() and ra_placement_decide(), falling back to
+ * ra_placement_pick() when decide() finds every candidate over the cap.
  */
 int ra_placement_pick(const ra_pl_conf_t *conf, const ra_pl_backend_t *b,
     unsigned n, uint64_t room_hash);
+
+/* one pass over b[]; acc has room for n sums (NULL: recomputed when used) */
+void ra_placement_view(const ra_pl_conf_t *conf, const ra_pl_backend_t *b,
+    unsigned n, uint64_t *acc, ra_pl_view_t *v);
+
+/*
+ * The candidates of a room, distinct, drawn by capacity from room_hash,
+ * into cand[RA_PL_MAX_CHOICES]; reads only b[].available (and capacities
+ * when v->acc is NULL).  Returns how many, or 0 when every available
+ * backend is a candidate (choices 0, or not fewer available than choices).
+ */
+unsigned ra_placement_draw(const ra_pl_conf_t *conf, const ra_pl_view_t *v,
+    const ra_pl_backend_t *b, uint64_t room_hash, int *cand);
+
+/*
+ * The least loaded of the candidates (cand NULL: of every available one)
+ * that the room would not take over the cap; -1 when there is none.
+ */
+int ra_placement_decide(const ra_pl_conf_t *conf, const ra_pl_view_t *v,
+    const ra_pl_backend_t *b, const int *cand, unsigned ncand);
 
 #endif /* RA_PLACEMENT_H */

@@ -1129,6 +1129,7 @@ ra_redis_apply(ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot)
                 if (msg->has_connections || msg->has_cpu) {
                     be->has_report = 1;
                     be->reported_at = now;
+                    sh->pending_total -= be->pending;
                     be->pending = 0;
 
                     be->has_connections = msg->has_connections;
@@ -1143,6 +1144,9 @@ ra_redis_apply(ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot)
 
                 be->draining = msg->has_draining ? msg->draining : 0;
             }
+
+            /* the workers' placement views are out of date */
+            sh->pl_gen++;
 
             ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -1380,7 +1384,7 @@ ra_redis_on_room(const char *data, size_t len)
 {
     u_char           *p, *last, *nl, *f[5];
     size_t            flen[5];
-    uint32_t          crc;
+    uint32_t          hash;
     uint64_t          from;
     ngx_int_t         slot;
     ngx_uint_t        i, k, moved, adopt;
@@ -1473,7 +1477,7 @@ found:
 
     ctx = rcf->shm_zone->data;
     sh = ctx->sh;
-    crc = ngx_crc32_long(room.data, room.len);
+    hash = (uint32_t) ra_hash(room.data, room.len);
     adopt = 0;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -1485,10 +1489,10 @@ found:
         return;
     }
 
-    r = ra_room_lookup(sh, crc, room.data, room.len);
+    r = ra_room_lookup(sh, hash, room.data, room.len);
 
     if (r == NULL) {
-        r = ra_room_create(ctx, crc, room.data, room.len, ngx_current_msec,
+        r = ra_room_create(ctx, hash, room.data, room.len, ngx_current_msec,
                            ra_redis_log);
         if (r != NULL) {
             ra_room_set_backend(sh, r, slot);

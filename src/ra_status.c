@@ -324,7 +324,7 @@ static ngx_int_t
 ra_status_room(ngx_http_request_t *r, ngx_str_t *name)
 {
     size_t            len;
-    uint32_t          crc;
+    uint32_t          hash;
     ngx_buf_t        *b;
     ngx_uint_t        i;
     ra_room_t        *room;
@@ -350,14 +350,14 @@ ra_status_room(ngx_http_request_t *r, ngx_str_t *name)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    crc = ngx_crc32_long(name->data, name->len);
+    hash = (uint32_t) ra_hash(name->data, name->len);
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
         ctx = rcfp[i]->shm_zone->data;
 
         ngx_shmtx_lock(&ctx->shpool->mutex);
 
-        room = ra_room_lookup(ctx->sh, crc, name->data, name->len);
+        room = ra_room_lookup(ctx->sh, hash, name->data, name->len);
 
         if (room == NULL) {
             ngx_shmtx_unlock(&ctx->shpool->mutex);

@@ -1,6 +1,6 @@
 /*
  * The shared zone of one room_affinity upstream: the room table (a hash
- * table keyed by crc32 of the room name, chained, plus an LRU queue of
+ * table keyed by ra_hash() of the room name, chained, plus an LRU queue of
  * idle rooms) and the backend table (one slot per upstream address).
  * Every function here but ra_zone_init() expects the caller to hold the
  * zone's mutex.
@@ -56,9 +56,12 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_queue_init(&ctx->sh->idle);
 
-    /* a bucket for every 256 bytes of zone: chains stay short */
+    /*
+     * a bucket for every 128 bytes of zone (6 % of it): a room takes 64
+     * bytes or more, so chains stay at 2 rooms or fewer on average
+     */
 
-    for (n = 64; n * 2 * 256 <= shm_zone->shm.size; n *= 2) {
+    for (n = 64; n * 2 * 128 <= shm_zone->shm.size; n *= 2) {
         /* void */
     }
 
@@ -96,13 +99,22 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 ra_room_t *
 ra_room_lookup(ra_shctx_t *sh, uint32_t hash, u_char *name, size_t len)
 {
-    ra_room_t  *room;
+    ra_room_t  *room, **link;
 
-    for (room = sh->buckets[hash & sh->mask]; room; room = room->next) {
+    for (link = &sh->buckets[hash & sh->mask]; *link; link = &room->next) {
+        room = *link;
+
         if (room->hash == hash
             && room->len == len
             && ngx_memcmp(room->data, name, len) == 0)
         {
+            if (link != &sh->buckets[hash & sh->mask]) {
+                /* to the front: a room in use is found at the first step */
+                *link = room->next;
+                room->next = sh->buckets[hash & sh->mask];
+                sh->buckets[hash & sh->mask] = room;
+            }
+
             return room;
         }
     }
@@ -270,6 +282,8 @@ ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot)
     be->pending += room->peak ? room->peak : 1;
     be->placed++;
 
+    sh->pending_total += room->peak ? room->peak : 1;
+
     room->backend = (uint16_t) slot;
 }
 
@@ -328,6 +342,8 @@ ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name)
         sh->backends = backends;
         sh->backends_cap = cap;
     }
+
+    sh->pl_gen++;
 
     be = &sh->backends[sh->nbackends];
     ngx_memzero(be, sizeof(ra_backend_t));

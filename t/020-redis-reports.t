@@ -99,7 +99,46 @@ __DATA__
 
 
 
-=== TEST 5: the cpu metric and reported capacity
+=== TEST 5: reports going stale change the kept placement view too
+--- http_config eval: main::http('stale=1s', '', 3)
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":10})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":10})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::C","connections":5})),
+  "GET /?room=fresh1", "GET /?room=fresh2",
+  "GET /ctl/sleep?wait=1200",
+  (map { "GET /?room=s$_" } 1..10), "GET /status" ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  qr/^published :1$/, qr/^b3$/, qr/^b3$/, qr/slept/,
+  (map { qr/^b[123]$/ } 1..10),
+  RoomAffinity::rooms_between(3, 5) ]
+
+
+
+=== TEST 6: a new report moves new rooms at once, after rooms were placed
+(three servers: two choices among them, from the kept placement view)
+--- http_config eval: main::http('', '', 3)
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":0})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":100})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::C","connections":100})),
+  (map { "GET /?room=before$_" } 1..3),
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":100})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+  (map { "GET /?room=after$_" } 1..8) ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  qr/^published :1$/, (map { qr/^b1$/ } 1..3), qr/^published :1$/,
+  qr/^published :1$/, (map { qr/^b2$/ } 1..8) ]
+
+
+
+=== TEST 7: the cpu metric and reported capacity
 --- http_config eval: main::http('metric=cpu')
 --- config eval: $main::config
 --- request eval
@@ -113,7 +152,7 @@ __DATA__
 
 
 
-=== TEST 6: capacity: 100 of 1000 is less loaded than 50 of 100
+=== TEST 8: capacity: 100 of 1000 is less loaded than 50 of 100
 --- http_config eval: main::http('')
 --- config eval: $main::config
 --- request eval
@@ -127,7 +166,7 @@ __DATA__
 
 
 
-=== TEST 7: room_affinity_url maps a public url to a server address
+=== TEST 9: room_affinity_url maps a public url to a server address
 --- http_config eval: main::http('', 'room_affinity_url 127.0.0.1:$TEST_NGINX_B1_PORT wss://chat-a.example.com/socket;')
 --- config eval: $main::config
 --- request eval
@@ -143,7 +182,7 @@ __DATA__
 
 
 
-=== TEST 8: a register for an unknown url is logged and ignored
+=== TEST 10: a register for an unknown url is logged and ignored
 --- http_config eval: main::http('', '', 1)
 --- config eval: $main::config
 --- request eval
@@ -160,7 +199,7 @@ qr/ignored redis message on "register": unknown_backend|applied register for "[^
 
 
 
-=== TEST 9: a snapshot left in Redis by the backends, for the next block
+=== TEST 11: a snapshot left in Redis by the backends, for the next block
 --- http_config eval: main::http('', '', 1)
 --- config eval: $main::config
 --- request eval
@@ -173,7 +212,7 @@ qr/ignored redis message on "register": unknown_backend|applied register for "[^
 
 
 
-=== TEST 10: nginx reads the snapshot after subscribing, without a publish
+=== TEST 12: nginx reads the snapshot after subscribing, without a publish
 --- http_config eval: main::http('')
 --- config eval: $main::config
 --- request eval

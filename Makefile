@@ -104,6 +104,7 @@ clean:
 # the module with the room_affinity_bench handler (src/ra_bench.c)
 bench-micro:
 	$(MAKE) BUILD=build-bench CC_OPT="$(CC_OPT) -DRA_BENCH=1" module
+	$(CC) -O2 -Wall -Wextra -Werror -o build-bench/memlat bench/memlat.c
 	bench/micro.sh
 
 bench: module

@@ -9,8 +9,11 @@
 # with 1k, 100k and 1M rooms in the table (drawn uniformly, so at 1M every
 # lookup misses the CPU caches; and from 1k hot rooms among 1M, the usual
 # case of few active rooms), and the placement and recording
-# of a new room with 8, 64 and 256 servers; and the zone bytes a room
-# takes (1M rooms in a 256m zone).  Every case but "fresh zone" first
+# of a new room with 8, 64 and 256 servers (the choice alone, under the
+# zone's mutex, and the whole of a new room: lookup, choice, recording);
+# the zone bytes a room takes (1M rooms in a 256m zone); then, as the
+# baseline to read the lookups against, the cost of one read of a random
+# line of memory in blocks of 16 KB to 64 MB (build-bench/memlat).  Every case but "fresh zone" first
 # touches every page of the zone, as a long-running nginx has: "fresh
 # zone" shows what the page faults of a zone's first use add.
 
@@ -79,14 +82,16 @@ for i in $(seq 1 100); do
 done
 
 printf "# median of 9 batches, %s operations each, one nginx worker\n" "$OPS"
-printf "%-34s %10s %12s %14s\n" case lookup_ns new_room_ns bytes_per_room
+printf "%-34s %10s %13s %12s %14s\n" case lookup_ns placement_ns new_room_ns \
+    bytes_per_room
 
 run() {
     local label=$1 path=$2
     local j
     j=$(curl -s --max-time 600 "http://127.0.0.1:$PORT$path")
-    printf "%-34s %10s %12s %14s\n" "$label" \
+    printf "%-34s %10s %13s %12s %14s\n" "$label" \
         "$(echo "$j" | sed 's/.*"lookup_ns":\([0-9]*\).*/\1/')" \
+        "$(echo "$j" | sed 's/.*"placement_ns":\([0-9]*\).*/\1/')" \
         "$(echo "$j" | sed 's/.*"new_room_ns":\([0-9]*\).*/\1/')" \
         "$(echo "$j" | sed 's/.*"bytes_per_room":\([0-9]*\).*/\1/')"
 }
@@ -100,3 +105,8 @@ run "64 servers, with reports"      "/b64?rooms=1000&reported=1&$W"
 run "8 servers, fresh zone"         "/b8?rooms=1000&ops=$OPS"
 run "8 servers, 1k rooms"           "/b8?rooms=1000&$W"
 run "256 servers, 1k rooms"         "/b256?rooms=1000&$W"
+
+# the baseline: what one read of a random line costs at each size
+if [ -x "$TOP/build-bench/memlat" ]; then
+    "$TOP/build-bench/memlat" 16 1024 16384 65536
+fi

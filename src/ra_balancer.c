@@ -490,12 +490,7 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
 
     /* a new room, or its backend cannot take it: place it */
 
-    i = ra_pick(rt, 0, rcf->nprimary, msec);
-
-    if (i < 0) {
-        /* backup servers only when no primary server can take the room */
-        i = ra_pick(rt, rcf->nprimary, rcf->nmap, msec);
-    }
+    i = ra_route_place(rt, msec);
 
     if (i < 0) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -590,6 +585,28 @@ found:
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The server for a room to place: among the primary servers, else the
+ * backup ones; -1 when none can take it.  The caller holds the zone's
+ * mutex.
+ */
+
+ngx_int_t
+ra_route_place(ra_route_t *rt, ngx_msec_t now)
+{
+    ngx_int_t  i;
+
+    i = ra_pick(rt, 0, rt->conf->nprimary, now);
+
+    if (i < 0) {
+        /* backup servers only when no primary server can take the room */
+        i = ra_pick(rt, rt->conf->nprimary, rt->conf->nmap, now);
+    }
+
+    return i;
 }
 
 
@@ -692,7 +709,7 @@ ra_pick_viewed(ra_route_t *rt, time_t t)
     ngx_int_t         i;
     ngx_uint_t        c, n;
     ra_shctx_t       *sh;
-    ra_pl_view_t      v;
+    ra_pl_view_t     *v;
     ra_backend_t     *be;
     ra_srv_conf_t    *rcf;
     ra_zone_ctx_t    *ctx;
@@ -701,18 +718,18 @@ ra_pick_viewed(ra_route_t *rt, time_t t)
     rcf = rt->conf;
     ctx = rcf->shm_zone->data;
     sh = ctx->sh;
-    v = rcf->pl_view;
+    v = &rcf->pl_view;
 
     /* the total load now: the view's, moved as the zone's total moved */
 
     num = (int64_t) rcf->pl_num
-          + (int64_t) ((v.mode == RA_PL_LOCAL) ? sh->live_total
-                                               : sh->pending_total)
+          + (int64_t) ((v->mode == RA_PL_LOCAL) ? sh->live_total
+                                                : sh->pending_total)
           - (int64_t) rcf->pl_total;
 
-    v.sum_num = (num < 0) ? 0 : (uint64_t) num;
+    v->sum_num = (num < 0) ? 0 : (uint64_t) num;
 
-    n = ra_placement_draw(&rcf->placement, &v, rcf->pl, rt->hash, cand);
+    n = ra_placement_draw(&rcf->placement, v, rcf->pl, rt->hash, cand);
 
     if (n == 0) {
         return NGX_DECLINED;
@@ -733,7 +750,7 @@ ra_pick_viewed(ra_route_t *rt, time_t t)
         pb->pending = (uint32_t) be->pending;
     }
 
-    i = ra_placement_decide(&rcf->placement, &v, rcf->pl, cand, n);
+    i = ra_placement_decide(&rcf->placement, v, rcf->pl, cand, n);
 
     return (i < 0) ? NGX_DECLINED : i;
 }

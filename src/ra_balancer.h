@@ -30,6 +30,7 @@ ngx_int_t ra_route_init(ra_route_t *rt, ra_srv_conf_t *rcf, ngx_str_t *key,
     ngx_pool_t *pool, ngx_log_t *log);
 ngx_int_t ra_room_name(ngx_pool_t *pool, ngx_str_t *key);
 ngx_int_t ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log);
+ngx_int_t ra_route_place(ra_route_t *rt, ngx_msec_t now);
 void ra_route_lock_peers(ra_srv_conf_t *rcf);
 void ra_route_unlock_peers(ra_srv_conf_t *rcf);
 

@@ -8,9 +8,10 @@
  *
  * fills the upstream's zone up to "rooms" rooms, then times, each under
  * the zone's mutex as in the balancer: the lookup of a known room (drawn
- * from the whole table, or from "hot" rooms spread over it), and
- * ra_route() of a new room (lookup, placement over the upstream's servers,
- * recording).  Answers JSON with the medians of 9 batches in ns, and the
+ * from the whole table, or from "hot" rooms spread over it); the
+ * placement of a new room (its hash, then ra_route_place(): the choice
+ * among the upstream's servers); and ra_route() of a new room (lookup,
+ * placement, recording in the table).  Answers JSON with the medians of 9 batches in ns, and the
  * zone bytes used per room.  New rooms are named after the request, so
  * that every request times rooms the table has never seen.  With "warm",
  * every page of the zone is touched first, as in an nginx that has run
@@ -99,7 +100,8 @@ ra_bench_handler(ngx_http_request_t *r)
 {
     u_char           *p;
     size_t            before, after;
-    uint64_t          t0, lookup[RA_BENCH_BATCHES], route[RA_BENCH_BATCHES];
+    uint64_t          t0, lookup[RA_BENCH_BATCHES], route[RA_BENCH_BATCHES],
+                      place[RA_BENCH_BATCHES];
     ngx_int_t         n, ops, rc;
     ngx_str_t         arg, key, *keys;
     ngx_buf_t        *b;
@@ -236,6 +238,35 @@ ra_bench_handler(ngx_http_request_t *r)
             keys[i].len = p - keys[i].data;
         }
 
+        /* the placement alone: the choice, under the zone's mutex */
+
+        t0 = ra_bench_now();
+
+        for (i = 0; i < (ngx_uint_t) ops / 10; i++) {
+            if (ra_route_init(&rt, rcf, &keys[i], r->pool,
+                              r->connection->log)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ra_route_lock_peers(rcf);
+            ngx_shmtx_lock(&shpool->mutex);
+
+            rc = ra_route_place(&rt, ngx_current_msec);
+
+            ngx_shmtx_unlock(&shpool->mutex);
+            ra_route_unlock_peers(rcf);
+
+            if (rc < 0) {
+                return NGX_HTTP_SERVICE_UNAVAILABLE;
+            }
+        }
+
+        place[k] = (ra_bench_now() - t0) / (ops / 10);
+
+        /* and recorded */
+
         t0 = ra_bench_now();
 
         for (i = 0; i < (ngx_uint_t) ops / 10; i++) {
@@ -261,6 +292,7 @@ ra_bench_handler(ngx_http_request_t *r)
 
     ngx_qsort(lookup, RA_BENCH_BATCHES, sizeof(uint64_t), ra_bench_cmp);
     ngx_qsort(route, RA_BENCH_BATCHES, sizeof(uint64_t), ra_bench_cmp);
+    ngx_qsort(place, RA_BENCH_BATCHES, sizeof(uint64_t), ra_bench_cmp);
 
     b = ngx_create_temp_buf(r->pool, 512);
     if (b == NULL) {
@@ -273,11 +305,13 @@ ra_bench_handler(ngx_http_request_t *r)
     }
 
     b->last = ngx_sprintf(b->last, "{\"upstream\":\"%V\",\"backends\":%ui,"
-                          "\"rooms\":%ui,\"lookup_ns\":%uL,\"new_room_ns\":%uL,"
+                          "\"rooms\":%ui,\"lookup_ns\":%uL,\"placement_ns\":%uL,"
+                          "\"new_room_ns\":%uL,"
                           "\"lookup_hits\":%ui,\"bytes_per_room\":%uz,"
                           "\"zone_bytes_used\":%uz}\n",
                           &rcf->upstream->host, rcf->nmap, rooms,
                           lookup[RA_BENCH_BATCHES / 2],
+                          place[RA_BENCH_BATCHES / 2],
                           route[RA_BENCH_BATCHES / 2], found,
                           (after - before) / (rooms ? rooms : 1), after);
 

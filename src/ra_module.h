@@ -22,29 +22,33 @@
 #define RA_MAX_TRIES           20
 
 
-/* one upstream server (one resolved address) in the shared zone */
+/*
+ * one upstream server (one resolved address) in the shared zone; what a
+ * placement reads comes first, in one cache line
+ */
 typedef struct {
-    u_char              name[RA_BACKEND_NAME_LEN];  /* "127.0.0.1:3001" */
-    u_char              url[RA_MSG_URL_MAX + 1];     /* public url */
-    size_t              name_len;
-    size_t              url_len;
-
     ngx_uint_t          live;         /* upstream connections, all workers */
     ngx_uint_t          rooms;        /* rooms pinned here */
     ngx_uint_t          pending;      /* rooms placed since the report */
-    ngx_uint_t          placed;       /* rooms placed here, ever */
 
     uint32_t            connections;  /* reported */
     uint32_t            cpu;          /* reported, percent * 100 */
     uint32_t            capacity;     /* reported, 0: none */
-    ngx_msec_t          reported_at;  /* ngx_current_msec of the report */
-    ngx_msec_t          up_since;     /* for slow start; 0: long ago */
 
     unsigned            has_report:1;
     unsigned            has_cpu:1;
     unsigned            has_connections:1;
     unsigned            registered:1;
     unsigned            draining:1;
+
+    ngx_msec_t          reported_at;  /* ngx_current_msec of the report */
+    ngx_msec_t          up_since;     /* for slow start; 0: long ago */
+    ngx_uint_t          placed;       /* rooms placed here, ever */
+
+    size_t              name_len;
+    size_t              url_len;
+    u_char              name[RA_BACKEND_NAME_LEN];  /* "127.0.0.1:3001" */
+    u_char              url[RA_MSG_URL_MAX + 1];     /* public url */
 } ra_backend_t;
 
 

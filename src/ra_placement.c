@@ -553,9 +553,10 @@ ra_pl_draw(const ra_pl_ctx_t *ctx, uint64_t r, const int *chosen,
     unsigned nchosen, uint64_t skip_weight)
 {
     int                  found;
-    unsigned             i, k, lo, hi, mid;
+    unsigned             i, k, len, half;
     uint32_t             num, cap;
     uint64_t             acc;
+    const uint64_t      *base;
     const ra_pl_view_t  *v;
 
     v = ctx->v;
@@ -563,23 +564,19 @@ ra_pl_draw(const ra_pl_ctx_t *ctx, uint64_t r, const int *chosen,
 
     if (v->acc && skip_weight == 0) {
 
-        /* the first i with acc[i] > r */
+        /*
+         * the first i with acc[i] > r (r < acc[n - 1]): a binary search
+         * without branches on the data, which the CPU cannot predict
+         */
 
-        lo = 0;
-        hi = v->n - 1;
+        base = v->acc;
 
-        while (lo < hi) {
-            mid = lo + (hi - lo) / 2;
-
-            if (v->acc[mid] > r) {
-                hi = mid;
-
-            } else {
-                lo = mid + 1;
-            }
+        for (len = v->n; len > 1; len -= half) {
+            half = len / 2;
+            base += (size_t) (base[half - 1] <= r) * half;
         }
 
-        found = lo;
+        found = base - v->acc;
 
     } else {
         acc = 0;
@@ -726,6 +723,20 @@ ra_pl_mix(uint64_t x)
 static uint64_t
 ra_pl_mul(uint64_t a, uint64_t b, uint64_t *lo)
 {
+#if defined(__SIZEOF_INT128__)
+
+    unsigned __int128  p;
+
+    p = (unsigned __int128) a * b;
+
+    if (lo) {
+        *lo = (uint64_t) p;
+    }
+
+    return (uint64_t) (p >> 64);
+
+#else
+
     uint64_t  al, ah, bl, bh, ll, hl, lh, hh, mid;
 
     al = a & 0xffffffff;
@@ -745,4 +756,6 @@ ra_pl_mul(uint64_t a, uint64_t b, uint64_t *lo)
     }
 
     return hh + (hl >> 32) + (mid >> 32);
+
+#endif
 }

@@ -688,11 +688,18 @@ ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now)
         i = ra_pick_viewed(rt, t);
 
         if (i != NGX_DECLINED) {
+            ctx->sh->placed_viewed++;
             return i;
         }
     }
 
-    return ra_pick_full(rt, from, to, now, t);
+    i = ra_pick_full(rt, from, to, now, t);
+
+    if (i >= 0) {
+        ctx->sh->placed_full++;
+    }
+
+    return i;
 }
 
 

@@ -11,11 +11,12 @@
  * from the whole table, or from "hot" rooms spread over it); the
  * placement of a new room (its hash, then ra_route_place(): the choice
  * among the upstream's servers); and ra_route() of a new room (lookup,
- * placement, recording in the table).  Answers JSON with the medians of 9 batches in ns, and the
- * zone bytes used per room.  New rooms are named after the request, so
- * that every request times rooms the table has never seen.  With "warm",
- * every page of the zone is touched first, as in an nginx that has run
- * for a while: the page faults of a fresh zone are then not counted.
+ * placement, recording in the table).  Answers JSON with the medians of
+ * 9 batches in ns, and the zone bytes used per room.  New rooms are named
+ * after the request, so that every request times rooms the table has
+ * never seen.  With "warm", every page of the zone is touched first, as
+ * in an nginx that has run for a while: the page faults of a fresh zone
+ * are then not counted.  With "new_only", no lookup is timed.
  */
 
 #include "ra_balancer.h"
@@ -223,7 +224,8 @@ ra_bench_handler(ngx_http_request_t *r)
         for (i = 0; i < (ngx_uint_t) ops * lookups; i++) {
             ngx_shmtx_lock(&shpool->mutex);
             found += ra_room_lookup(ctx->sh,
-                                    (uint32_t) ra_hash(keys[i].data, keys[i].len),
+                                    (uint32_t) ra_hash(keys[i].data,
+                                                       keys[i].len),
                                     keys[i].data, keys[i].len) != NULL;
             ngx_shmtx_unlock(&shpool->mutex);
         }
@@ -305,8 +307,8 @@ ra_bench_handler(ngx_http_request_t *r)
     }
 
     b->last = ngx_sprintf(b->last, "{\"upstream\":\"%V\",\"backends\":%ui,"
-                          "\"rooms\":%ui,\"lookup_ns\":%uL,\"placement_ns\":%uL,"
-                          "\"new_room_ns\":%uL,"
+                          "\"rooms\":%ui,\"lookup_ns\":%uL,"
+                          "\"placement_ns\":%uL,\"new_room_ns\":%uL,"
                           "\"lookup_hits\":%ui,\"bytes_per_room\":%uz,"
                           "\"zone_bytes_used\":%uz}\n",
                           &rcf->upstream->host, rcf->nmap, rooms,

@@ -97,6 +97,9 @@ typedef struct {
     ngx_uint_t          pl_gen;
     ngx_uint_t          live_total;   /* sum of backends[].live */
     ngx_uint_t          pending_total;
+
+    ngx_uint_t          placed_viewed;   /* placements by a kept view */
+    ngx_uint_t          placed_full;     /* by a pass over the servers */
 } ra_shctx_t;
 
 

@@ -227,9 +227,12 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
                                    rcf->zone_name.len);
     p = ngx_sprintf(p, "\",\"rooms\":%ui,\"bytes_used\":%uz,"
                     "\"bytes_total\":%uz,\"evicted\":%ui,\"expired\":%ui,"
-                    "\"moved\":%ui,\"unrecorded\":%ui}}",
+                    "\"moved\":%ui,\"unrecorded\":%ui,"
+                    "\"placements\":{\"reused_view\":%ui,"
+                    "\"full_pass\":%ui}}}",
                     sh->rooms, used, total, sh->evicted, sh->expired,
-                    sh->moved, sh->unrecorded);
+                    sh->moved, sh->unrecorded, sh->placed_viewed,
+                    sh->placed_full);
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -446,6 +449,8 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         "rooms moved because their backend was unavailable",
         "room_affinity_zone_unrecorded_total counter "
         "rooms placed without recording because the zone was full",
+        "room_affinity_zone_placements_total counter "
+        "rooms placed, by how: from a worker's kept view or a full pass",
         "room_affinity_redis_connected gauge 1 when subscribed",
         "room_affinity_redis_connects_total counter subscriptions made",
         "room_affinity_redis_failures_total counter "
@@ -466,7 +471,7 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         len += RA_STATUS_UPSTREAM_LEN * 8
                + rcfp[i]->nmap * (RA_PROM_BACKEND_LEN
                                   + 16 * rcfp[i]->upstream->host.len)
-               + 16 * (rcfp[i]->upstream->host.len
+               + 24 * (rcfp[i]->upstream->host.len
                        + rcfp[i]->zone_name.len);
     }
 
@@ -585,6 +590,13 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         RA_ZONE("unrecorded_total", sh->unrecorded);
 
 #undef RA_ZONE
+
+        p = ngx_sprintf(p, "room_affinity_zone_placements_total"
+                        "{upstream=\"%V\",zone=\"%V\",pass=\"reused_view\"}"
+                        " %ui\n", &up, &zone, sh->placed_viewed);
+        p = ngx_sprintf(p, "room_affinity_zone_placements_total"
+                        "{upstream=\"%V\",zone=\"%V\",pass=\"full\"} %ui\n",
+                        &up, &zone, sh->placed_full);
 
         ngx_shmtx_unlock(&shpool->mutex);
     }

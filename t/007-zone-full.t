@@ -34,7 +34,7 @@ __DATA__
   "GET /status" ]
 --- response_body_like eval
 [ (map { qr/^b[12]$/ } 1..61), qr/"room":"60-z+"/, qr/"room":"1-z+"/,
-  qr/"evicted":[1-9]\d*,.*"unrecorded":0\}/ ]
+  qr/"evicted":[1-9]\d*,.*"unrecorded":0,/ ]
 --- no_error_log
 [crit]
 
@@ -83,7 +83,7 @@ $c
 --- request
 GET /check
 --- response_body_like eval
-qr/\Aslept\nb[12]\nb[12]\nb[12]\n.*"evicted":0,.*"unrecorded":([3-9]|[1-9]\d)\}/s
+qr/\Aslept\nb[12]\nb[12]\nb[12]\n.*"evicted":0,.*"unrecorded":([3-9]|[1-9]\d),/s
 --- grep_error_log eval
 qr/zone "zf2" is full, room "\w+-z+" placed on "[^"]+" without recording/
 --- grep_error_log_out eval

@@ -51,7 +51,7 @@ RoomAffinity::seq("/ready",
     RoomAffinity::pub("signaling", "junk"),
     "/?room=s1", "/status")
 --- response_body_like eval
-qr/\{"upstreams":\{"chat":\{"backends":\[\{"server":"127\.0\.0\.1:\d+","url":"ws:\/\/127\.0\.0\.1:\d+","weight":1,"backup":false,"state":"up","live":0,"rooms":\d,"pending":\d,"placed":\d,"registered":true,"report":\{"age_ms":\d+,"connections":12,"cpu":33\.50,"capacity":400,"draining":false\}\},\{"server":"127\.0\.0\.1:\d+","url":"","weight":3,"backup":false,"state":"up",.*\{"server":"127\.0\.0\.1:\d+","url":"","weight":1,"backup":true,.*"zone":\{"name":"st1","rooms":1,"bytes_used":\d+,"bytes_total":1048576,"evicted":0,"expired":0,"moved":0,"unrecorded":0\}\},"other":\{"backends":\[.*"zone":\{"name":"st2","rooms":0,.*\},"redis":\{"address":"127\.0\.0\.1:\d+","connected":true,"subscriber_pid":\d+,"connects":1,"failures":0,"last_error":"","snapshots":1,"messages":\{"applied":2,"unknown_backend":0,"rejected":1,"rejected_by_reason":\{"too_large":0,"json":1,/s
+qr/\{"upstreams":\{"chat":\{"backends":\[\{"server":"127\.0\.0\.1:\d+","url":"ws:\/\/127\.0\.0\.1:\d+","weight":1,"backup":false,"state":"up","live":0,"rooms":\d,"pending":\d,"placed":\d,"registered":true,"report":\{"age_ms":\d+,"connections":12,"cpu":33\.50,"capacity":400,"draining":false\}\},\{"server":"127\.0\.0\.1:\d+","url":"","weight":3,"backup":false,"state":"up",.*\{"server":"127\.0\.0\.1:\d+","url":"","weight":1,"backup":true,.*"zone":\{"name":"st1","rooms":1,"bytes_used":\d+,"bytes_total":1048576,"evicted":0,"expired":0,"moved":0,"unrecorded":0,"placements":\{"reused_view":0,"full_pass":1\}\}\},"other":\{"backends":\[.*"zone":\{"name":"st2","rooms":0,.*\},"redis":\{"address":"127\.0\.0\.1:\d+","connected":true,"subscriber_pid":\d+,"connects":1,"failures":0,"last_error":"","snapshots":1,"messages":\{"applied":2,"unknown_backend":0,"rejected":1,"rejected_by_reason":\{"too_large":0,"json":1,/s
 
 
 
@@ -111,7 +111,7 @@ qr/\A# HELP room_affinity_backend_up /
 === TEST 6: long upstream names and many servers fit the answers
 --- http_config eval
 my $name = "u" x 300;
-my $servers = join '', map { "    server 127.0.0.$_:$ENV{TEST_NGINX_B1_PORT};\n" } 1 .. 40;
+my $servers = CORE::join '', map { "    server 127.0.0.$_:$ENV{TEST_NGINX_B1_PORT};\n" } 1 .. 40;
 "room_affinity_redis unix:/tmp/" . ("r" x 90) . ".sock;
 upstream $name {
     room_affinity \$arg_room zone=long:1m;
@@ -125,7 +125,7 @@ $main::backends"
 --- request eval
 ["GET /status?format=prometheus", "GET /status"]
 --- response_body_like eval
-[qr/room_affinity_zone_unrecorded_total\{upstream="u{300}",zone="long"\} 0\n/,
+[qr/room_affinity_zone_unrecorded_total\{upstream="u{300}",zone="long"\} 0\n.*room_affinity_zone_placements_total\{upstream="u{300}",zone="long",pass="full"\} 0\n/s,
  qr/"u{300}":\{"backends":\[(\{"server":"127\.0\.0\.\d+:\d+",[^{}]*\},?){40}\].*"address":"unix:\/tmp\/r{90}\.sock"/s]
 
 
@@ -147,3 +147,29 @@ $main::backends"
 GET /prom
 --- response_body_like eval
 qr/parsed \d+ families \d+ samples\n.*room_affinity_zone_rooms upstream=we"ird\\name,zone=odd 0\.0\n/s
+
+
+
+=== TEST 8: how new rooms were placed: by a pass over the servers, then
+from the worker's kept view (three servers: two choices among them); with
+two servers every room is a pass
+--- http_config eval
+"upstream chat {
+    room_affinity \$arg_room zone=three:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B3_PORT;
+}
+upstream two {
+    room_affinity \$arg_room zone=two:1m;
+    server 127.0.0.1:\$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:\$TEST_NGINX_B2_PORT;
+}
+$main::backends"
+--- config eval: "$main::config    location = /two { proxy_pass http://two/; }\n"
+--- request eval
+[(map { "GET /?room=v$_" } 1..6), (map { "GET /two?room=w$_" } 1..4),
+ "GET /status"]
+--- response_body_like eval
+[(map { qr/^b[123]$/ } 1..6), (map { qr/^b[12]$/ } 1..4),
+ qr/"chat":\{.*"placements":\{"reused_view":5,"full_pass":1\}.*"two":\{.*"placements":\{"reused_view":0,"full_pass":4\}/s]

@@ -781,7 +781,7 @@ ra_pick_full(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now,
     sh = ctx->sh;
     any = 0;
     own = 0;
-    until = now + 3600000;
+    until = now + 3600000;      /* at the latest: a pass an hour */
 
     for (k = from; k < to; k++) {
         /* "own": a server left out only for this request */

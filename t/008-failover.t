@@ -8,6 +8,8 @@ use Test::Nginx::Socket 'no_plan';
 use lib 't/helpers';
 use RoomAffinity;
 
+RoomAffinity::start_control();
+
 master_on();
 no_shuffle();
 no_root_location();
@@ -124,3 +126,42 @@ qr/room_affinity: moved room "(one|two)" from "127\.0\.0\.1:$ENV{TEST_NGINX_DEAD
 ["GET /?room=one", "GET /?room=two", "GET /?room=one", "GET /status"]
 --- response_body_like eval
 [qr/^b1$/, qr/^b1$/, qr/^b1$/, qr/"moved":1,/]
+
+
+
+=== TEST 6: a failed backend takes new rooms again after fail_timeout
+(b3 fails the requests asking for it, which marks it failed for 1 s; the
+worker's placement view leaves it out until then, and no longer after;
+four servers, so that the three left still make a view)
+--- http_config
+    upstream chat3 {
+        room_affinity $arg_room zone=fo3:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT;
+        server 127.0.0.1:$TEST_NGINX_B3_PORT max_fails=1 fail_timeout=1s;
+        server 127.0.0.1:$TEST_NGINX_B4_PORT;
+    }
+    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_B4_PORT; return 200 "b4\n"; }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_B3_PORT;
+        if ($arg_fail) { return 502; }
+        return 200 "b3\n";
+    }
+--- config
+    location / {
+        proxy_next_upstream error http_502;
+        proxy_pass http://chat3;
+    }
+    location = /status { room_affinity_status; }
+    location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
+--- request eval
+[ (map { "GET /?room=f$_&fail=1" } 1..8), "GET /status",
+  "GET /ctl/sleep?wait=2200", (map { "GET /?room=g$_" } 1..12),
+  "GET /status" ]
+--- response_body_like eval
+[ (map { qr/^b[124]$/ } 1..8),
+  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}",[^{}]*"state":"down","live":0,"rooms":0,/,
+  qr/slept/, (map { qr/^b[1234]$/ } 1..12),
+  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}",[^{}]*"rooms":[2-9],/ ]

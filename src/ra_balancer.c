@@ -36,6 +36,9 @@ static ngx_int_t ra_pick_full(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to,
     ngx_msec_t now, time_t t);
 static ngx_uint_t ra_fill_placement(ra_route_t *rt, ngx_uint_t k,
     ngx_msec_t now, time_t t, ngx_msec_t *until);
+static void ra_keep_view(ra_srv_conf_t *rcf, ra_pl_view_t *v,
+    ngx_msec_t until);
+static uint64_t ra_view_total(ra_srv_conf_t *rcf, ngx_uint_t mode);
 static ngx_int_t ra_pick_stateless(ra_route_t *rt, ngx_uint_t from,
     ngx_uint_t to);
 static void ra_free_peer(ngx_peer_connection_t *pc, void *data,
@@ -727,14 +730,13 @@ ra_pick_viewed(ra_route_t *rt, time_t t)
     sh = ctx->sh;
     v = &rcf->pl_view;
 
-    /* the total load now: the view's, moved as the zone's total moved */
+    /* the total load now: the view's, moved as its servers' total moved */
 
-    num = (int64_t) rcf->pl_num
-          + (int64_t) ((v->mode == RA_PL_LOCAL) ? sh->live_total
-                                                : sh->pending_total)
+    num = (int64_t) rcf->pl_num + (int64_t) ra_view_total(rcf, v->mode)
           - (int64_t) rcf->pl_total;
 
-    v->sum_num = (num < 0) ? 0 : (uint64_t) num;
+    v->sum_num = (num < 0) ? 0
+                 : (num > RA_PL_LOAD_MAX) ? RA_PL_LOAD_MAX : (uint64_t) num;
 
     n = ra_placement_draw(&rcf->placement, v, rcf->pl, rt->hash, cand);
 
@@ -771,14 +773,10 @@ ra_pick_full(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now,
     ngx_int_t         i;
     ngx_uint_t        k, any, own, n;
     ngx_msec_t        until;
-    ra_shctx_t       *sh;
     ra_pl_view_t      v;
     ra_srv_conf_t    *rcf;
-    ra_zone_ctx_t    *ctx;
 
     rcf = rt->conf;
-    ctx = rcf->shm_zone->data;
-    sh = ctx->sh;
     any = 0;
     own = 0;
     until = now + 3600000;      /* at the latest: a pass an hour */
@@ -787,10 +785,6 @@ ra_pick_full(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now,
         /* "own": a server left out only for this request */
         own |= ra_fill_placement(rt, k, now, t, &until);
         any |= rcf->pl[k].available;
-    }
-
-    if (from == 0) {
-        rcf->pl_valid = 0;
     }
 
     if (!any) {
@@ -819,16 +813,82 @@ ra_pick_full(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now,
      */
 
     if (from == 0 && !own && n && v.mode != RA_PL_MIXED && !v.slow) {
-        rcf->pl_view = v;
-        rcf->pl_gen = sh->pl_gen;
-        rcf->pl_until = until;
-        rcf->pl_num = v.sum_num;
-        rcf->pl_total = (v.mode == RA_PL_LOCAL) ? sh->live_total
-                                                : sh->pending_total;
-        rcf->pl_valid = 1;
+        ra_keep_view(rcf, &v, until);
     }
 
     return (i < 0) ? -1 : (ngx_int_t) (from + i);
+}
+
+
+/*
+ * Keeps the view of the primary servers, with the slots it leaves out:
+ * the zone's totals count every slot, the view's total only its own.
+ */
+
+static void
+ra_keep_view(ra_srv_conf_t *rcf, ra_pl_view_t *v, ngx_msec_t until)
+{
+    ngx_uint_t      s, k, *out;
+    ra_shctx_t     *sh;
+    ra_zone_ctx_t  *ctx;
+
+    ctx = rcf->shm_zone->data;
+    sh = ctx->sh;
+
+    if (rcf->pl_out_cap < sh->nbackends) {
+        out = ngx_palloc(ngx_cycle->pool, sh->nbackends * sizeof(ngx_uint_t));
+        if (out == NULL) {
+            rcf->pl_valid = 0;
+            return;
+        }
+
+        rcf->pl_out = out;
+        rcf->pl_out_cap = sh->nbackends;
+    }
+
+    rcf->pl_nout = 0;
+
+    for (s = 0; s < sh->nbackends; s++) {
+        k = (s < rcf->nslots) ? rcf->slot_map[s] : rcf->nmap;
+
+        if (k < rcf->nprimary && rcf->pl[k].available) {
+            continue;
+        }
+
+        rcf->pl_out[rcf->pl_nout++] = s;
+    }
+
+    rcf->pl_view = *v;
+    rcf->pl_gen = sh->pl_gen;
+    rcf->pl_until = until;
+    rcf->pl_num = v->sum_num;
+    rcf->pl_total = ra_view_total(rcf, v->mode);
+    rcf->pl_valid = 1;
+}
+
+
+/* the zone's total load (live, or pending) over the view's slots */
+
+static uint64_t
+ra_view_total(ra_srv_conf_t *rcf, ngx_uint_t mode)
+{
+    uint64_t        total;
+    ngx_uint_t      i;
+    ra_shctx_t     *sh;
+    ra_backend_t   *be;
+    ra_zone_ctx_t  *ctx;
+
+    ctx = rcf->shm_zone->data;
+    sh = ctx->sh;
+
+    total = (mode == RA_PL_LOCAL) ? sh->live_total : sh->pending_total;
+
+    for (i = 0; i < rcf->pl_nout; i++) {
+        be = &sh->backends[rcf->pl_out[i]];
+        total -= (mode == RA_PL_LOCAL) ? be->live : be->pending;
+    }
+
+    return total;
 }
 
 
@@ -844,6 +904,7 @@ ra_fill_placement(ra_route_t *rt, ngx_uint_t k, ngx_msec_t now, time_t t,
     ngx_msec_t *until)
 {
     ngx_msec_t                    up, at;
+    ngx_time_t                   *tp;
     ra_srv_conf_t                *rcf;
     ra_zone_ctx_t                *ctx;
     ra_backend_t                 *be;
@@ -863,7 +924,12 @@ ra_fill_placement(ra_route_t *rt, ngx_uint_t k, ngx_msec_t now, time_t t,
     pb->rooms = (uint32_t) be->rooms;
     pb->pending = (uint32_t) be->pending;
 
-    if (be->has_report && now - be->reported_at <= rcf->stale) {
+    /* signed: the subscriber may have a later clock than this worker */
+
+    if (be->has_report
+        && (ngx_msec_int_t) (now - be->reported_at)
+           <= (ngx_msec_int_t) rcf->stale)
+    {
         if (rcf->metric == RA_METRIC_CPU) {
             pb->fresh = be->has_cpu;
             pb->reported = be->cpu;
@@ -899,9 +965,15 @@ ra_fill_placement(ra_route_t *rt, ngx_uint_t k, ngx_msec_t now, time_t t,
     if (peer->max_fails && peer->fails >= peer->max_fails
         && t - peer->checked <= peer->fail_timeout)
     {
-        /* failed: it may be tried again after fail_timeout */
+        /*
+         * failed: nginx tries it again once (now - checked) exceeds
+         * fail_timeout, counted in whole seconds
+         */
 
-        at = now + (peer->checked + peer->fail_timeout - t + 1) * 1000;
+        tp = ngx_timeofday();
+
+        at = now + (ngx_msec_t) ((peer->checked + peer->fail_timeout + 1
+                                  - tp->sec) * 1000 - tp->msec);
 
         if ((ngx_msec_int_t) (at - *until) < 0) {
             *until = at;
@@ -987,10 +1059,19 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
         pd->room = NULL;
     }
 
-    if (state & NGX_PEER_FAILED) {
-        /* the server may become unavailable: a new placement view */
-        pd->route.conf->pl_valid = 0;
-    }
-
     ngx_http_upstream_free_round_robin_peer(pc, &pd->rrp, state);
+
+    if (state & NGX_PEER_FAILED) {
+        /*
+         * the server may now count as failed: new placement views, in
+         * every worker (with the upstream's zone they share its state)
+         */
+
+        ctx = pd->route.conf->shm_zone->data;
+        pd->route.conf->pl_valid = 0;
+
+        ngx_shmtx_lock(&ctx->shpool->mutex);
+        ctx->sh->pl_gen++;
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+    }
 }

@@ -24,7 +24,7 @@
 
 /*
  * one upstream server (one resolved address) in the shared zone; what a
- * placement reads comes first, in one cache line
+ * placement reads comes first, together
  */
 typedef struct {
     ngx_uint_t          live;         /* upstream connections, all workers */
@@ -140,13 +140,18 @@ struct ra_srv_conf_s {
      * the placement view of the primary servers, reused for new rooms
      * until the zone's pl_gen changes, pl_until passes, or this worker
      * sees a server fail; pl_num is its total load when pl_total was the
-     * zone's total (live or pending, as the mode counts)
+     * zone's total (live or pending, as the mode counts) less that of the
+     * pl_nout slots the view leaves out (backups, unavailable servers,
+     * servers of another configuration)
      */
     ra_pl_view_t                  pl_view;
     ngx_uint_t                    pl_gen;
     ngx_msec_t                    pl_until;
     uint64_t                      pl_num;
-    ngx_uint_t                    pl_total;
+    uint64_t                      pl_total;
+    ngx_uint_t                   *pl_out;
+    ngx_uint_t                    pl_nout;
+    ngx_uint_t                    pl_out_cap;
     unsigned                      pl_valid:1;
 };
 

@@ -53,7 +53,7 @@
 
 #define RA_PL_WEIGHT_MAX   RA_PL_CAP_MAX
 #define RA_PL_CAP_MAX      ((1U << 22) - 1)
-#define RA_PL_NUM_MAX      ((1U << 31) - 1)
+#define RA_PL_NUM_MAX      RA_PL_LOAD_MAX
 #define RA_PL_ONE          1024        /* slow start factor 1.0 */
 #define RA_PL_FLOOR        (RA_PL_ONE * RA_PL_SLOW_START_FLOOR / 100)
 #define RA_PL_BF_MAX       10000

@@ -36,6 +36,9 @@ typedef struct {
 /* choices above RA_PL_MAX_CHOICES consider every backend, as 0 does */
 #define RA_PL_MAX_CHOICES             16
 
+/* loads, rooms and their totals are clamped to this */
+#define RA_PL_LOAD_MAX                ((1U << 31) - 1)
+
 /* slow start never scales a capacity below this percentage */
 #define RA_PL_SLOW_START_FLOOR        10
 
@@ -119,9 +122,11 @@ void ra_placement_view(const ra_pl_conf_t *conf, const ra_pl_backend_t *b,
 
 /*
  * The candidates of a room, distinct, drawn by capacity from room_hash,
- * into cand[RA_PL_MAX_CHOICES]; reads only b[].available (and capacities
- * when v->acc is NULL).  Returns how many, or 0 when every available
- * backend is a candidate (choices 0, or not fewer available than choices).
+ * into cand[RA_PL_MAX_CHOICES].  Of b[] it reads only what the view was
+ * built from and did not keep (availability, and capacities, weights,
+ * freshness and slow start when it must recompute a running sum), never
+ * the loads.  Returns how many, or 0 when every available backend is a
+ * candidate (choices 0, or not fewer available than choices).
  */
 unsigned ra_placement_draw(const ra_pl_conf_t *conf, const ra_pl_view_t *v,
     const ra_pl_backend_t *b, uint64_t room_hash, int *cand);

@@ -595,7 +595,8 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
                         "{upstream=\"%V\",zone=\"%V\",pass=\"reused_view\"}"
                         " %ui\n", &up, &zone, sh->placed_viewed);
         p = ngx_sprintf(p, "room_affinity_zone_placements_total"
-                        "{upstream=\"%V\",zone=\"%V\",pass=\"full\"} %ui\n",
+                        "{upstream=\"%V\",zone=\"%V\",pass=\"full_pass\"}"
+                        " %ui\n",
                         &up, &zone, sh->placed_full);
 
         ngx_shmtx_unlock(&shpool->mutex);

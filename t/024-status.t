@@ -125,7 +125,7 @@ $main::backends"
 --- request eval
 ["GET /status?format=prometheus", "GET /status"]
 --- response_body_like eval
-[qr/room_affinity_zone_unrecorded_total\{upstream="u{300}",zone="long"\} 0\n.*room_affinity_zone_placements_total\{upstream="u{300}",zone="long",pass="full"\} 0\n/s,
+[qr/room_affinity_zone_unrecorded_total\{upstream="u{300}",zone="long"\} 0\n.*room_affinity_zone_placements_total\{upstream="u{300}",zone="long",pass="full_pass"\} 0\n/s,
  qr/"u{300}":\{"backends":\[(\{"server":"127\.0\.0\.\d+:\d+",[^{}]*\},?){40}\].*"address":"unix:\/tmp\/r{90}\.sock"/s]
 
 

@@ -671,8 +671,10 @@ t_many(void)
 /*
  * A view built once and reused, as a worker does (ra_balancer.c): only the
  * candidates' figures are read again, and the total load is moved as the
- * figures moved.  Every pick must be the one ra_placement_pick() makes on
- * the table as it is.
+ * figures moved: the total over every backend, as the zone keeps it, less
+ * that of the backends the view leaves out (here an unavailable one whose
+ * load keeps growing).  Every pick must be the one ra_placement_pick()
+ * makes on the table as it is.
  */
 
 static void
@@ -680,7 +682,7 @@ t_view(void)
 {
     int           cand[RA_PL_MAX_CHOICES], a, c, same;
     unsigned      i, j, m, n, nc, viewed, reused;
-    uint64_t      acc[64], total, total0, num0;
+    uint64_t      acc[64], total, total0, out, out0, num0;
     ra_pl_view_t  v, w;
     ra_pl_conf_t  conf = { 2, 125, 30000 };
 
@@ -701,6 +703,8 @@ t_view(void)
             t_b[i].live = (m ? 150 : 0) + (i * 13) % 50;
         }
 
+        t_b[n - 1].available = 0;
+
         memcpy(t_c, t_b, sizeof(ra_pl_backend_t) * n);
         ra_placement_view(&conf, t_c, n, acc, &v);
 
@@ -708,6 +712,8 @@ t_view(void)
         for (i = 0; i < n; i++) {
             total0 += m ? t_b[i].live : t_b[i].pending;
         }
+
+        out0 = m ? t_b[n - 1].live : t_b[n - 1].pending;
 
         num0 = v.sum_num;
 
@@ -727,15 +733,22 @@ t_view(void)
                 t_b[i].live++;
             }
 
+            /* the unavailable one's connections and rooms grow */
+
+            t_b[n - 1].live += 3;
+            t_b[n - 1].pending += 3;
+
             total = 0;
             for (i = 0; i < n; i++) {
                 total += m ? t_b[i].live : t_b[i].pending;
             }
 
+            out = m ? t_b[n - 1].live : t_b[n - 1].pending;
+
             a = ra_placement_pick(&conf, t_b, n, t_room(j));
 
             w = v;
-            w.sum_num = num0 + total - total0;
+            w.sum_num = num0 + (total - out) - (total0 - out0);
 
             nc = ra_placement_draw(&conf, &w, t_c, t_room(j), cand);
 

@@ -22,6 +22,7 @@ static u_char *ra_status_upstream(u_char *p, ra_srv_conf_t *rcf,
     ngx_msec_t now);
 static const char *ra_status_state(ra_srv_conf_t *rcf, ra_peer_map_t *pm,
     ra_backend_t *be, ngx_msec_t now);
+static ngx_msec_t ra_status_age(ngx_msec_t now, ngx_msec_t at);
 static u_char *ra_status_redis(u_char *p, ra_redis_conf_t *rc,
     ngx_msec_t now);
 static ngx_int_t ra_status_prometheus(ngx_http_request_t *r,
@@ -195,7 +196,7 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
                         snap.registered ? "true" : "false");
 
         if (snap.has_report) {
-            age = now - snap.reported_at;
+            age = ra_status_age(now, snap.reported_at);
 
             p = ngx_sprintf(p, ",\"report\":{\"age_ms\":%M", age);
 
@@ -315,11 +316,20 @@ ra_status_state(ra_srv_conf_t *rcf, ra_peer_map_t *pm, ra_backend_t *be,
         return "draining";
     }
 
-    if (be->has_report && now - be->reported_at > rcf->stale) {
+    if (be->has_report && ra_status_age(now, be->reported_at) > rcf->stale) {
         return "stale";
     }
 
     return "up";
+}
+
+
+/* ms since "at"; 0 when the subscriber's clock was ahead of this worker's */
+
+static ngx_msec_t
+ra_status_age(ngx_msec_t now, ngx_msec_t at)
+{
+    return ((ngx_msec_int_t) (now - at) < 0) ? 0 : now - at;
 }
 
 
@@ -564,8 +574,8 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 
                 p = ngx_sprintf(p, "room_affinity_backend_report_age_seconds"
                                 RA_LABELS " %M.%03M\n", RA_LABEL_ARGS,
-                                (now - be.reported_at) / 1000,
-                                (now - be.reported_at) % 1000);
+                                ra_status_age(now, be.reported_at) / 1000,
+                                ra_status_age(now, be.reported_at) % 1000);
             }
 
 #undef RA_LABELS

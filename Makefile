@@ -129,11 +129,16 @@ asan:
 bench-redis: module
 	bench/redis.sh
 
+# the sanitized module under load: two workers, failures, Redis reports
+stress:
+	$(MAKE) BUILD=build-asan CC_OPT="$(ASAN_OPT)" module
+	bench/stress.sh
+
 sim:
 	$(MAKE) -C bench/sim run
 
 .PHONY: all module agent deps unit suites test clean bench bench-micro \
-        bench-redis sim asan
+        bench-redis sim asan stress
 
 demo: module agent examples/node_modules
 	bash examples/demo/demo.sh

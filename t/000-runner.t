@@ -89,12 +89,9 @@ sub nginx_left_running {
     return alive($pid) ? $pid : undef;
 }
 
+# running, not a zombie: the runner's own check
 sub alive {
-    my ($pid) = @_;
-    return 0 unless kill 0, $pid;
-    open my $st, '<', "/proc/$pid/stat" or return 1;
-    my $stat = <$st> // return 0;
-    return $stat =~ /^\d+ \(.*\) Z / ? 0 : 1;
+    return Test::Nginx::Lite::Server::_alive(@_);
 }
 
 sub port_open {

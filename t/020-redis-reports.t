@@ -17,8 +17,7 @@ our $redis = "room_affinity_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};";
 sub http {
     my ($params, $extra, $n) = @_;
 
-    my $servers = join '', map {
-        "    server 127.0.0.1:\$TEST_NGINX_B${_}_PORT;\n" } 1 .. ($n // 2);
+    my $servers = RoomAffinity::servers($n // 2);
 
     return "$redis\nupstream chat {\n"
            . "    room_affinity \$arg_room zone=rr:1m $params;\n"

@@ -21,37 +21,15 @@ our $urls = join '', map {
     "        room_affinity_url 127.0.0.1:\$TEST_NGINX_B${_}_PORT "
     . "ws://b$_.test/chat;\n"
 } 1 .. 4;
-our $servers = join '', map {
-    "        server 127.0.0.1:\$TEST_NGINX_B${_}_PORT;\n"
-} 1 .. 4;
+our $servers = RoomAffinity::servers(4);
 
-# which backend a room went to, as the join's url or a backend's answer
-# told; every later answer for the room must name the same backend
-our %seen;
-
-sub same_backend {
-    my ($room, $b) = @_;
-    return ($seen{$room} //= $b) eq $b;
-}
-
-# a join answer {"url":"ws://bN.test/chat","FIELD":"ROOM","new":NEW}
+# a join answer {"url":"ws://bN.test/chat","FIELD":"ROOM","new":NEW}, bN
+# the room's backend (as proxied answers and WebSockets name it too)
 sub joined {
     my ($room, $new, $field) = @_;
     $field //= 'roomName';
     $new //= '(?:true|false)';
-    return qr!\A\{"url":"ws://(b\d)\.test/chat","\Q$field\E":"\Q$room\E","new":$new\}\r\n\z(?(?{ main::same_backend($room, $1) })|(*FAIL))!;
-}
-
-# a proxied answer "bN\n"
-sub reached {
-    my ($room) = @_;
-    return qr!\A(b\d)\n\z(?(?{ main::same_backend($room, $1) })|(*FAIL))!;
-}
-
-# the WebSocket greeting of the control server: "ws bN room=ROOM"
-sub ws_reached {
-    my ($room) = @_;
-    return qr!\A\x81[\x00-\x7d]ws (b\d) room=\Q$room\E(?(?{ main::same_backend($room, $1) })|(*FAIL))!;
+    return qr!\A\{"url":"ws://(b\d)\.test/chat","\Q$field\E":"\Q$room\E","new":$new\}\r\n\z(?(?{ RoomAffinity::same_backend($room, $1) })|(*FAIL))!;
 }
 
 # the first join of a room in TEST 23: on b1 or on b9 (the dead one)
@@ -75,13 +53,6 @@ sub placed_total {
     return qr{\A(?(?{ my $t = 0; $t += $_ for m!"placed":(\d+)!g; $t == $n })|(*FAIL))};
 }
 
-# a JSON error answer, with the reason as it reads before JSON escaping
-sub error_json {
-    my ($code, $reason) = @_;
-    $reason =~ s/(["\\])/\\$1/g;
-    return qr!\A\{"error":"\Q$code\E","reason":"\Q$reason\E"\}\r\n\z!;
-}
-
 # the same with a regex for the (escaped) reason
 sub error_like {
     my ($code, $reason) = @_;
@@ -95,15 +66,13 @@ sub padded {
     return $json . ("x" x ($len - length($json) - 2)) . '"}';
 }
 
-# a chunked body
-sub chunked {
-    my ($body, $size) = @_;
-    my $out = '';
-    while (length $body) {
-        my $part = substr($body, 0, $size, '');
-        $out .= sprintf("%x\r\n%s\r\n", length $part, $part);
-    }
-    return $out . "0\r\n\r\n";
+# the http block of most tests: the upstream "chat" over the four backends
+# with their public urls, keyed by $arg_roomName unless told otherwise
+sub chat {
+    my ($zone, $key) = @_;
+    $key //= '$arg_roomName';
+    return "upstream chat {\n    room_affinity $key zone=$zone:1m;\n"
+           . "$servers$urls}\n$backends";
 }
 
 run_tests();
@@ -111,11 +80,7 @@ run_tests();
 __DATA__
 
 === TEST 1: the same room twice, by POST and by GET: the same url
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j1:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j1')
 --- config
     location = /signaling/join { room_affinity_join chat; }
 --- request eval
@@ -137,11 +102,7 @@ $main::backends"
 
 
 === TEST 2: the answer is JSON and is not cached
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j2:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j2')
 --- config
     location = /join { room_affinity_join chat; }
 --- request
@@ -158,11 +119,7 @@ main::joined("headers", "true")
 
 
 === TEST 3: HEAD is a GET without the body: it reserves the room
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j3:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j3')
 --- config
     location = /join { room_affinity_join chat; }
 --- request eval
@@ -173,11 +130,7 @@ $main::backends"
 
 
 === TEST 4: names are decoded: "+" and %XX in the query, escapes in JSON
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j4:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j4')
 --- config
     location = /join { room_affinity_join chat; }
     location = /status { room_affinity_status; }
@@ -197,11 +150,7 @@ $main::backends"
 
 
 === TEST 5: room_affinity_field names the member and the query argument
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_room zone=j5:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j5', '$arg_room')
 --- config
     room_affinity_field room;
     location = /join { room_affinity_join chat; }
@@ -214,8 +163,8 @@ $main::backends"
 [200, 200, 400, 400]
 --- response_body_like eval
 [ main::joined("deck", "true", "room"), main::joined("deck", "false", "room"),
-  main::error_json("missing_room", '"room" is missing'),
-  main::error_json("missing_room",
+  RoomAffinity::error_json("missing_room", '"room" is missing'),
+  RoomAffinity::error_json("missing_room",
                    'the query argument "room" is missing') ]
 
 
@@ -259,11 +208,7 @@ RoomAffinity::redis_locations() . "
 
 
 === TEST 8: fifty new rooms are spread over the backends
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j8:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j8')
 --- config
     location = /join { room_affinity_join chat; }
     location = /status { room_affinity_status; }
@@ -303,11 +248,7 @@ my @u = RoomAffinity::urls(4);
 
 
 === TEST 10: join, then proxied requests of the room reach that backend
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j10:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j10')
 --- config
     location = /join { room_affinity_join chat; }
     location /chat { proxy_pass http://chat; }
@@ -319,8 +260,8 @@ $main::backends"
   "GET /pid" ]
 --- response_body_like eval
 [ (map { (RoomAffinity::pid_seen(), main::joined("then-$_", "true"),
-          main::reached("then-$_"), RoomAffinity::pid_seen(),
-          main::reached("then-$_")) } 1 .. 12),
+          RoomAffinity::sticky("then-$_"), RoomAffinity::pid_seen(),
+          RoomAffinity::sticky("then-$_")) } 1 .. 12),
   RoomAffinity::pids_at_least(2) ]
 --- no_error_log
 [error]
@@ -328,11 +269,7 @@ $main::backends"
 
 
 === TEST 11: the join reserves the room: the proxy finds it, not places it
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j11:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j11')
 --- config
     location = /join { room_affinity_join chat; }
     location /chat { proxy_pass http://chat; }
@@ -346,7 +283,7 @@ $main::backends"
 --- response_body_like eval
 [ main::joined("reserved", "true"),
   qr/"rooms":1,"pending":1,"placed":1,/,
-  main::reached("reserved"), main::reached("reserved"),
+  RoomAffinity::sticky("reserved"), RoomAffinity::sticky("reserved"),
   main::placed_total(1) ]
 --- no_error_log
 [error]
@@ -389,8 +326,8 @@ my $up = "Upgrade: websocket\nConnection: Upgrade\n"
 --- error_code eval
 [ map { (200, 101, 101) } 1 .. 6 ]
 --- response_body_like eval
-[ map { (main::joined("ws-$_", "true"), main::ws_reached("ws-$_"),
-         main::ws_reached("ws-$_")) } 1 .. 6 ]
+[ map { (main::joined("ws-$_", "true"), RoomAffinity::ws_sticky("ws-$_"),
+         RoomAffinity::ws_sticky("ws-$_")) } 1 .. 6 ]
 --- timeout: 3
 
 
@@ -412,11 +349,7 @@ $main::backends"
 
 
 === TEST 14: invalid JSON is refused with 400
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j13:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j13')
 --- config
     location = /join { room_affinity_join chat; }
 --- request eval
@@ -436,18 +369,14 @@ $main::backends"
   main::error_like("invalid_json", 'the body is not valid JSON: unable to decode byte 0xff near .*'),
   main::error_like("invalid_json", 'the body is not valid JSON: .*NUL.*'),
   main::error_like("invalid_json", 'the body is not valid JSON: [^"]+'),
-  main::error_json("not_an_object", 'the body is a JSON array, not an object') ]
+  RoomAffinity::error_json("not_an_object", 'the body is a JSON array, not an object') ]
 --- no_error_log
 [error]
 
 
 
 === TEST 15: a missing, empty or non-string room is refused with 400
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j14:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j14')
 --- config
     location = /join { room_affinity_join chat; }
     location = /status { room_affinity_status; }
@@ -468,28 +397,24 @@ $main::backends"
 --- error_code eval
 [ (400) x 12, 200 ]
 --- response_body_like eval
-[ main::error_json("missing_room", '"roomName" is missing'),
-  main::error_json("missing_room", '"roomName" is missing'),
-  main::error_json("empty_room", '"roomName" is empty'),
-  main::error_json("invalid_room", '"roomName" is not a string'),
-  main::error_json("invalid_room", '"roomName" is not a string'),
-  main::error_json("invalid_room", '"roomName" is not a string'),
-  main::error_json("invalid_room", '"roomName" is not a string'),
-  main::error_json("invalid_json", 'the body is empty'),
-  main::error_json("missing_room", 'the query argument "roomName" is missing'),
-  main::error_json("empty_room", 'the query argument "roomName" is empty'),
-  main::error_json("invalid_room", 'the query argument "roomName" is not UTF-8 text'),
-  main::error_json("invalid_room", 'the query argument "roomName" is not UTF-8 text'),
+[ RoomAffinity::error_json("missing_room", '"roomName" is missing'),
+  RoomAffinity::error_json("missing_room", '"roomName" is missing'),
+  RoomAffinity::error_json("empty_room", '"roomName" is empty'),
+  RoomAffinity::error_json("invalid_room", '"roomName" is not a string'),
+  RoomAffinity::error_json("invalid_room", '"roomName" is not a string'),
+  RoomAffinity::error_json("invalid_room", '"roomName" is not a string'),
+  RoomAffinity::error_json("invalid_room", '"roomName" is not a string'),
+  RoomAffinity::error_json("invalid_json", 'the body is empty'),
+  RoomAffinity::error_json("missing_room", 'the query argument "roomName" is missing'),
+  RoomAffinity::error_json("empty_room", 'the query argument "roomName" is empty'),
+  RoomAffinity::error_json("invalid_room", 'the query argument "roomName" is not UTF-8 text'),
+  RoomAffinity::error_json("invalid_room", 'the query argument "roomName" is not UTF-8 text'),
   qr/"zone":\{"name":"j14","rooms":0,/ ]
 
 
 
 === TEST 16: the errors are JSON too
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j15:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j15')
 --- config
     location = /join { room_affinity_join chat; }
 --- request
@@ -502,11 +427,7 @@ Content-Type: application/json
 
 
 === TEST 17: a body above room_affinity_join_max_body_size (4k) is 413
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j16:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j16')
 --- config
     location = /join { room_affinity_join chat; }
 --- request eval
@@ -517,17 +438,13 @@ $main::backends"
 [200, 413, 413]
 --- response_body_like eval
 [ main::joined("at-limit", "true"),
-  main::error_json("body_too_large", 'the body is larger than 4096 bytes'),
-  main::error_json("body_too_large", 'the body is larger than 4096 bytes') ]
+  RoomAffinity::error_json("body_too_large", 'the body is larger than 4096 bytes'),
+  RoomAffinity::error_json("body_too_large", 'the body is larger than 4096 bytes') ]
 
 
 
 === TEST 18: the limit is configurable, and applies to chunked bodies
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j17:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j17')
 --- config
     location = /join {
         room_affinity_join chat;
@@ -536,24 +453,20 @@ $main::backends"
 --- more_headers
 Transfer-Encoding: chunked
 --- request eval
-[ "POST /join\n" . main::chunked(main::padded("small-chunked", 100), 7),
-  "POST /join\n" . main::chunked(main::padded("big-chunked", 101), 50),
-  "POST /join\n" . main::chunked(main::padded("bigger-chunked", 3000), 1000) ]
+[ "POST /join\n" . RoomAffinity::chunked(main::padded("small-chunked", 100), 7),
+  "POST /join\n" . RoomAffinity::chunked(main::padded("big-chunked", 101), 50),
+  "POST /join\n" . RoomAffinity::chunked(main::padded("bigger-chunked", 3000), 1000) ]
 --- error_code eval
 [200, 413, 413]
 --- response_body_like eval
 [ main::joined("small-chunked", "true"),
-  main::error_json("body_too_large", 'the body is larger than 100 bytes'),
-  main::error_json("body_too_large", 'the body is larger than 100 bytes') ]
+  RoomAffinity::error_json("body_too_large", 'the body is larger than 100 bytes'),
+  RoomAffinity::error_json("body_too_large", 'the body is larger than 100 bytes') ]
 
 
 
 === TEST 19: 413 before the body is sent when the client expects 100
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j18:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j18')
 --- config
     location = /join {
         room_affinity_join chat;
@@ -571,16 +484,12 @@ Expect: 100-continue\r
 --- raw_response_headers_unlike
 100 Continue
 --- response_body_like eval
-main::error_json("body_too_large", 'the body is larger than 4096 bytes')
+RoomAffinity::error_json("body_too_large", 'the body is larger than 4096 bytes')
 
 
 
 === TEST 20: a body nginx buffered to a temporary file is read from it
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j19:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j19')
 --- config
     location = /join {
         room_affinity_join chat;
@@ -608,11 +517,7 @@ a client request body is buffered to a temporary file
 
 
 === TEST 21: other methods: 405 with Allow
---- http_config eval
-"upstream chat {
-    room_affinity \$arg_roomName zone=j20:1m;
-$main::servers$main::urls}
-$main::backends"
+--- http_config eval: main::chat('j20')
 --- config
     location = /join { room_affinity_join chat; }
 --- request eval
@@ -623,7 +528,7 @@ $main::backends"
 --- response_headers eval
 [ ("Allow: GET, HEAD, POST\nContent-Type: application/json") x 4 ]
 --- response_body_like eval
-[ (main::error_json("method_not_allowed",
+[ (RoomAffinity::error_json("method_not_allowed",
                     'use POST with a JSON body, or GET')) x 4 ]
 
 
@@ -653,9 +558,9 @@ $main::backends"
 [ "Retry-After: 5\nContent-Type: application/json",
   "Retry-After: 60", "!Retry-After" ]
 --- response_body_like eval
-[ main::error_json("no_backend",
+[ RoomAffinity::error_json("no_backend",
                    'no server of upstream "chat" can take the room'),
-  main::error_json("no_backend",
+  RoomAffinity::error_json("no_backend",
                    'no server of upstream "later" can take the room'),
   qr/"zone":\{"name":"j21","rooms":0,/ ]
 

@@ -12,9 +12,7 @@ no_shuffle();
 no_root_location();
 
 our $backends = RoomAffinity::backends(4);
-our $servers = CORE::join '', map {
-    "        server 127.0.0.1:\$TEST_NGINX_B${_}_PORT;\n"
-} 1 .. 4;
+our $servers = RoomAffinity::servers(4);
 
 # backends that answer "bN " and the request body they received: the body
 # is read by a proxy_pass to the backend itself, then $request_body
@@ -33,33 +31,19 @@ our $echo = CORE::join '', map { "
         location = /tpl { return 200 'b$_ BODY'; }
     }" } 1 .. 4;
 
-our %seen;
-
-sub same_backend {
-    my ($room, $b) = @_;
-    return ($seen{$room} //= $b) eq $b;
-}
-
 # "bN BODY", bN the same for every request of the room
 sub echoed {
     my ($room, $body) = @_;
-    return qr!\A(b\d) \Q$body\E\z(?(?{ main::same_backend($room, $1) })|(*FAIL))!s;
+    return qr!\A(b\d) \Q$body\E\z(?(?{ RoomAffinity::same_backend($room, $1) })|(*FAIL))!s;
 }
 
-sub chunked {
-    my ($body, $size) = @_;
-    my $out = '';
-    while (length $body) {
-        my $part = substr($body, 0, $size, '');
-        $out .= sprintf("%x\r\n%s\r\n", length $part, $part);
-    }
-    return $out . "0\r\n\r\n";
-}
-
-sub error_json {
-    my ($code, $reason) = @_;
-    $reason =~ s/(["\\])/\\$1/g;
-    return qr!\A\{"error":"\Q$code\E","reason":"\Q$reason\E"\}\r\n\z!;
+# the http block of most tests: the upstream "chat" over the four backends
+# (or others), keyed by the room of the body unless told otherwise
+sub chat {
+    my ($zone, $backs, $key) = @_;
+    $key //= '$room_affinity_body_room';
+    return "upstream chat {\n    room_affinity $key zone=$zone:1m;\n"
+           . "$servers}\n" . ($backs // $backends);
 }
 
 # a JSON body naming $room, of about $len bytes, with unicode and newlines
@@ -80,11 +64,7 @@ run_tests();
 __DATA__
 
 === TEST 1: a POSTed JSON body names the room: every request of it sticks
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b1:1m;
-$main::servers}
-$main::backends"
+--- http_config eval: main::chat('b1')
 --- config
     location / {
         room_affinity_body on;
@@ -106,11 +86,7 @@ $main::backends"
 
 
 === TEST 2: the debug log names the room found in the body
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b2:1m;
-$main::servers}
-$main::backends"
+--- http_config eval: main::chat('b2')
 --- config
     location / {
         room_affinity_body on;
@@ -128,11 +104,7 @@ room_affinity: new room "logged" placed on
 
 
 === TEST 3: the backend receives the body unchanged (the origin's join)
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b3:1m;
-$main::servers}
-$main::echo"
+--- http_config eval: main::chat('b3', $main::echo)
 --- config
     location /signaling/join {
         room_affinity_body on;
@@ -152,11 +124,7 @@ Content-Type: application/json
 
 
 === TEST 4: a large body, buffered to a temporary file, is read from it
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b4:1m;
-$main::servers}
-$main::echo"
+--- http_config eval: main::chat('b4', $main::echo)
 --- config
     location / {
         room_affinity_body on;
@@ -179,11 +147,7 @@ a client request body is buffered to a temporary file
 
 
 === TEST 5: a small body in a temporary file (client_body_buffer_size 64)
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b5:1m;
-$main::servers}
-$main::echo"
+--- http_config eval: main::chat('b5', $main::echo)
 --- config
     location / {
         room_affinity_body on;
@@ -201,11 +165,7 @@ room_affinity: body room "echo"
 
 
 === TEST 6: a chunked body, in one packet and in packets sent apart
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b6:1m;
-$main::servers}
-$main::echo"
+--- http_config eval: main::chat('b6', $main::echo)
 --- config
     location / {
         room_affinity_body on;
@@ -214,8 +174,8 @@ $main::echo"
 --- more_headers
 Transfer-Encoding: chunked
 --- request eval
-my $c = main::chunked($main::json, 9);
-my $big = main::chunked(main::big("chunked-big", 100000), 4096);
+my $c = RoomAffinity::chunked($main::json, 9);
+my $big = RoomAffinity::chunked(main::big("chunked-big", 100000), 4096);
 [ "POST /\n$c",
   [ "POST /\n" . substr($c, 0, 30),
     { value => substr($c, 30, 40), delay_before => 0.1 },
@@ -230,11 +190,7 @@ my $big = main::chunked(main::big("chunked-big", 100000), 4096);
 
 
 === TEST 7: a body sent in parts: the room is read once the body is whole
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b7:1m;
-$main::servers}
-$main::echo"
+--- http_config eval: main::chat('b7', $main::echo)
 --- config
     location / {
         room_affinity_body on;
@@ -284,11 +240,7 @@ $main::backends"
 
 
 === TEST 9: the debug log says why a body names no room
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b9:1m;
-$main::servers}
-$main::backends"
+--- http_config eval: main::chat('b9')
 --- config
     location / {
         room_affinity_body on;
@@ -305,11 +257,7 @@ room_affinity: empty key, round robin
 
 
 === TEST 10: strict: a body that names no room is refused with 400
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b10:1m;
-$main::servers}
-$main::backends"
+--- http_config eval: main::chat('b10')
 --- config
     location / {
         room_affinity_body strict;
@@ -326,19 +274,15 @@ $main::backends"
 [400, 400, 400, 400, 200, 200]
 --- response_body_like eval
 [ qr/\A\{"error":"invalid_json","reason":"the body is not valid JSON: .*\}\r\n\z/,
-  main::error_json("missing_room", '"roomName" is missing'),
-  main::error_json("invalid_room", '"roomName" is not a string'),
-  main::error_json("empty_room", '"roomName" is empty'),
+  RoomAffinity::error_json("missing_room", '"roomName" is missing'),
+  RoomAffinity::error_json("invalid_room", '"roomName" is not a string'),
+  RoomAffinity::error_json("empty_room", '"roomName" is empty'),
   RoomAffinity::sticky("strict"), qr/^b\d$/ ]
 
 
 
 === TEST 11: strict: the 400 is JSON, also for a body in a temporary file
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b11:1m;
-$main::servers}
-$main::backends"
+--- http_config eval: main::chat('b11')
 --- config
     location / {
         room_affinity_body strict;
@@ -357,11 +301,7 @@ a client request body is buffered to a temporary file
 
 
 === TEST 12: client_max_body_size is honoured (413), chunked or not
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b12:1m;
-$main::servers}
-$main::backends"
+--- http_config eval: main::chat('b12')
 --- config
     location / {
         room_affinity_body on;
@@ -378,8 +318,8 @@ $main::backends"
 --- request eval
 [ "POST /\n{\"roomName\":\"limit\"}",
   "POST /\n{\"roomName\":\"limit\",\"pad\":\"" . ("x" x 200) . "\"}",
-  "POST /chunked\n" . main::chunked("{\"roomName\":\"limit\"}", 5),
-  "POST /chunked\n" . main::chunked("{\"roomName\":\"limit\",\"pad\":\""
+  "POST /chunked\n" . RoomAffinity::chunked("{\"roomName\":\"limit\"}", 5),
+  "POST /chunked\n" . RoomAffinity::chunked("{\"roomName\":\"limit\",\"pad\":\""
                                     . ("x" x 200) . "\"}", 50) ]
 --- error_code eval
 [200, 413, 200, 413]
@@ -390,11 +330,7 @@ $main::backends"
 
 
 === TEST 13: without room_affinity_body the body is not read
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b13:1m;
-$main::servers}
-$main::backends"
+--- http_config eval: main::chat('b13')
 --- config
     location / {
         proxy_pass http://chat;
@@ -413,11 +349,7 @@ room_affinity: body room
 
 
 === TEST 14: a request without a body is not read, even when strict
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b14:1m;
-$main::servers}
-$main::backends"
+--- http_config eval: main::chat('b14')
 --- config
     location / {
         room_affinity_body strict;
@@ -433,11 +365,7 @@ room_affinity: reading the body
 
 
 === TEST 15: a denied request is not read: the body comes after access
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b15:1m;
-$main::servers}
-$main::backends"
+--- http_config eval: main::chat('b15')
 --- config
     location / {
         room_affinity_body on;
@@ -481,11 +409,7 @@ $main::backends"
 
 
 === TEST 17: room_affinity_field names the member
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b17:1m;
-$main::servers}
-$main::backends"
+--- http_config eval: main::chat('b17')
 --- config
     room_affinity_field room;
     location / {
@@ -503,11 +427,7 @@ $main::backends"
 
 
 === TEST 18: the body survives an internal redirect (try_files)
---- http_config eval
-"upstream chat {
-    room_affinity \$room_affinity_body_room zone=b18:1m;
-$main::servers}
-$main::echo"
+--- http_config eval: main::chat('b18', $main::echo)
 --- config
     location / {
         room_affinity_body on;

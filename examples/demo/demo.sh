@@ -156,11 +156,6 @@ for i in 0 1 2; do
     say "backend $name    ${BADDR[$name]}  capacity ${CAPACITY[i]}  (pid ${BPID[$name]}, examples/chat-backend/server.js)"
 done
 
-JOIN_API=
-if grep -q '"room_affinity_join"' "$ROOT/ngx_http_room_affinity_module.c"; then
-    JOIN_API=1
-fi
-
 mkdir -p "$DIR/nginx/logs"
 # nginx loads a copy: "make" rewrites build/*.so in place, which would crash
 # the workers of a stack left running (DEMO_KEEP=1)
@@ -209,11 +204,10 @@ http {
         location = /status {
             room_affinity_status;
         }
-$([ -n "$JOIN_API" ] && printf '
+
         location = /signaling/join {
             room_affinity_join chat;
         }
-')
         location / {
             proxy_pass http://chat;
         }
@@ -327,14 +321,8 @@ From $ROOT:
   WebSocket client:      node examples/ws-client/client.js --url 'ws://127.0.0.1:$PORT/ws?roomName=room-1' --send hello --expect 1
   listen in a room:      node examples/ws-client/client.js --url 'ws://127.0.0.1:$PORT/ws?roomName=room-1' --timeout 600000
   clients again:         node examples/ws-client/swarm.js --nginx $BASE --rooms 12 --clients 60
-EOF
-if [ -n "$JOIN_API" ]; then
-cat <<EOF
   join API (POST):       curl -s -d '{"roomName":"room-1"}' $BASE/signaling/join
   join API (GET):        curl -s '$BASE/signaling/join?roomName=room-42'
-EOF
-fi
-cat <<EOF
   the reports in Redis:  redis-cli -p $RPORT HGETALL room_affinity:backends
   watch them:            redis-cli -p $RPORT SUBSCRIBE register signaling
   reload nginx:          kill -HUP $NGINX_PID     (every room stays where it is)

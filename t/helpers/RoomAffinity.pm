@@ -102,17 +102,6 @@ sub http_get {
     return $r;
 }
 
-sub http_get_status {
-    my ($port) = @_;
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port, Timeout => 2)
-        or return '';
-    print $sock "GET /status HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    local $/;
-    my $r = <$sock>;
-    return $r // '';
-}
-
 # a minimal real WebSocket server (RFC 6455 handshake): greets with one
 # text frame naming the backend that proxied it and the room, then closes
 sub websocket {
@@ -143,8 +132,6 @@ sub control_loop {
     $SIG{TERM} = sub { stop_redis($redis); POSIX::_exit(0) };
 
     $SIG{CHLD} = sub { 1 while waitpid(-1, WNOHANG) > 0 };
-
-    my $doomed = 0;
 
     while (1) {
         my $c = $listen->accept;
@@ -212,7 +199,7 @@ sub control_loop {
             # until nginx's status says the subscriber link is up
             $out = 'not subscribed';
             for (1 .. 500) {
-                if (http_get_status($q{port}) =~ /"connected":true/) {
+                if (http_get($q{port}, '/status') =~ /"connected":true/) {
                     $out = 'subscribed';
                     last;
                 }
@@ -258,23 +245,6 @@ PY
 
         } elsif ($path eq '/redis/start') {
             $redis = start_redis($redis_port) unless $redis;
-
-        } elsif ($path eq '/kill-subscriber') {
-            # killed now, or at the first request through another worker
-            # (a client request in flight in that worker would be lost)
-            my $st = http_get_status($q{port});
-            my ($pid) = $st =~ /"subscriber_pid":(\d+)/;
-            if ($pid) {
-                $doomed = $pid;
-                $out = "killing $pid";
-            } else {
-                $out = 'no subscriber';
-            }
-        }
-
-        if ($doomed && ($hdr{'x-worker'} // 0) != $doomed) {
-            kill 'KILL', $doomed;
-            $doomed = 0;
         }
 
         # give nginx the time to take in what was just done
@@ -314,7 +284,6 @@ sub redis_locations {
     location = /status { room_affinity_status; }
     location /ctl/ {
         proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/;
-        proxy_set_header X-Worker $pid;
     }
     location ~ ^/pub/(?<ch>[\w:.-]+)$ {
         proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/publish?channel=$ch&message=$args;
@@ -345,25 +314,60 @@ sub seq {
     return "GET /ctl/sleep?wait=0&port=$port&then=$then";
 }
 
-# a regex for response_body_like: the body names a backend ("b1\n") and it
-# is the same backend as the first answer seen for this room in this file
+# is bN the backend of the room's first answer in this file (any kind of
+# answer: proxied, WebSocket, join)
 my %first;
 
+sub same_backend {
+    my ($room, $b) = @_;
+
+    return ($first{$room} //= $b) eq $b;
+}
+
+# a regex for response_body_like: the body names a backend ("b1\n") and it
+# is the room's backend
 sub sticky {
     my ($room) = @_;
 
-    return qr!\A(b\d)\n\z(?(?{ ($first{$room} //= $1) eq $1 })|(*FAIL))!;
+    return qr!\A(b\d)\n\z(?(?{ same_backend($room, $1) })|(*FAIL))!;
 }
 
-# a regex for the status JSON: every backend of the upstream holds between
-# min and max rooms
-# the WebSocket greeting frame of t/010: text frame "ws bN room=ROOM",
-# and bN the same for every connection of the room
+# the WebSocket greeting frame of the control server: text frame
+# "ws bN room=ROOM", and bN the room's backend
 sub ws_sticky {
     my ($room) = @_;
 
     return qr!\A\x81[\x00-\x7d]ws (b\d) room=\Q$room\E(?(?{
-        ($first{"ws/$room"} //= $1) eq $1 })|(*FAIL))!;
+        same_backend($room, $1) })|(*FAIL))!;
+}
+
+# a JSON error answer, with the reason as it reads before JSON escaping
+sub error_json {
+    my ($code, $reason) = @_;
+
+    $reason =~ s/(["\\])/\\$1/g;
+    return qr!\A\{"error":"\Q$code\E","reason":"\Q$reason\E"\}\r\n\z!;
+}
+
+# a chunked request body, in chunks of $size bytes
+sub chunked {
+    my ($body, $size) = @_;
+    my $out = '';
+
+    while (length $body) {
+        my $part = substr($body, 0, $size, '');
+        $out .= sprintf("%x\r\n%s\r\n", length $part, $part);
+    }
+
+    return $out . "0\r\n\r\n";
+}
+
+# the server lines of an upstream over the backends b1..bN
+sub servers {
+    my ($n) = @_;
+
+    return join '', map {
+        "    server 127.0.0.1:\$TEST_NGINX_B${_}_PORT;\n" } 1 .. $n;
 }
 
 # remember which backend answered for a room (any "bN"), under a tag
@@ -405,18 +409,6 @@ sub moved_count_is {
     })|(*FAIL))!;
 }
 
-# "killing PID" from /kill-subscriber, then a status whose subscriber is
-# another process
-my $killed = 0;
-
-sub killing {
-    return qr!\Akilling (\d+)\n\z(?{ $killed = $1 })!;
-}
-
-sub subscriber_changed {
-    return qr{"subscriber_pid":(\d+)(?(?{ $1 != $killed })|(*FAIL))};
-}
-
 # a body that is a worker's pid; the last check wants at least n pids
 my %pids;
 
@@ -430,6 +422,7 @@ sub pids_at_least {
     return qr!\A(\d+)\n\z(?{ $pids{$1} = 1 })(?(?{ keys(%pids) >= $n })|(*FAIL))!;
 }
 
+# every backend of the status JSON holds between min and max rooms
 sub rooms_in_range {
     my ($json, $min, $max) = @_;
 
@@ -438,6 +431,7 @@ sub rooms_in_range {
     return @r && !grep { $_ < $min || $_ > $max } @r;
 }
 
+# the same, as a regex for response_body_like
 sub rooms_between {
     my ($min, $max) = @_;
 

@@ -61,6 +61,7 @@ ra_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 static ngx_int_t
 ra_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 {
+    ngx_int_t        rc;
     ra_srv_conf_t   *rcf;
     ra_peer_data_t  *pd;
 
@@ -77,8 +78,15 @@ ra_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 
     rcf = ngx_http_conf_upstream_srv_conf(us, ngx_http_room_affinity_module);
 
-    if (ra_route_key(r, rcf, &pd->route) != NGX_OK) {
+    rc = ra_route_key(r, rcf, &pd->route);
+
+    if (rc == NGX_ERROR) {
         return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* the zone has no room for the servers' records (logged) */
+        return NGX_OK;
     }
 
     if (pd->route.key.len == 0) {
@@ -135,14 +143,11 @@ ra_route_init(ra_route_t *rt, ra_srv_conf_t *rcf, ngx_str_t *key,
         rt->hash = ra_hash(rt->key.data, rt->key.len);
     }
 
-    if (ra_peer_map(rcf, log) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                    "room_affinity: key \"%V\"", &rt->key);
 
-    return NGX_OK;
+    /* NGX_DECLINED: no server map, the zone has no room for it */
+    return ra_peer_map(rcf, log);
 }
 
 
@@ -191,25 +196,32 @@ ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log)
         return NGX_OK;
     }
 
+    if (rcf->map_failed
+        && (ngx_msec_int_t) (ngx_current_msec - rcf->map_failed)
+           < RA_MAP_RETRY)
+    {
+        return NGX_DECLINED;
+    }
+
     peers = rcf->upstream->peer.data;
 
     n = peers->number + (peers->next ? peers->next->number : 0);
 
-    map = ngx_pcalloc(ngx_cycle->pool, n * sizeof(ra_peer_map_t));
-    if (map == NULL) {
-        return NGX_ERROR;
+    /* allocated once: a failed map is tried again with the same memory */
+
+    if (rcf->map_mem == NULL) {
+        rcf->map_mem = ngx_pcalloc(ngx_cycle->pool,
+                                   n * sizeof(ra_peer_map_t));
+        rcf->pl = ngx_pcalloc(ngx_cycle->pool, n * sizeof(ra_pl_backend_t));
+        rcf->pl_acc = ngx_pcalloc(ngx_cycle->pool, n * sizeof(uint64_t));
+
+        if (rcf->map_mem == NULL || rcf->pl == NULL || rcf->pl_acc == NULL) {
+            rcf->map_mem = NULL;
+            return NGX_ERROR;
+        }
     }
 
-    rcf->pl = ngx_pcalloc(ngx_cycle->pool, n * sizeof(ra_pl_backend_t));
-    if (rcf->pl == NULL) {
-        return NGX_ERROR;
-    }
-
-    rcf->pl_acc = ngx_pcalloc(ngx_cycle->pool, n * sizeof(uint64_t));
-    if (rcf->pl_acc == NULL) {
-        return NGX_ERROR;
-    }
-
+    map = rcf->map_mem;
     ctx = rcf->shm_zone->data;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -223,10 +235,15 @@ ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log)
 
             if (slot < 0) {
                 ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+                /* round robin until then; once a second at most */
+                rcf->map_failed = ngx_current_msec ? ngx_current_msec : 1;
+
                 ngx_log_error(NGX_LOG_ALERT, log, 0,
                               "room_affinity: no room for backend \"%V\" "
-                              "in zone \"%V\"", &peer->name, &rcf->zone_name);
-                return NGX_ERROR;
+                              "in zone \"%V\", balancing by round robin",
+                              &peer->name, &rcf->zone_name);
+                return NGX_DECLINED;
             }
 
             map[i].peer = peer;
@@ -544,7 +561,8 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
         rt->slot = rcf->map[i].slot;
         sh->unrecorded++;
 
-        if (msec - sh->full_logged >= RA_FULL_LOG_INTERVAL
+        if ((ngx_msec_int_t) (msec - sh->full_logged)
+            >= RA_FULL_LOG_INTERVAL
             || sh->full_logged == 0)
         {
             sh->full_logged = msec ? msec : 1;
@@ -577,6 +595,10 @@ found:
 
         sh->backends[rt->slot].live++;
         sh->live_total++;
+
+    } else if (room) {
+        /* a join: its clients connect to the backend, not through us */
+        ra_room_touch(sh, room, msec);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);

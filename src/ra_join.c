@@ -310,9 +310,14 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
 
     rcf = rlcf->join;
 
-    if (ra_route_init(&rt, rcf, room, r->pool, r->connection->log)
-        != NGX_OK)
-    {
+    rc = ra_route_init(&rt, rcf, room, r->pool, r->connection->log);
+
+    if (rc == NGX_DECLINED) {
+        /* the zone has no room for the servers' records */
+        return ra_join_no_backend(r, rlcf);
+    }
+
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -19,7 +19,9 @@
 #define RA_BACKEND_NAME_LEN    128
 #define RA_FULL_LOG_INTERVAL   10000    /* ms between "zone is full" logs */
 #define RA_EXPIRE_BATCH        4        /* idle rooms expired per lookup */
+#define RA_EVICT_MAX           16       /* idle rooms evicted for one room */
 #define RA_MAX_TRIES           20
+#define RA_MAP_RETRY           1000     /* ms between tries of a server map */
 
 
 /*
@@ -131,6 +133,8 @@ struct ra_srv_conf_s {
     ra_peer_map_t                *map;
     ngx_uint_t                    nmap;
     ngx_uint_t                    nprimary;
+    ra_peer_map_t                *map_mem;
+    ngx_msec_t                    map_failed;  /* 0, or when it last failed */
     ngx_uint_t                   *slot_map;    /* slot: map index, or nmap */
     ngx_uint_t                    nslots;
     ra_pl_backend_t              *pl;          /* placement input, by map */
@@ -195,6 +199,7 @@ ra_room_t *ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name,
 void ra_room_expire(ra_zone_ctx_t *ctx, ngx_msec_t now, ngx_uint_t n,
     ngx_log_t *log);
 void ra_room_acquire(ra_shctx_t *sh, ra_room_t *room);
+void ra_room_touch(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
 void ra_room_release(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
 void ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
 ngx_int_t ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name);

@@ -71,7 +71,8 @@ ra_status_handler(ngx_http_request_t *r)
     rcfp = rmcf->upstreams.elts;
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
-        if (ra_peer_map(rcfp[i], r->connection->log) != NGX_OK) {
+        /* without a map (zone full), the upstream lists no server */
+        if (ra_peer_map(rcfp[i], r->connection->log) == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -394,8 +395,9 @@ ra_status_room(ngx_http_request_t *r, ngx_str_t *name)
                               room->live,
                               (ngx_msec_t) (uint32_t) ((uint32_t)
                                   ngx_current_msec - room->created),
-                              room->live ? 0 : (ngx_msec_t) (uint32_t)
-                                  ((uint32_t) ngx_current_msec - room->last));
+                              room->live ? 0 : (ngx_msec_t) ngx_max(
+                                  (int32_t) ((uint32_t) ngx_current_msec
+                                             - room->last), 0));
 
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 

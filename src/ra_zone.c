@@ -17,9 +17,10 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 {
     ra_zone_ctx_t  *octx = data;
 
-    size_t          len;
-    ngx_uint_t      n;
-    ra_zone_ctx_t  *ctx;
+    size_t                         len;
+    ngx_uint_t                     n;
+    ra_zone_ctx_t                 *ctx;
+    ngx_http_upstream_rr_peers_t  *peers;
 
     ctx = shm_zone->data;
 
@@ -72,7 +73,21 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx->sh->mask = n - 1;
 
-    ctx->sh->backends_cap = 16;
+    /*
+     * twice the servers configured now (16 at least): a reload that adds
+     * servers should not have to grow the table in a full zone
+     */
+
+    peers = ctx->conf->upstream->peer.data;
+    n = peers->number + (peers->next ? peers->next->number : 0);
+
+    for (ctx->sh->backends_cap = 16;
+         ctx->sh->backends_cap < 2 * n;
+         ctx->sh->backends_cap *= 2)
+    {
+        /* void */
+    }
+
     ctx->sh->backends = ngx_slab_calloc(ctx->shpool, sizeof(ra_backend_t)
                                                      * ctx->sh->backends_cap);
     if (ctx->sh->backends == NULL) {
@@ -128,20 +143,25 @@ ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name, size_t len,
     ngx_msec_t now, ngx_log_t *log)
 {
     size_t        size;
+    ngx_uint_t    n;
     ra_room_t    *room, *old;
     ngx_queue_t  *q;
 
     size = offsetof(ra_room_t, data) + len;
 
-    for ( ;; ) {
+    for (n = 0; /* void */; n++) {
         room = ngx_slab_alloc_locked(ctx->shpool, size);
         if (room != NULL) {
             break;
         }
 
-        /* the zone is full: the least recently used idle room goes */
+        /*
+         * the zone is full: the least recently used idle room goes, a few
+         * at most: rooms of another slab size may free no memory for this
+         * one, and one new room must not empty the table
+         */
 
-        if (ngx_queue_empty(&ctx->sh->idle)) {
+        if (n == RA_EVICT_MAX || ngx_queue_empty(&ctx->sh->idle)) {
             return NULL;
         }
 
@@ -192,7 +212,8 @@ ra_room_expire(ra_zone_ctx_t *ctx, ngx_msec_t now, ngx_uint_t n,
         q = ngx_queue_last(&ctx->sh->idle);
         room = ngx_queue_data(q, ra_room_t, queue);
 
-        age = (uint32_t) ((uint32_t) now - room->last);
+        /* signed: another worker's clock may be a few ms ahead */
+        age = (int32_t) ((uint32_t) now - room->last);
 
         if (age < (ngx_msec_int_t) ctx->conf->ttl) {
             return;
@@ -247,6 +268,19 @@ ra_room_acquire(ra_shctx_t *sh, ra_room_t *room)
 
     if (room->live > room->peak && room->peak < 0xffff) {
         room->peak = (uint16_t) room->live;
+    }
+}
+
+
+/* a room in use without a connection through nginx (the join API) */
+
+void
+ra_room_touch(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now)
+{
+    if (room->live == 0) {
+        room->last = (uint32_t) now;
+        ngx_queue_remove(&room->queue);
+        ngx_queue_insert_head(&sh->idle, &room->queue);
     }
 }
 

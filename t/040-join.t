@@ -634,7 +634,25 @@ qr/\[emerg\] .*upstream "plain" in "room_affinity_join" has no "room_affinity" d
 
 
 
-=== TEST 27: an implicit upstream (a proxy_pass host) is not an upstream
+=== TEST 27: joins keep a room alive: its clients connect to the backend,
+not through nginx, yet the room outlives its ttl while they keep joining
+--- http_config eval: main::chat('j27', '$arg_roomName ttl=2s')
+--- config
+    location = /join { room_affinity_join chat; }
+    location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
+--- request eval
+[ "GET /join?roomName=kept", "GET /ctl/sleep?wait=1200",
+  "GET /join?roomName=kept", "GET /ctl/sleep?wait=1200",
+  "GET /join?roomName=kept", "GET /ctl/sleep?wait=1200",
+  "GET /join?roomName=kept" ]
+--- response_body_like eval
+[ main::joined("kept", "true"), qr/slept/, main::joined("kept", "false"),
+  qr/slept/, main::joined("kept", "false"), qr/slept/,
+  main::joined("kept", "false") ]
+
+
+
+=== TEST 28: an implicit upstream (a proxy_pass host) is not an upstream
 --- http_config
     upstream chat {
         room_affinity $arg_roomName zone=j26:1m;
@@ -649,7 +667,7 @@ no upstream "localhost" for "room_affinity_join"
 
 
 
-=== TEST 28: a duplicate room_affinity_join
+=== TEST 29: a duplicate room_affinity_join
 --- http_config
     upstream chat {
         room_affinity $arg_roomName zone=j27:1m;
@@ -666,7 +684,7 @@ no upstream "localhost" for "room_affinity_join"
 
 
 
-=== TEST 29: an unknown parameter
+=== TEST 30: an unknown parameter
 --- http_config
     upstream chat {
         room_affinity $arg_roomName zone=j28:1m;
@@ -680,7 +698,7 @@ invalid parameter "retry_after=soon"
 
 
 
-=== TEST 30: an empty field name
+=== TEST 31: an empty field name
 --- config
     room_affinity_field "";
 --- must_die
@@ -689,7 +707,7 @@ invalid parameter "retry_after=soon"
 
 
 
-=== TEST 31: the join directive belongs in a location
+=== TEST 32: the join directive belongs in a location
 --- http_config
     upstream chat {
         room_affinity $arg_roomName zone=j30:1m;

@@ -21,6 +21,8 @@ static char *ra_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ra_parse_zone(ngx_conf_t *cf, ra_srv_conf_t *rcf,
     ngx_str_t *value);
+static ngx_int_t ra_parse_ms(ngx_conf_t *cf, ngx_str_t *value, size_t skip,
+    ngx_msec_t min, ngx_msec_t *ms);
 static char *ra_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
@@ -230,7 +232,7 @@ ra_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ra_srv_conf_t  *rcf = conf;
 
     ngx_int_t                          n;
-    ngx_str_t                         *value, s;
+    ngx_str_t                         *value;
     ngx_uint_t                         i;
     ngx_msec_t                         ms;
     ra_srv_conf_t                    **prcf;
@@ -270,40 +272,28 @@ ra_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0
-            || ngx_strncmp(value[i].data, "stale=", 6) == 0
-            || ngx_strncmp(value[i].data, "slow_start=", 11) == 0)
-        {
-            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR
-                || (ms == 0 && value[i].data[1] != 'l'))
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid time in \"%V\"", &value[i]);
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
+            if (ra_parse_ms(cf, &value[i], 4, 1, &rcf->ttl) != NGX_OK) {
                 return NGX_CONF_ERROR;
             }
 
-            if (value[i].data[0] == 't') {
-                if (ms >= 0x7fffffff) {
-                    /* rooms keep 32-bit times */
-                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                       "\"%V\" is too long, the most is 24d",
-                                       &value[i]);
-                    return NGX_CONF_ERROR;
-                }
+            continue;
+        }
 
-                rcf->ttl = ms;
-
-            } else if (value[i].data[1] == 't') {
-                rcf->stale = ms;
-
-            } else {
-                rcf->placement.slow_start_ms = (uint32_t) ms;
+        if (ngx_strncmp(value[i].data, "stale=", 6) == 0) {
+            if (ra_parse_ms(cf, &value[i], 6, 1, &rcf->stale) != NGX_OK) {
+                return NGX_CONF_ERROR;
             }
 
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "slow_start=", 11) == 0) {
+            if (ra_parse_ms(cf, &value[i], 11, 0, &ms) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            rcf->placement.slow_start_ms = (uint32_t) ms;
             continue;
         }
 
@@ -476,6 +466,48 @@ ra_parse_zone(ngx_conf_t *cf, ra_srv_conf_t *rcf, ngx_str_t *value)
     rcf->shm_zone->data = ctx;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * "name=time" from "skip" on: at least "min" ms, and below 2^31 ms (24d),
+ * since rooms and reports are timed with 32-bit differences
+ */
+
+static ngx_int_t
+ra_parse_ms(ngx_conf_t *cf, ngx_str_t *value, size_t skip, ngx_msec_t min,
+    ngx_msec_t *ms)
+{
+    ngx_str_t   s;
+    ngx_msec_t  t;
+
+    s.data = value->data + skip;
+    s.len = value->len - skip;
+
+    t = ngx_parse_time(&s, 0);
+
+    if (t == (ngx_msec_t) NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time in \"%V\"", value);
+        return NGX_ERROR;
+    }
+
+    if (t < min) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time in \"%V\", it must be more than 0",
+                           value);
+        return NGX_ERROR;
+    }
+
+    if (t >= 0x7fffffff) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is too long, the most is 24d", value);
+        return NGX_ERROR;
+    }
+
+    *ms = t;
+
+    return NGX_OK;
 }
 
 

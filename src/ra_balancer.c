@@ -1052,14 +1052,31 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
 {
     ra_peer_data_t  *pd = data;
 
-    ra_zone_ctx_t  *ctx;
-    ra_backend_t   *be;
+    ngx_uint_t                    failed;
+    ra_zone_ctx_t                *ctx;
+    ra_backend_t                 *be;
+    ngx_http_upstream_rr_peer_t  *peer;
+
+    /* round robin first: it counts the failure */
+
+    peer = pd->rrp.current;
+
+    ngx_http_upstream_free_round_robin_peer(pc, &pd->rrp, state);
+
+    /* the server now counts as failed: new placement views, all workers */
+
+    failed = (state & NGX_PEER_FAILED) && peer && peer->max_fails
+             && peer->fails >= peer->max_fails;
+
+    if (pd->counted < 0 && !failed) {
+        return;
+    }
+
+    ctx = pd->route.conf->shm_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
 
     if (pd->counted >= 0) {
-        ctx = pd->route.conf->shm_zone->data;
-
-        ngx_shmtx_lock(&ctx->shpool->mutex);
-
         be = &ctx->sh->backends[pd->counted];
 
         if (be->live) {
@@ -1070,30 +1087,18 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
         if (pd->room) {
             ra_room_release(ctx->sh, pd->room, ngx_current_msec);
         }
-
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
-                       "room_affinity: free peer, room \"%V\", state %ui",
-                       &pd->route.key, state);
-
-        pd->counted = -1;
-        pd->room = NULL;
     }
 
-    ngx_http_upstream_free_round_robin_peer(pc, &pd->rrp, state);
-
-    if (state & NGX_PEER_FAILED) {
-        /*
-         * the server may now count as failed: new placement views, in
-         * every worker (with the upstream's zone they share its state)
-         */
-
-        ctx = pd->route.conf->shm_zone->data;
-        pd->route.conf->pl_valid = 0;
-
-        ngx_shmtx_lock(&ctx->shpool->mutex);
+    if (failed) {
         ctx->sh->pl_gen++;
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
     }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                   "room_affinity: free peer, room \"%V\", state %ui",
+                   &pd->route.key, state);
+
+    pd->counted = -1;
+    pd->room = NULL;
 }

@@ -286,3 +286,29 @@ invalid url "ftp://x y"
 --- must_die
 --- error_log
 "ttl=30d" is too long, the most is 24d
+
+
+
+=== TEST 21: slow_start longer than 24 days (it would wrap)
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=rooms:1m slow_start=50d;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+    }
+--- config
+--- must_die
+--- error_log
+"slow_start=50d" is too long, the most is 24d
+
+
+
+=== TEST 22: stale of 0
+--- http_config
+    upstream chat {
+        room_affinity $arg_room zone=rooms:1m stale=0;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+    }
+--- config
+--- must_die
+--- error_log
+invalid time in "stale=0", it must be more than 0

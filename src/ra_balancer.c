@@ -462,6 +462,8 @@ ra_get_peer(ngx_peer_connection_t *pc, void *data)
 ngx_int_t
 ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
 {
+    u_char              from[RA_BACKEND_NAME_LEN];
+    size_t              from_len;
     time_t              now;
     ngx_int_t           i, old;
     ngx_uint_t          k;
@@ -480,6 +482,7 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
 
     rt->is_new = 0;
     rt->moved = 0;
+    from_len = 0;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -524,20 +527,14 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
     rt->slot = rcf->map[i].slot;
 
     if (room) {
+        /* its name, for the log line written after the unlock */
         be = &sh->backends[old];
+        from_len = be->name_len;
+        ngx_memcpy(from, be->name, from_len);
 
-        if (be->rooms) {
-            be->rooms--;
-        }
-
-        ra_room_set_backend(sh, room, rt->slot);
+        ra_room_move(sh, room, rt->slot);
         sh->moved++;
         rt->moved = 1;
-
-        ngx_log_error(NGX_LOG_INFO, log, 0,
-                      "room_affinity: moved room \"%V\" from \"%*s\" "
-                      "to \"%V\"", &rt->key, be->name_len, be->name,
-                      &rcf->map[i].peer->name);
         goto found;
     }
 
@@ -602,6 +599,13 @@ found:
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (rt->moved) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "room_affinity: moved room \"%V\" from \"%*s\" "
+                      "to \"%V\"", &rt->key, from_len, from,
+                      &rcf->map[rt->index].peer->name);
+    }
 
     if (room && (rt->is_new || rt->moved)) {
         /* tell the other nginx instances, through Redis */

@@ -202,6 +202,7 @@ void ra_room_acquire(ra_shctx_t *sh, ra_room_t *room);
 void ra_room_touch(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
 void ra_room_release(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
 void ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
+void ra_room_move(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
 ngx_int_t ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name);
 ngx_int_t ra_backend_find(ra_shctx_t *sh, u_char *name, size_t len);
 

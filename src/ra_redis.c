@@ -541,6 +541,11 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
         return NGX_ERROR;
     }
 
+    if (rc->unix_path.len == 0) {
+        /* a Redis host gone without a FIN is noticed, not waited on */
+        (void) redisEnableKeepAlive(&ac->c);
+    }
+
     c = ngx_get_connection(ac->c.fd, log);
     if (c == NULL) {
         redisAsyncFree(ac);
@@ -1124,9 +1129,16 @@ ra_redis_apply(ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot)
             } else {
                 be->registered = 1;
 
-                /* a report without figures (draining only) keeps the last */
+                /*
+                 * a report without figures (draining only) keeps the last;
+                 * a snapshot entry only fills in a backend nothing is known
+                 * of: it is older than any report received, and is read
+                 * again at every resubscription (each reload)
+                 */
 
-                if (msg->has_connections || msg->has_cpu) {
+                if ((msg->has_connections || msg->has_cpu)
+                    && !(snapshot && be->has_report))
+                {
                     be->has_report = 1;
                     be->reported_at = now;
                     sh->pending_total -= be->pending;
@@ -1276,11 +1288,19 @@ ra_redis_share(ra_srv_conf_t *rcf, ngx_str_t *room, ngx_str_t *backend,
 
     rc = ra_redis_conf;
 
-    if (rc == NULL || !rc->share || room->len > RA_ROOM_MAX_LEN) {
+    if (rc == NULL || !rc->share) {
         return;
     }
 
     sh = rc->sh;
+
+    if (!sh->connected) {
+        /*
+         * no subscriber to publish it: by the time one is, the placement
+         * is old news that could override a newer one elsewhere
+         */
+        return;
+    }
 
     ngx_shmtx_lock(&rc->shpool->mutex);
 
@@ -1391,7 +1411,6 @@ ra_redis_on_room(const char *data, size_t len)
     ngx_str_t         room;
     ra_room_t        *r;
     ra_shctx_t       *sh;
-    ra_backend_t     *be;
     ra_zone_ctx_t    *ctx;
     ra_srv_conf_t   **rcfp, *rcf;
     ra_main_conf_t   *rmcf;
@@ -1500,15 +1519,18 @@ found:
         }
 
     } else if (r->backend != (ngx_uint_t) slot
-               && (moved || from < rc->sh->instance))
+               && (moved
+                   || (from < rc->sh->instance
+                       && r->live == 0
+                       && (int32_t) ((uint32_t) ngx_current_msec - r->created)
+                          < RA_SHARE_RACE)))
     {
-        be = &sh->backends[r->backend];
-
-        if (be->rooms) {
-            be->rooms--;
-        }
-
-        ra_room_set_backend(sh, r, slot);
+        /*
+         * a move always wins; two placements of a new room made at once
+         * converge on the smaller instance's, but only while the room is
+         * that new and empty: a late one never splits a room in use
+         */
+        ra_room_move(sh, r, slot);
         adopt = 1;
     }
 

@@ -13,6 +13,8 @@
 #define RA_REDIS_ZONE_SIZE     (512 * 1024)
 #define RA_SHARE_SLOTS         512       /* placements waiting to go out */
 #define RA_SHARE_TICK          5         /* ms between outbox drains */
+#define RA_SHARE_RACE          2000      /* ms a new room's placement may be
+                                            replaced by a smaller instance's */
 #define RA_REDIS_TICK          200       /* ms between election checks */
 #define RA_REDIS_TAKEOVER      800       /* ms without a heartbeat */
 #define RA_REDIS_BACKOFF_MIN   100       /* ms */

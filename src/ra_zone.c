@@ -322,6 +322,23 @@ ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot)
 }
 
 
+/* a placed room to another backend */
+
+void
+ra_room_move(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot)
+{
+    ra_backend_t  *be;
+
+    be = &sh->backends[room->backend];
+
+    if (be->rooms) {
+        be->rooms--;
+    }
+
+    ra_room_set_backend(sh, room, slot);
+}
+
+
 ngx_int_t
 ra_backend_find(ra_shctx_t *sh, u_char *name, size_t len)
 {

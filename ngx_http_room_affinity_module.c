@@ -70,6 +70,13 @@ static ngx_command_t  ra_commands[] = {
       offsetof(ra_loc_conf_t, join_max_body),
       NULL },
 
+    { ngx_string("room_affinity_body_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ra_loc_conf_t, body_max),
+      NULL },
+
     { ngx_string("room_affinity_field"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -206,6 +213,7 @@ ra_create_loc_conf(ngx_conf_t *cf)
 
     rlcf->join_max_body = NGX_CONF_UNSET_SIZE;
     rlcf->body = NGX_CONF_UNSET_UINT;
+    rlcf->body_max = NGX_CONF_UNSET_SIZE;
 
     return rlcf;
 }
@@ -221,6 +229,7 @@ ra_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->join_max_body, prev->join_max_body,
                               RA_JOIN_MAX_BODY);
     ngx_conf_merge_uint_value(conf->body, prev->body, RA_BODY_OFF);
+    ngx_conf_merge_size_value(conf->body_max, prev->body_max, RA_BODY_MAX);
 
     return ra_join_merge(cf, prev, conf);
 }

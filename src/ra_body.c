@@ -226,7 +226,8 @@ ra_body_handler(ngx_http_request_t *r)
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_room_affinity_module);
 
-    if (rlcf->body == RA_BODY_OFF) {
+    if (rlcf->body == RA_BODY_OFF || rlcf->join) {
+        /* the join API reads and parses its own body */
         return NGX_DECLINED;
     }
 
@@ -286,7 +287,23 @@ ra_body_read_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_room_affinity_module);
 
-    rc = ra_body_room(r, &rlcf->field, &ctx->room, &ctx->err);
+    if (r->headers_in.content_length_n == 0) {
+        /* an empty chunked body: no body, as without one, even strict */
+        rc = NGX_OK;
+
+    } else if (r->headers_in.content_length_n > (off_t) rlcf->body_max) {
+        /*
+         * the body still goes to the backend byte for byte, but a large
+         * document is not parsed in the event loop for its room
+         */
+        ra_room_error(&ctx->err, "body_too_large",
+                      "the body is over room_affinity_body_max_size (%uz)",
+                      rlcf->body_max);
+        rc = NGX_DECLINED;
+
+    } else {
+        rc = ra_body_room(r, &rlcf->field, &ctx->room, &ctx->err);
+    }
 
     if (rc == NGX_OK) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

@@ -15,6 +15,7 @@
 
 #define RA_FIELD_DEFAULT         "roomName"
 #define RA_JOIN_MAX_BODY         4096
+#define RA_BODY_MAX              (1024 * 1024)
 #define RA_JOIN_RETRY_AFTER      5          /* seconds */
 #define RA_REASON_LEN            256
 
@@ -34,6 +35,7 @@ typedef struct {
     ngx_str_t                     field;       /* room_affinity_field */
     size_t                        join_max_body;
     ngx_uint_t                    body;        /* room_affinity_body */
+    size_t                        body_max;    /* ..._body_max_size */
 } ra_loc_conf_t;
 
 

@@ -469,7 +469,42 @@ $main::backends"
 
 
 
-=== TEST 20: an invalid mode
+=== TEST 20: a body over room_affinity_body_max_size is not parsed: it
+reaches the backend whole, its room unread (refused when strict); an empty
+chunked body is no body, even when strict
+--- http_config eval: main::chat('b20', $main::echo)
+--- config
+    room_affinity_body_max_size 100;
+    location = /status { room_affinity_status; }
+    location / {
+        room_affinity_body on;
+        proxy_pass http://chat;
+    }
+    location /strict {
+        room_affinity_body strict;
+        proxy_pass http://chat;
+    }
+--- request eval
+[ "POST /\n" . main::big("over", 200),
+  "POST /\n{\"roomName\":\"under\"}",
+  "POST /strict\n" . main::big("over", 200),
+  "POST /strict\n" . RoomAffinity::chunked("", 1),
+  "GET /status?room=over" ]
+--- more_headers eval
+[ "", "", "", "Transfer-Encoding: chunked", "" ]
+--- error_code eval
+[200, 200, 400, 200, 404]
+--- response_body_like eval
+[ qr/\Ab\d \Q${\ main::big("over", 200)}\E\z/,
+  main::echoed("under", '{"roomName":"under"}'),
+  RoomAffinity::error_json("body_too_large",
+      "the body is over room_affinity_body_max_size (100)"),
+  qr/\Ab\d \z/,
+  qr/"error":"unknown room"/ ]
+
+
+
+=== TEST 21: an invalid mode
 --- config
     room_affinity_body maybe;
 --- must_die

@@ -28,6 +28,7 @@ static void ra_peer_url(ra_srv_conf_t *rcf, ngx_http_upstream_rr_peer_t *peer,
 static ngx_int_t ra_get_peer(ngx_peer_connection_t *pc, void *data);
 static ngx_uint_t ra_tried(ra_route_t *rt, ngx_uint_t k);
 static ngx_uint_t ra_usable(ngx_http_upstream_rr_peer_t *peer, time_t now);
+static ngx_uint_t ra_gone(ngx_http_upstream_rr_peer_t *peer, time_t now);
 static ngx_uint_t ra_can_take(ra_route_t *rt, ngx_uint_t k, time_t now);
 static ngx_int_t ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to,
     ngx_msec_t now);
@@ -466,7 +467,7 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
     size_t              from_len;
     time_t              now;
     ngx_int_t           i, old;
-    ngx_uint_t          k;
+    ngx_uint_t          k, stay;
     ngx_msec_t          msec;
     ra_room_t          *room;
     ra_shctx_t         *sh;
@@ -483,6 +484,7 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
     rt->is_new = 0;
     rt->moved = 0;
     from_len = 0;
+    stay = 0;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -509,6 +511,17 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
         }
 
         old = room->backend;
+
+        /*
+         * A room with members whose backend still serves others (this
+         * request tried it, or it is at max_conns) stays: only this
+         * request goes elsewhere, unrecorded, so that one request does not
+         * split the room for good.  It moves when its backend is gone for
+         * everyone (not configured here, down, failed) or when it is empty.
+         */
+
+        stay = (k < rcf->nmap && room->live > 0
+                && !ra_gone(rcf->map[k].peer, now));
     }
 
     /* a new room, or its backend cannot take it: place it */
@@ -525,6 +538,13 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
 
     rt->index = i;
     rt->slot = rcf->map[i].slot;
+
+    if (stay) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "room_affinity: room \"%V\" stays, this request "
+                       "goes to \"%V\"", &rt->key, &rcf->map[i].peer->name);
+        goto found;
+    }
 
     if (room) {
         /* its name, for the log line written after the unlock */
@@ -651,22 +671,20 @@ ra_tried(ra_route_t *rt, ngx_uint_t k)
 static ngx_uint_t
 ra_usable(ngx_http_upstream_rr_peer_t *peer, time_t now)
 {
-    if (peer->down) {
-        return 0;
-    }
+    return !ra_gone(peer, now)
+           && !(peer->max_conns && peer->conns >= peer->max_conns);
+}
 
-    if (peer->max_fails
-        && peer->fails >= peer->max_fails
-        && now - peer->checked <= peer->fail_timeout)
-    {
-        return 0;
-    }
 
-    if (peer->max_conns && peer->conns >= peer->max_conns) {
-        return 0;
-    }
+/* unavailable to every request: down, or failed (max_fails) */
 
-    return 1;
+static ngx_uint_t
+ra_gone(ngx_http_upstream_rr_peer_t *peer, time_t now)
+{
+    return peer->down
+           || (peer->max_fails
+               && peer->fails >= peer->max_fails
+               && now - peer->checked <= peer->fail_timeout);
 }
 
 

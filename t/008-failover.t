@@ -165,3 +165,53 @@ four servers, so that the three left still make a view)
   qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}",[^{}]*"state":"down","live":0,"rooms":0,/,
   qr/slept/, (map { qr/^b[1234]$/ } 1..12),
   qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}",[^{}]*"rooms":[2-9],/ ]
+
+
+
+=== TEST 7: a room with a member connected stays on its backend when it
+is at max_conns: the new member is sent elsewhere, the room is not moved
+--- http_config
+    upstream chat4 {
+        room_affinity $arg_room zone=fo4:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT max_conns=1;
+        server 127.0.0.1:$TEST_NGINX_B2_PORT max_conns=1;
+        server 127.0.0.1:$TEST_NGINX_B3_PORT max_conns=1;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_B1_PORT;
+        location / { return 200 "b1\n"; }
+        location /slow {
+            proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/sleep?wait=2000;
+        }
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_B2_PORT;
+        location / { return 200 "b2\n"; }
+        location /slow {
+            proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/sleep?wait=2000;
+        }
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_B3_PORT;
+        location / { return 200 "b3\n"; }
+        location /slow {
+            proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/sleep?wait=2000;
+        }
+    }
+--- config
+    location / { proxy_pass http://chat4; }
+    location = /status { room_affinity_status; }
+    location = /check {
+        mirror /busy;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/sleep?wait=500&port=$server_port&then=%2F%3Froom%3Dfull,%2Fstatus;
+    }
+    location = /busy {
+        internal;
+        set $args room=full;
+        proxy_pass http://chat4/slow;
+    }
+--- request
+GET /check
+--- response_body_like eval
+qr/\Aslept\nb\d\n.*"rooms":1,"bytes_used":\d+,"bytes_total":\d+,"evicted":0,"expired":0,"moved":0,/s
+--- timeout: 5

@@ -15,7 +15,6 @@ typedef struct {
     /* the round robin data must be first */
     ngx_http_upstream_rr_peer_data_t   rrp;
     ra_route_t                         route;
-    ngx_uint_t                         tries;
     ngx_int_t                          counted;   /* slot, or -1 */
     ra_room_t                         *room;      /* acquired room */
 } ra_peer_data_t;
@@ -399,10 +398,6 @@ ra_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
                    "room_affinity: get peer, try: %ui, room: \"%V\"",
                    pc->tries, &rt->key);
-
-    if (pd->tries++ > RA_MAX_TRIES) {
-        return ngx_http_upstream_get_round_robin_peer(pc, &pd->rrp);
-    }
 
     pc->cached = 0;
     pc->connection = NULL;

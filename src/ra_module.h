@@ -20,7 +20,6 @@
 #define RA_FULL_LOG_INTERVAL   10000    /* ms between "zone is full" logs */
 #define RA_EXPIRE_BATCH        4        /* idle rooms expired per lookup */
 #define RA_EVICT_MAX           16       /* idle rooms evicted for one room */
-#define RA_MAX_TRIES           20
 #define RA_MAP_RETRY           1000     /* ms between tries of a server map */
 
 
@@ -109,7 +108,6 @@ typedef struct {
 typedef struct {
     ngx_http_upstream_rr_peer_t  *peer;
     ngx_uint_t                    slot;
-    ngx_uint_t                    index;    /* within its peers list */
     unsigned                      backup:1;
 } ra_peer_map_t;
 

@@ -48,6 +48,7 @@ static void ra_redis_close(ra_redis_link_t *link);
 static void ra_redis_reply(redisAsyncContext *ac, void *r, void *privdata);
 static void ra_redis_on_message(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ra_redis_ready(void);
 static void ra_redis_request_snapshot(void);
 static void ra_redis_on_snapshot(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -293,11 +294,21 @@ ra_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ra_redis_conf_t  *orc = data;
 
+    ngx_fd_t          fd;
     ra_redis_conf_t  *rc;
 
     rc = shm_zone->data;
 
     if (orc) {
+        /* nginx -s reload: keep the instance id and the outbox */
+
+        if (orc->sh->version != RA_REDIS_ZONE_VERSION) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "room_affinity_redis zone was made by another "
+                          "version of the module: restart nginx");
+            return NGX_ERROR;
+        }
+
         rc->shpool = orc->shpool;
         rc->sh = orc->sh;
         return NGX_OK;
@@ -321,10 +332,27 @@ ra_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
-    /* tells this instance's placements from the others' */
-    rc->sh->instance = ((uint64_t) ngx_random() << 33)
-                       ^ ((uint64_t) ngx_random() << 2)
-                       ^ (uint64_t) ngx_pid ^ (uint64_t) ngx_time();
+    rc->sh->version = RA_REDIS_ZONE_VERSION;
+
+    /*
+     * tells this instance's placements from the others': from the kernel,
+     * as containers start their nginx as pid 1 in the same second
+     */
+
+    fd = ngx_open_file("/dev/urandom", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE
+        || ngx_read_fd(fd, &rc->sh->instance, sizeof(uint64_t))
+           != (ssize_t) sizeof(uint64_t))
+    {
+        rc->sh->instance = ((uint64_t) ngx_random() << 33)
+                           ^ ((uint64_t) ngx_random() << 2)
+                           ^ (uint64_t) ngx_time();
+    }
+
+    if (fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(fd);
+    }
 
     rc->shpool->data = rc->sh;
 
@@ -744,7 +772,7 @@ ra_redis_connected(const redisAsyncContext *ac, int status)
                   link->name, &ra_redis_conf->address);
 
     if (!link->subscriber) {
-        ra_redis_request_snapshot();
+        ra_redis_ready();
     }
 }
 
@@ -892,11 +920,7 @@ ra_redis_on_message(redisAsyncContext *ac, void *r, void *privdata)
             rc->sh->connected = 1;
             ngx_shmtx_unlock(&rc->shpool->mutex);
 
-            ra_redis_request_snapshot();
-
-            if (rc->share && !ra_redis_share_timer.timer_set) {
-                ngx_add_timer(&ra_redis_share_timer, RA_SHARE_TICK);
-            }
+            ra_redis_ready();
         }
 
         return;
@@ -936,6 +960,32 @@ ra_redis_on_message(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/*
+ * Both links up and subscribed, whichever came last: the snapshot, and the
+ * outbox of shared placements
+ */
+
+static void
+ra_redis_ready(void)
+{
+    ra_redis_conf_t  *rc;
+
+    rc = ra_redis_conf;
+
+    if (ra_redis_sub.subscribed < (rc->share ? 3 : 2)
+        || ra_redis_cmd.ac == NULL || !ra_redis_cmd.connected)
+    {
+        return;
+    }
+
+    ra_redis_request_snapshot();
+
+    if (rc->share && !ra_redis_share_timer.timer_set) {
+        ngx_add_timer(&ra_redis_share_timer, RA_SHARE_TICK);
+    }
+}
+
+
 static void
 ra_redis_request_snapshot(void)
 {
@@ -947,9 +997,7 @@ ra_redis_request_snapshot(void)
 
     /* after subscribing, so nothing published in between is lost */
 
-    if (!rc->snapshot || ra_redis_sub.subscribed < (rc->share ? 3 : 2)
-        || ra_redis_cmd.ac == NULL || !ra_redis_cmd.connected)
-    {
+    if (!rc->snapshot) {
         return;
     }
 

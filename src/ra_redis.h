@@ -34,7 +34,11 @@ typedef struct {
 
 
 /* what the instance's subscriber shares with every worker */
+#define RA_REDIS_ZONE_VERSION  2        /* layout of ra_redis_sh_t */
+
+
 typedef struct {
+    ngx_uint_t          version;
     uint64_t            instance;     /* random, kept across reloads */
     ngx_uint_t          share_head;   /* next to publish */
     ngx_uint_t          share_tail;   /* next free */

@@ -96,7 +96,7 @@ static ngx_command_t  ra_commands[] = {
     { ngx_string("room_affinity_bench"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ra_bench,
-      0,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 

@@ -20,17 +20,12 @@
  */
 
 #include "ra_balancer.h"
+#include "ra_body.h"
 
 
 #if (RA_BENCH)
 
 #include <time.h>
-
-
-typedef struct {
-    ngx_str_t       upstream;
-    ra_srv_conf_t  *conf;
-} ra_bench_loc_conf_t;
 
 
 #define RA_BENCH_BATCHES  9
@@ -44,20 +39,15 @@ static uint64_t ra_bench_now(void);
 static int ngx_libc_cdecl ra_bench_cmp(const void *a, const void *b);
 
 
-/* which upstream each bench location measures */
-typedef struct {
-    ngx_http_core_loc_conf_t  *clcf;
-    ra_srv_conf_t             *conf;
-} ra_bench_target_t;
-
-static ra_bench_target_t  ra_bench_targets[16];
-static ngx_uint_t         ra_bench_ntargets;
-static ngx_uint_t         ra_bench_requests;
+/* names the new rooms of each request apart */
+static ngx_uint_t  ra_bench_requests;
 
 
 char *
 ra_bench(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ra_loc_conf_t  *rlcf = conf;
+
     ngx_str_t                  *value;
     ngx_uint_t                  i;
     ra_srv_conf_t             **rcfp;
@@ -75,16 +65,10 @@ ra_bench(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             && ngx_strncmp(rcfp[i]->upstream->host.data, value[1].data,
                            value[1].len) == 0)
         {
-            if (ra_bench_ntargets == 16) {
-                return "has too many locations";
-            }
-
             clcf = ngx_http_conf_get_module_loc_conf(cf,
                                                      ngx_http_core_module);
             clcf->handler = ra_bench_handler;
-
-            ra_bench_targets[ra_bench_ntargets].clcf = clcf;
-            ra_bench_targets[ra_bench_ntargets++].conf = rcfp[i];
+            rlcf->bench = rcfp[i];
 
             return NGX_CONF_OK;
         }
@@ -106,27 +90,14 @@ ra_bench_handler(ngx_http_request_t *r)
     ngx_int_t         n, ops, rc;
     ngx_str_t         arg, key, *keys;
     ngx_buf_t        *b;
-    ngx_uint_t        i, k, seed, rooms, found, hot, lookups;
-    ngx_chain_t       out;
+    ngx_uint_t        i, k, seed, rooms, found, hot, lookups, evicted;
     ra_route_t        rt;
     ra_zone_ctx_t    *ctx;
     ra_srv_conf_t    *rcf;
     ngx_slab_pool_t  *shpool;
 
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-    rcf = NULL;
-
-    for (i = 0; i < ra_bench_ntargets; i++) {
-        if (ra_bench_targets[i].clcf == clcf) {
-            rcf = ra_bench_targets[i].conf;
-        }
-    }
-
-    if (rcf == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    rcf = ((ra_loc_conf_t *) ngx_http_get_module_loc_conf(r,
+                                          ngx_http_room_affinity_module))->bench;
 
     ctx = rcf->shm_zone->data;
     shpool = ctx->shpool;
@@ -177,7 +148,7 @@ ra_bench_handler(ngx_http_request_t *r)
 
     if (ngx_http_arg(r, (u_char *) "ops", 3, &arg) == NGX_OK) {
         n = ngx_atoi(arg.data, arg.len);
-        ops = (n > 0) ? n : ops;
+        ops = (n >= 10) ? n : ops;
     }
 
     if (ra_peer_map(rcf, r->connection->log) != NGX_OK) {
@@ -190,6 +161,7 @@ ra_bench_handler(ngx_http_request_t *r)
     }
 
     before = (shpool->end - (u_char *) shpool) - shpool->pfree * ngx_pagesize;
+    evicted = ctx->sh->evicted;
 
     if (ra_bench_fill(rcf, rooms, r->connection->log) != NGX_OK) {
         return NGX_HTTP_INSUFFICIENT_STORAGE;
@@ -301,7 +273,7 @@ ra_bench_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ctx->sh->evicted) {
+    if (ctx->sh->evicted != evicted) {
         /* the new rooms pushed known ones out: the figures would lie */
         return NGX_HTTP_INSUFFICIENT_STORAGE;
     }
@@ -317,21 +289,7 @@ ra_bench_handler(ngx_http_request_t *r)
                           route[RA_BENCH_BATCHES / 2], found,
                           (after - before) / (rooms ? rooms : 1), after);
 
-    b->last_buf = 1;
-
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-
-    rc = ngx_http_send_header(r);
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ra_send(r, NGX_HTTP_OK, NULL, b);
 }
 
 
@@ -340,13 +298,15 @@ ra_bench_fill(ra_srv_conf_t *rcf, ngx_uint_t rooms, ngx_log_t *log)
 {
     u_char         *p, name[64];
     uint32_t        hash;
-    ngx_uint_t      i;
+    ngx_uint_t      i, evicted;
     ra_room_t      *room;
     ra_zone_ctx_t  *ctx;
 
     ctx = rcf->shm_zone->data;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    evicted = ctx->sh->evicted;
 
     for (i = 0; i < rooms; i++) {
         p = ngx_sprintf(name, "bench-%ui", i);
@@ -358,7 +318,7 @@ ra_bench_fill(ra_srv_conf_t *rcf, ngx_uint_t rooms, ngx_log_t *log)
 
         room = ra_room_create(ctx, hash, name, p - name, ngx_current_msec,
                               log);
-        if (room == NULL || ctx->sh->evicted) {
+        if (room == NULL || ctx->sh->evicted != evicted) {
             ngx_shmtx_unlock(&ctx->shpool->mutex);
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "room_affinity bench: zone full at %ui rooms", i);

@@ -570,12 +570,17 @@ ra_json_error(ngx_http_request_t *r, ngx_uint_t status, ra_room_err_t *err)
         }
     }
 
-    return ra_json_send(r, status, b);
+    return ra_send(r, status, NULL, b);
 }
 
 
+/*
+ * The module's answers (join, errors, status): b as the whole body, of the
+ * type given (NULL: JSON), never cached
+ */
+
 ngx_int_t
-ra_json_send(ngx_http_request_t *r, ngx_uint_t status, ngx_buf_t *b)
+ra_send(ngx_http_request_t *r, ngx_uint_t status, char *type, ngx_buf_t *b)
 {
     ngx_int_t    rc;
     ngx_str_t    key, value;
@@ -584,7 +589,10 @@ ra_json_send(ngx_http_request_t *r, ngx_uint_t status, ngx_buf_t *b)
     r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type.data = (u_char *) (type ? type
+                                                       : "application/json");
+    r->headers_out.content_type.len = ngx_strlen(
+                                          r->headers_out.content_type.data);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 

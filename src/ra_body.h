@@ -36,6 +36,10 @@ typedef struct {
     size_t                        join_max_body;
     ngx_uint_t                    body;        /* room_affinity_body */
     size_t                        body_max;    /* ..._body_max_size */
+
+#if (RA_BENCH)
+    ra_srv_conf_t                *bench;       /* room_affinity_bench */
+#endif
 } ra_loc_conf_t;
 
 
@@ -69,7 +73,7 @@ void ra_room_error(ra_room_err_t *err, const char *code, const char *fmt,
     ...);
 ngx_int_t ra_json_error(ngx_http_request_t *r, ngx_uint_t status,
     ra_room_err_t *err);
-ngx_int_t ra_json_send(ngx_http_request_t *r, ngx_uint_t status,
+ngx_int_t ra_send(ngx_http_request_t *r, ngx_uint_t status, char *type,
     ngx_buf_t *b);
 ngx_int_t ra_add_header(ngx_http_request_t *r, ngx_str_t *key,
     ngx_str_t *value);

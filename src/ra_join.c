@@ -374,7 +374,7 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
     b->last = ngx_sprintf(b->last, "\",\"new\":%s}" CRLF,
                           (rt.is_new || rt.room == NULL) ? "true" : "false");
 
-    return ra_json_send(r, NGX_HTTP_OK, b);
+    return ra_send(r, NGX_HTTP_OK, NULL, b);
 }
 
 

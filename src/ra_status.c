@@ -6,6 +6,7 @@
 #include "ra_module.h"
 #include "ra_balancer.h"
 #include "ra_redis.h"
+#include "ra_body.h"
 
 
 #define RA_STATUS_UPSTREAM_LEN  512
@@ -29,8 +30,6 @@ static ngx_int_t ra_status_prometheus(ngx_http_request_t *r,
     ra_main_conf_t *rmcf);
 static ngx_int_t ra_prom_escape(ngx_pool_t *pool, u_char *data, size_t len,
     ngx_str_t *out);
-static ngx_int_t ra_status_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_buf_t *b);
 
 
 char *
@@ -137,7 +136,7 @@ ra_status_handler(ngx_http_request_t *r)
 
     b->last = ngx_cpymem(b->last, "}" CRLF, 3);
 
-    return ra_status_send(r, NGX_HTTP_OK, b);
+    return ra_send(r, NGX_HTTP_OK, NULL, b);
 }
 
 
@@ -401,7 +400,7 @@ ra_status_room(ngx_http_request_t *r, ngx_str_t *name)
 
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-        return ra_status_send(r, NGX_HTTP_OK, b);
+        return ra_send(r, NGX_HTTP_OK, NULL, b);
     }
 
     b->last = ngx_cpymem(b->last, "{\"error\":\"unknown room\",\"room\":\"",
@@ -409,7 +408,7 @@ ra_status_room(ngx_http_request_t *r, ngx_str_t *name)
     b->last = (u_char *) ngx_escape_json(b->last, name->data, name->len);
     b->last = ngx_cpymem(b->last, "\"}" CRLF, 4);
 
-    return ra_status_send(r, NGX_HTTP_NOT_FOUND, b);
+    return ra_send(r, NGX_HTTP_NOT_FOUND, NULL, b);
 }
 
 
@@ -637,11 +636,8 @@ ra_status_prometheus(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 
     b->last = p;
 
-    ngx_str_set(&r->headers_out.content_type,
-                "text/plain; version=0.0.4; charset=utf-8");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    return ra_status_send(r, NGX_HTTP_OK, b);
+    return ra_send(r, NGX_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                   b);
 }
 
 
@@ -676,34 +672,4 @@ ra_prom_escape(ngx_pool_t *pool, u_char *data, size_t len, ngx_str_t *out)
     out->len = p - out->data;
 
     return NGX_OK;
-}
-
-
-static ngx_int_t
-ra_status_send(ngx_http_request_t *r, ngx_uint_t status, ngx_buf_t *b)
-{
-    ngx_int_t    rc;
-    ngx_chain_t  out;
-
-    if (r->headers_out.content_type.len == 0) {
-        ngx_str_set(&r->headers_out.content_type, "application/json");
-        r->headers_out.content_type_len = r->headers_out.content_type.len;
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
 }

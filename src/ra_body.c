@@ -558,16 +558,15 @@ ra_json_error(ngx_http_request_t *r, ngx_uint_t status, ra_room_err_t *err)
     b->last = (u_char *) ngx_escape_json(b->last, err->reason, err->len);
     b->last = ngx_cpymem(b->last, "\"}" CRLF, 4);
 
-    if (status == NGX_HTTP_BAD_REQUEST
-        || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE)
-    {
-        /* as nginx does: the rest of a bad body is not a next request */
+    if (status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        /*
+         * as nginx does: the body may not have been read, and the rest of
+         * it is not a next request; the client may still be sending it:
+         * let it see the answer.  A 400 comes after the body was read or
+         * discarded: the connection stays usable.
+         */
         r->keepalive = 0;
-
-        if (status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            /* the client may still be sending it: let it see the answer */
-            r->lingering_close = 1;
-        }
+        r->lingering_close = 1;
     }
 
     return ra_send(r, status, NULL, b);

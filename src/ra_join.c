@@ -72,6 +72,12 @@ ra_join(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "conflicts with another content handler in the location "
+               "(proxy_pass, room_affinity_status, ...)";
+    }
+
     clcf->handler = ra_join_handler;
 
     return NGX_CONF_OK;
@@ -89,6 +95,7 @@ ra_join_merge(ngx_conf_t *cf, ra_loc_conf_t *prev, ra_loc_conf_t *conf)
     ngx_uint_t                      i;
     ra_srv_conf_t                 **rcfp;
     ra_main_conf_t                 *rmcf;
+    ngx_http_core_loc_conf_t       *clcf;
     ngx_http_upstream_srv_conf_t  **uscfp;
     ngx_http_upstream_main_conf_t  *umcf;
 
@@ -104,6 +111,17 @@ ra_join_merge(ngx_conf_t *cf, ra_loc_conf_t *prev, ra_loc_conf_t *conf)
 
     if (conf->join) {
         return NGX_CONF_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != ra_join_handler) {
+        /* a content handler set after the directive took its place */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"room_affinity_join\" conflicts with another "
+                      "content handler in the location (proxy_pass, ...) "
+                      "in %s:%ui", conf->join_file, conf->join_line);
+        return NGX_CONF_ERROR;
     }
 
     rmcf = ngx_http_conf_get_module_main_conf(cf,

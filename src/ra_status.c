@@ -38,6 +38,12 @@ ra_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "conflicts with another content handler in the location "
+               "(proxy_pass, room_affinity_join, ...)";
+    }
+
     clcf->handler = ra_status_handler;
 
     return NGX_CONF_OK;
@@ -48,7 +54,6 @@ static ngx_int_t
 ra_status_handler(ngx_http_request_t *r)
 {
     size_t            len;
-    u_char           *p;
     ngx_int_t         rc;
     ngx_str_t         arg, name;
     ngx_buf_t        *b;
@@ -76,16 +81,17 @@ ra_status_handler(ngx_http_request_t *r)
         }
     }
 
-    if (ngx_http_arg(r, (u_char *) "room", 4, &arg) == NGX_OK) {
-        name.data = ngx_pnalloc(r->pool, arg.len);
-        if (name.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    /* decoded as the join API decodes its argument ("+" is a space) */
 
-        p = name.data;
-        ngx_unescape_uri(&p, &arg.data, arg.len, 0);
-        name.len = p - name.data;
+    ngx_str_set(&arg, "room");
 
+    rc = ra_arg_room(r, &arg, &name);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_OK) {
         /* the name the room table keeps: "md5:..." past 512 bytes */
         if (ra_room_name(r->pool, &name) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;

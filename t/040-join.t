@@ -684,7 +684,41 @@ no upstream "localhost" for "room_affinity_join"
 
 
 
-=== TEST 30: an unknown parameter
+=== TEST 30: the join and proxy_pass in one location: one would be lost
+--- http_config
+    upstream chat {
+        room_affinity $arg_roomName zone=j30:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+    }
+--- config
+    location = /join {
+        room_affinity_join chat;
+        proxy_pass http://chat;
+    }
+--- must_die
+--- error_log
+"room_affinity_join" conflicts with another content handler in the location
+
+
+
+=== TEST 31: the status and the join in one location
+--- http_config
+    upstream chat {
+        room_affinity $arg_roomName zone=j31:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+    }
+--- config
+    location = /join {
+        room_affinity_status;
+        room_affinity_join chat;
+    }
+--- must_die
+--- error_log
+"room_affinity_join" directive conflicts with another content handler in the location
+
+
+
+=== TEST 32: an unknown parameter
 --- http_config
     upstream chat {
         room_affinity $arg_roomName zone=j28:1m;
@@ -698,7 +732,7 @@ invalid parameter "retry_after=soon"
 
 
 
-=== TEST 31: an empty field name
+=== TEST 33: an empty field name
 --- config
     room_affinity_field "";
 --- must_die
@@ -707,7 +741,7 @@ invalid parameter "retry_after=soon"
 
 
 
-=== TEST 32: the join directive belongs in a location
+=== TEST 34: the join directive belongs in a location
 --- http_config
     upstream chat {
         room_affinity $arg_roomName zone=j30:1m;

@@ -495,31 +495,6 @@ ra_body_read(void *buffer, size_t size, void *data)
 }
 
 
-off_t
-ra_body_size(ngx_http_request_t *r)
-{
-    off_t         size;
-    ngx_chain_t  *cl;
-
-    size = 0;
-
-    if (r->request_body == NULL) {
-        return 0;
-    }
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        if (ngx_buf_in_memory(cl->buf)) {
-            size += cl->buf->last - cl->buf->pos;
-
-        } else if (cl->buf->in_file) {
-            size += cl->buf->file_last - cl->buf->file_pos;
-        }
-    }
-
-    return size;
-}
-
-
 void
 ra_room_error(ra_room_err_t *err, const char *code, const char *fmt, ...)
 {

@@ -68,7 +68,6 @@ ngx_int_t ra_body_room(ngx_http_request_t *r, ngx_str_t *field,
     ngx_str_t *room, ra_room_err_t *err);
 ngx_int_t ra_arg_room(ngx_http_request_t *r, ngx_str_t *field,
     ngx_str_t *room);
-off_t ra_body_size(ngx_http_request_t *r);
 void ra_room_error(ra_room_err_t *err, const char *code, const char *fmt,
     ...);
 ngx_int_t ra_json_error(ngx_http_request_t *r, ngx_uint_t status,

@@ -296,7 +296,9 @@ ra_join_body(ngx_http_request_t *r)
 
     /* a chunked body has no length to check before it is read */
 
-    if (ra_body_size(r) > (off_t) rlcf->join_max_body) {
+    /* the body's length once read, chunked included */
+
+    if (r->headers_in.content_length_n > (off_t) rlcf->join_max_body) {
         return ra_join_too_large(r, (off_t) rlcf->join_max_body);
     }
 

@@ -155,7 +155,7 @@ ra_arg_room_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         return NGX_ERROR;
     }
 
-    if (rc == NGX_DECLINED || room.len == 0) {
+    if (rc != NGX_OK || room.len == 0) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -172,7 +172,8 @@ ra_arg_room_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
 /*
  * The query argument "field", decoded as a form would encode it: "+" is a
- * space, then %XX sequences.  NGX_DECLINED: no such argument.
+ * space, then %XX sequences.  NGX_DECLINED: no such argument; NGX_ABORT:
+ * a "%" without two hex digits.
  */
 
 ngx_int_t
@@ -190,6 +191,17 @@ ra_arg_room(ngx_http_request_t *r, ngx_str_t *field, ngx_str_t *room)
 
     if (arg.len == 0) {
         return NGX_OK;
+    }
+
+    /* "%" and two hex digits, or ngx_unescape_uri() drops it silently */
+
+    for (i = 0; i < arg.len; i++) {
+        if (arg.data[i] == '%'
+            && (i + 2 >= arg.len
+                || !isxdigit(arg.data[i + 1]) || !isxdigit(arg.data[i + 2])))
+        {
+            return NGX_ABORT;
+        }
     }
 
     p = ngx_pnalloc(r->pool, arg.len);

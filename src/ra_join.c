@@ -245,6 +245,13 @@ ra_join_arg(ngx_http_request_t *r, ra_loc_conf_t *rlcf)
         return ra_json_error(r, NGX_HTTP_BAD_REQUEST, &err);
     }
 
+    if (rc == NGX_ABORT) {
+        ra_room_error(&err, "invalid_room",
+                      "the query argument \"%V\" has a bad %%-escape",
+                      &rlcf->field);
+        return ra_json_error(r, NGX_HTTP_BAD_REQUEST, &err);
+    }
+
     if (room.len == 0) {
         ra_room_error(&err, "empty_room",
                       "the query argument \"%V\" is empty", &rlcf->field);

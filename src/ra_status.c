@@ -91,6 +91,11 @@ ra_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (rc == NGX_ABORT) {
+        /* a bad %-escape: no room has that name */
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
     if (rc == NGX_OK) {
         /* the name the room table keeps: "md5:..." past 512 bytes */
         if (ra_room_name(r->pool, &name) != NGX_OK) {

@@ -393,9 +393,11 @@ $main::backends"
   "GET /join?roomName=",
   "GET /join?roomName=%FF",
   "GET /join?roomName=a%00b",
+  "GET /join?roomName=100%",
+  "GET /join?roomName=100%zz",
   "GET /status" ]
 --- error_code eval
-[ (400) x 12, 200 ]
+[ (400) x 14, 200 ]
 --- response_body_like eval
 [ RoomAffinity::error_json("missing_room", '"roomName" is missing'),
   RoomAffinity::error_json("missing_room", '"roomName" is missing'),
@@ -409,6 +411,8 @@ $main::backends"
   RoomAffinity::error_json("empty_room", 'the query argument "roomName" is empty'),
   RoomAffinity::error_json("invalid_room", 'the query argument "roomName" is not UTF-8 text'),
   RoomAffinity::error_json("invalid_room", 'the query argument "roomName" is not UTF-8 text'),
+  RoomAffinity::error_json("invalid_room", 'the query argument "roomName" has a bad %-escape'),
+  RoomAffinity::error_json("invalid_room", 'the query argument "roomName" has a bad %-escape'),
   qr/"zone":\{"name":"j14","rooms":0,/ ]
 
 

@@ -1,6 +1,5 @@
 /*
- * Routing of a room to a backend: shared by the upstream balancer and the
- * join API.
+ * The upstream balancer of a room_affinity upstream.
  */
 
 #ifndef RA_BALANCER_H
@@ -9,29 +8,12 @@
 #include "ra_module.h"
 
 
-typedef struct {
-    ra_srv_conf_t      *conf;
-    ngx_str_t           key;
-    uint64_t            hash;       /* ra_hash() of the key */
-    uintptr_t          *tried;      /* map indexes already tried, or NULL */
-
-    /* the decision */
-    ra_room_t          *room;       /* NULL: placed without recording */
-    ngx_int_t           slot;       /* backend slot */
-    ngx_uint_t          index;      /* index in conf->map */
-    unsigned            is_new:1;
-    unsigned            moved:1;
-} ra_route_t;
+#pragma GCC visibility push(hidden)
 
 
-ngx_int_t ra_route_key(ngx_http_request_t *r, ra_srv_conf_t *rcf,
-    ra_route_t *rt);
-ngx_int_t ra_route_init(ra_route_t *rt, ra_srv_conf_t *rcf, ngx_str_t *key,
-    ngx_pool_t *pool, ngx_log_t *log);
-ngx_int_t ra_room_name(ngx_pool_t *pool, ngx_str_t *key);
-ngx_int_t ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log);
-ngx_int_t ra_route_place(ra_route_t *rt, ngx_msec_t now);
-void ra_route_lock_peers(ra_srv_conf_t *rcf);
-void ra_route_unlock_peers(ra_srv_conf_t *rcf);
+ngx_int_t ra_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us);
+
+
+#pragma GCC visibility pop
 
 #endif /* RA_BALANCER_H */

@@ -19,8 +19,9 @@
  * are then not counted.  With "new_only", no lookup is timed.
  */
 
-#include "ra_balancer.h"
-#include "ra_body.h"
+#include "ra_bench.h"
+#include "ra_route.h"
+#include "ra_reply.h"
 
 
 #if (RA_BENCH)
@@ -49,8 +50,6 @@ ra_bench(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ra_loc_conf_t  *rlcf = conf;
 
     ngx_str_t                  *value;
-    ngx_uint_t                  i;
-    ra_srv_conf_t             **rcfp;
     ra_main_conf_t             *rmcf;
     ngx_http_core_loc_conf_t   *clcf;
 
@@ -58,20 +57,16 @@ ra_bench(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     rmcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_room_affinity_module);
-    rcfp = rmcf->upstreams.elts;
 
-    for (i = 0; i < rmcf->upstreams.nelts; i++) {
-        if (rcfp[i]->upstream->host.len == value[1].len
-            && ngx_strncmp(rcfp[i]->upstream->host.data, value[1].data,
-                           value[1].len) == 0)
-        {
-            clcf = ngx_http_conf_get_module_loc_conf(cf,
-                                                     ngx_http_core_module);
-            clcf->handler = ra_bench_handler;
-            rlcf->bench = rcfp[i];
+    /* the upstream is defined before the location, as the manual says */
 
-            return NGX_CONF_OK;
-        }
+    rlcf->bench = ra_upstream_find(rmcf, value[1].data, value[1].len);
+
+    if (rlcf->bench) {
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        clcf->handler = ra_bench_handler;
+
+        return NGX_CONF_OK;
     }
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -105,19 +100,19 @@ ra_bench_handler(ngx_http_request_t *r)
     rooms = 1000;
     ops = 100000;
 
-    if (ngx_http_arg(r, (u_char *) "rooms", 5, &arg) == NGX_OK) {
+    if (ngx_http_arg(r, (u_char *) "rooms", sizeof("rooms") - 1, &arg) == NGX_OK) {
         n = ngx_atoi(arg.data, arg.len);
         rooms = (n > 0) ? (ngx_uint_t) n : rooms;
     }
 
     hot = 0;
 
-    if (ngx_http_arg(r, (u_char *) "hot", 3, &arg) == NGX_OK) {
+    if (ngx_http_arg(r, (u_char *) "hot", sizeof("hot") - 1, &arg) == NGX_OK) {
         n = ngx_atoi(arg.data, arg.len);
         hot = (n > 0) ? (ngx_uint_t) n : 0;
     }
 
-    if (ngx_http_arg(r, (u_char *) "reported", 8, &arg) == NGX_OK) {
+    if (ngx_http_arg(r, (u_char *) "reported", sizeof("reported") - 1, &arg) == NGX_OK) {
         /*
          * every backend as if it had just reported (connections: its
          * rooms, capacity 1000): placement in the mode it has with Redis
@@ -138,20 +133,20 @@ ra_bench_handler(ngx_http_request_t *r)
         ngx_shmtx_unlock(&shpool->mutex);
     }
 
-    lookups = (ngx_http_arg(r, (u_char *) "new_only", 8, &arg) != NGX_OK);
+    lookups = (ngx_http_arg(r, (u_char *) "new_only", sizeof("new_only") - 1, &arg) != NGX_OK);
 
-    if (ngx_http_arg(r, (u_char *) "warm", 4, &arg) == NGX_OK) {
+    if (ngx_http_arg(r, (u_char *) "warm", sizeof("warm") - 1, &arg) == NGX_OK) {
         ra_bench_warm(ctx);
     }
 
     ra_bench_requests++;
 
-    if (ngx_http_arg(r, (u_char *) "ops", 3, &arg) == NGX_OK) {
+    if (ngx_http_arg(r, (u_char *) "ops", sizeof("ops") - 1, &arg) == NGX_OK) {
         n = ngx_atoi(arg.data, arg.len);
         ops = (n >= 10) ? n : ops;
     }
 
-    if (ra_peer_map(rcf, r->connection->log) != NGX_OK) {
+    if (ra_peers_map(rcf, r->connection->log) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -224,13 +219,13 @@ ra_bench_handler(ngx_http_request_t *r)
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            ra_route_lock_peers(rcf);
+            ra_peers_lock(rcf);
             ngx_shmtx_lock(&shpool->mutex);
 
             rc = ra_route_place(&rt, ngx_current_msec);
 
             ngx_shmtx_unlock(&shpool->mutex);
-            ra_route_unlock_peers(rcf);
+            ra_peers_unlock(rcf);
 
             if (rc < 0) {
                 return NGX_HTTP_SERVICE_UNAVAILABLE;
@@ -252,9 +247,9 @@ ra_bench_handler(ngx_http_request_t *r)
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            ra_route_lock_peers(rcf);
+            ra_peers_lock(rcf);
             rc = ra_route(&rt, 0, r->connection->log);
-            ra_route_unlock_peers(rcf);
+            ra_peers_unlock(rcf);
 
             if (rc != NGX_OK) {
                 return NGX_HTTP_SERVICE_UNAVAILABLE;
@@ -283,7 +278,7 @@ ra_bench_handler(ngx_http_request_t *r)
                           "\"placement_ns\":%uL,\"new_room_ns\":%uL,"
                           "\"lookup_hits\":%ui,\"bytes_per_room\":%uz,"
                           "\"zone_bytes_used\":%uz}\n",
-                          &rcf->upstream->host, rcf->nmap, rooms,
+                          &rcf->upstream->host, rcf->peers.nmap, rooms,
                           lookup[RA_BENCH_BATCHES / 2],
                           place[RA_BENCH_BATCHES / 2],
                           route[RA_BENCH_BATCHES / 2], found,
@@ -325,7 +320,7 @@ ra_bench_fill(ra_srv_conf_t *rcf, ngx_uint_t rooms, ngx_log_t *log)
             return NGX_ERROR;
         }
 
-        ra_room_set_backend(ctx->sh, room, rcf->map[i % rcf->nmap].slot);
+        ra_room_set_backend(ctx->sh, room, rcf->peers.map[i % rcf->peers.nmap].slot);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);

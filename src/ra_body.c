@@ -1,7 +1,6 @@
 /*
  * The room of a request taken from its JSON body ($room_affinity_body_room)
- * or from a query argument ($room_affinity_arg_room), and the JSON error
- * responses shared with the join API.
+ * or from a query argument ($room_affinity_arg_room).
  *
  * With "room_affinity_body on" a precontent phase handler reads the body
  * (as the mirror module does) and parses it with jansson, so the room is
@@ -22,7 +21,6 @@ typedef struct {
 } ra_body_reader_t;
 
 
-static char *ra_field_check(ngx_conf_t *cf, void *post, void *data);
 static ngx_int_t ra_body_room_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ra_arg_room_variable(ngx_http_request_t *r,
@@ -30,17 +28,6 @@ static ngx_int_t ra_arg_room_variable(ngx_http_request_t *r,
 static ngx_int_t ra_body_handler(ngx_http_request_t *r);
 static void ra_body_read_handler(ngx_http_request_t *r);
 static size_t ra_body_read(void *buffer, size_t size, void *data);
-
-
-ngx_conf_enum_t  ra_body_modes[] = {
-    { ngx_string("off"), RA_BODY_OFF },
-    { ngx_string("on"), RA_BODY_ON },
-    { ngx_string("strict"), RA_BODY_STRICT },
-    { ngx_null_string, 0 }
-};
-
-
-ngx_conf_post_t  ra_field_post = { ra_field_check };
 
 
 static ngx_http_variable_t  ra_body_vars[] = {
@@ -53,19 +40,6 @@ static ngx_http_variable_t  ra_body_vars[] = {
 
       ngx_http_null_variable
 };
-
-
-static char *
-ra_field_check(ngx_conf_t *cf, void *post, void *data)
-{
-    ngx_str_t  *field = data;
-
-    if (field->len == 0) {
-        return "must not be empty";
-    }
-
-    return NGX_CONF_OK;
-}
 
 
 ngx_int_t
@@ -506,122 +480,3 @@ ra_body_read(void *buffer, size_t size, void *data)
     return 0;
 }
 
-
-void
-ra_room_error(ra_room_err_t *err, const char *code, const char *fmt, ...)
-{
-    u_char   *p;
-    va_list   args;
-
-    err->code = code;
-
-    va_start(args, fmt);
-    p = ngx_vslprintf(err->reason, err->reason + RA_REASON_LEN, fmt, args);
-    va_end(args);
-
-    err->len = p - err->reason;
-}
-
-
-/* {"error":"code","reason":"..."} */
-
-ngx_int_t
-ra_json_error(ngx_http_request_t *r, ngx_uint_t status, ra_room_err_t *err)
-{
-    size_t      len;
-    ngx_buf_t  *b;
-
-    len = sizeof("{\"error\":\"\",\"reason\":\"\"}" CRLF) - 1
-          + ngx_strlen(err->code)
-          + err->len + ngx_escape_json(NULL, err->reason, err->len);
-
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->last = ngx_sprintf(b->last, "{\"error\":\"%s\",\"reason\":\"",
-                          err->code);
-    b->last = (u_char *) ngx_escape_json(b->last, err->reason, err->len);
-    b->last = ngx_cpymem(b->last, "\"}" CRLF, 4);
-
-    if (status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
-        /*
-         * as nginx does: the body may not have been read, and the rest of
-         * it is not a next request; the client may still be sending it:
-         * let it see the answer.  A 400 comes after the body was read or
-         * discarded: the connection stays usable.
-         */
-        r->keepalive = 0;
-        r->lingering_close = 1;
-    }
-
-    return ra_send(r, status, NULL, b);
-}
-
-
-/*
- * The module's answers (join, errors, status): b as the whole body, of the
- * type given (NULL: JSON), never cached
- */
-
-ngx_int_t
-ra_send(ngx_http_request_t *r, ngx_uint_t status, char *type, ngx_buf_t *b)
-{
-    ngx_int_t    rc;
-    ngx_str_t    key, value;
-    ngx_chain_t  out;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    r->headers_out.content_type.data = (u_char *) (type ? type
-                                                       : "application/json");
-    r->headers_out.content_type.len = ngx_strlen(
-                                          r->headers_out.content_type.data);
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    ngx_str_set(&key, "Cache-Control");
-    ngx_str_set(&value, "no-store");
-
-    if (ra_add_header(r, &key, &value) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-ngx_int_t
-ra_add_header(ngx_http_request_t *r, ngx_str_t *key, ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key = *key;
-    h->value = *value;
-    h->lowcase_key = NULL;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return NGX_OK;
-}

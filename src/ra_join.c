@@ -10,11 +10,11 @@
  * later comes through the proxy, on any worker, reaches the same backend.
  */
 
+#include "ra_join.h"
 #include "ra_body.h"
-#include "ra_balancer.h"
+#include "ra_route.h"
 
 
-static ngx_int_t ra_join_handler(ngx_http_request_t *r);
 static ngx_int_t ra_join_arg(ngx_http_request_t *r, ra_loc_conf_t *rlcf);
 static void ra_join_body_handler(ngx_http_request_t *r);
 static ngx_int_t ra_join_body(ngx_http_request_t *r);
@@ -26,146 +26,7 @@ static ngx_int_t ra_join_no_backend(ngx_http_request_t *r,
     ra_loc_conf_t *rlcf);
 
 
-char *
-ra_join(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ra_loc_conf_t  *rlcf = conf;
-
-    time_t                     t;
-    ngx_str_t                 *value, s;
-    ngx_uint_t                 i;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (rlcf->join_name.data) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    /* the upstream may be defined further on: ra_join_merge() finds it */
-
-    rlcf->join_name = value[1];
-    rlcf->retry_after = RA_JOIN_RETRY_AFTER;
-    rlcf->join_file = cf->conf_file->file.name.data;
-    rlcf->join_line = cf->conf_file->line;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "retry_after=", 12) == 0) {
-            s.data = value[i].data + 12;
-            s.len = value[i].len - 12;
-
-            t = ngx_parse_time(&s, 1);
-            if (t == (time_t) NGX_ERROR) {
-                goto invalid;
-            }
-
-            rlcf->retry_after = t;
-            continue;
-        }
-
-    invalid:
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler) {
-        return "conflicts with another content handler in the location "
-               "(proxy_pass, room_affinity_status, ...)";
-    }
-
-    clcf->handler = ra_join_handler;
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * Called when the locations are merged, after the whole http block is
- * parsed: every upstream is known by then.
- */
-
-char *
-ra_join_merge(ngx_conf_t *cf, ra_loc_conf_t *prev, ra_loc_conf_t *conf)
-{
-    ngx_uint_t                      i;
-    ra_srv_conf_t                 **rcfp;
-    ra_main_conf_t                 *rmcf;
-    ngx_http_core_loc_conf_t       *clcf;
-    ngx_http_upstream_srv_conf_t  **uscfp;
-    ngx_http_upstream_main_conf_t  *umcf;
-
-    if (conf->join_name.data == NULL) {
-        /* what limit_except blocks, whose handler is the parent's, see */
-        conf->join_name = prev->join_name;
-        conf->join = prev->join;
-        conf->retry_after = prev->retry_after;
-        conf->join_file = prev->join_file;
-        conf->join_line = prev->join_line;
-        return NGX_CONF_OK;
-    }
-
-    if (conf->join) {
-        return NGX_CONF_OK;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler != ra_join_handler) {
-        /* a content handler set after the directive took its place */
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"room_affinity_join\" conflicts with another "
-                      "content handler in the location (proxy_pass, ...) "
-                      "in %s:%ui", conf->join_file, conf->join_line);
-        return NGX_CONF_ERROR;
-    }
-
-    rmcf = ngx_http_conf_get_module_main_conf(cf,
-                                              ngx_http_room_affinity_module);
-    rcfp = rmcf->upstreams.elts;
-
-    for (i = 0; i < rmcf->upstreams.nelts; i++) {
-        if (rcfp[i]->upstream->host.len == conf->join_name.len
-            && ngx_strncasecmp(rcfp[i]->upstream->host.data,
-                               conf->join_name.data, conf->join_name.len)
-               == 0)
-        {
-            conf->join = rcfp[i];
-            return NGX_CONF_OK;
-        }
-    }
-
-    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
-    uscfp = umcf->upstreams.elts;
-
-    for (i = 0; i < umcf->upstreams.nelts; i++) {
-        if ((uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
-            && uscfp[i]->host.len == conf->join_name.len
-            && ngx_strncasecmp(uscfp[i]->host.data, conf->join_name.data,
-                               conf->join_name.len) == 0)
-        {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "upstream \"%V\" in \"room_affinity_join\" has no "
-                          "\"room_affinity\" directive in %s:%ui",
-                          &conf->join_name, conf->join_file,
-                          conf->join_line);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                  "no upstream \"%V\" for \"room_affinity_join\" in %s:%ui",
-                  &conf->join_name, conf->join_file, conf->join_line);
-
-    return NGX_CONF_ERROR;
-}
-
-
-static ngx_int_t
+ngx_int_t
 ra_join_handler(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
@@ -348,9 +209,9 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ra_route_lock_peers(rcf);
+    ra_peers_lock(rcf);
     rc = ra_route(&rt, 0, r->connection->log);
-    ra_route_unlock_peers(rcf);
+    ra_peers_unlock(rcf);
 
     if (rc != NGX_OK) {
         return ra_join_no_backend(r, rlcf);
@@ -388,12 +249,12 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_cpymem(b->last, "{\"url\":\"", 8);
+    b->last = ra_cpystr(b->last, "{\"url\":\"");
     b->last = (u_char *) ngx_escape_json(b->last, url, url_len);
-    b->last = ngx_cpymem(b->last, "\",\"", 3);
+    b->last = ra_cpystr(b->last, "\",\"");
     b->last = (u_char *) ngx_escape_json(b->last, rlcf->field.data,
                                          rlcf->field.len);
-    b->last = ngx_cpymem(b->last, "\":\"", 3);
+    b->last = ra_cpystr(b->last, "\":\"");
     b->last = (u_char *) ngx_escape_json(b->last, room->data, room->len);
 
     /* a room placed without recording (full zone) is new as well */

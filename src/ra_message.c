@@ -543,3 +543,122 @@ ra_msg_host_ipv6(const char *s, size_t len, char *buf, size_t size)
 
     return (int) strlen(buf);
 }
+
+
+size_t
+ra_msg_room_size(const ra_msg_room_t *m)
+{
+    return sizeof("1 0123456789abcdef n  \n") - 1 + m->upstream_len
+           + m->backend_len + m->room_len;
+}
+
+
+size_t
+ra_msg_room_encode(const ra_msg_room_t *m, char *buf)
+{
+    char  *p;
+    int    n;
+
+    n = sprintf(buf, "1 %016llx %c ", (unsigned long long) m->instance,
+                m->moved ? 'm' : 'n');
+    p = buf + n;
+
+    memcpy(p, m->upstream, m->upstream_len);
+    p += m->upstream_len;
+    *p++ = ' ';
+    memcpy(p, m->backend, m->backend_len);
+    p += m->backend_len;
+    *p++ = '\n';
+    memcpy(p, m->room, m->room_len);
+    p += m->room_len;
+
+    return (size_t) (p - buf);
+}
+
+
+ra_msg_err_e
+ra_msg_room_parse(const char *data, size_t len, ra_msg_room_t *m,
+    const char **detail)
+{
+    size_t       i, flen[5];
+    const char  *p, *nl, *end, *f[5];
+
+    end = data + len;
+    nl = memchr(data, '\n', len);
+
+    if (nl == NULL) {
+        *detail = "no newline before the room";
+        return RA_MSG_ERR_JSON;
+    }
+
+    /* five fields separated by one space each, the last up to the newline */
+
+    p = data;
+
+    for (i = 0; i < 5; i++) {
+        f[i] = p;
+
+        while (p < nl && *p != ' ') {
+            p++;
+        }
+
+        flen[i] = (size_t) (p - f[i]);
+
+        if (flen[i] == 0 || (i < 4 && p == nl) || (i == 4 && p != nl)) {
+            *detail = "not five fields";
+            return RA_MSG_ERR_JSON;
+        }
+
+        p++;
+    }
+
+    if (flen[0] != 1 || f[0][0] != '1') {
+        *detail = "unknown version";
+        return RA_MSG_ERR_JSON;
+    }
+
+    if (flen[1] != 16) {
+        *detail = "instance is not 16 hex digits";
+        return RA_MSG_ERR_JSON;
+    }
+
+    m->instance = 0;
+
+    for (i = 0; i < 16; i++) {
+        char  c = f[1][i];
+
+        if (c >= '0' && c <= '9') {
+            m->instance = (m->instance << 4) | (uint64_t) (c - '0');
+
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            m->instance = (m->instance << 4) | (uint64_t) ((c | 0x20) - 'a'
+                                                           + 10);
+
+        } else {
+            *detail = "instance is not 16 hex digits";
+            return RA_MSG_ERR_JSON;
+        }
+    }
+
+    if (flen[2] != 1 || (f[2][0] != 'n' && f[2][0] != 'm')) {
+        *detail = "kind is not n or m";
+        return RA_MSG_ERR_JSON;
+    }
+
+    if (nl + 1 == end) {
+        *detail = "no room";
+        return RA_MSG_ERR_JSON;
+    }
+
+    m->moved = (f[2][0] == 'm');
+    m->upstream = f[3];
+    m->upstream_len = flen[3];
+    m->backend = f[4];
+    m->backend_len = flen[4];
+    m->room = nl + 1;
+    m->room_len = (size_t) (end - m->room);
+
+    *detail = "ok";
+
+    return RA_MSG_OK;
+}

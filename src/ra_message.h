@@ -1,6 +1,8 @@
 /*
- * Parsing of the backends' Redis messages: plain C (jansson, no nginx
- * headers).  Every message is untrusted.
+ * The formats of the Redis messages: the backends' register and signaling
+ * messages (JSON, parsed), and the placements the nginx instances share
+ * (encoded and parsed).  Plain C (jansson, no nginx headers).  Every
+ * message is untrusted.
  */
 
 #ifndef RA_MESSAGE_H
@@ -8,6 +10,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+
+#pragma GCC visibility push(hidden)
 
 
 #define RA_MSG_MAX_LEN       4096     /* larger messages are rejected */
@@ -87,5 +92,41 @@ ra_msg_err_e ra_msg_parse(ra_msg_type_e type, const char *data, size_t len,
  * are ignored.
  */
 int ra_msg_url_hostport(const char *url, size_t len, char *buf, size_t size);
+
+/*
+ * A placement shared between nginx instances on the rooms channel:
+ *
+ *     "1 <instance: 16 hex digits> <n|m> <upstream> <backend>\n<room>"
+ *
+ * n: a new room, m: a moved room.  The upstream and the backend are
+ * names without spaces; the room is every byte after the newline.
+ */
+typedef struct {
+    uint64_t       instance;
+    unsigned       moved:1;
+    const char    *upstream;
+    size_t         upstream_len;
+    const char    *backend;
+    size_t         backend_len;
+    const char    *room;
+    size_t         room_len;
+} ra_msg_room_t;
+
+
+/* the bytes ra_msg_room_encode() writes */
+size_t ra_msg_room_size(const ra_msg_room_t *m);
+
+/* writes the message into buf (ra_msg_room_size() bytes); its length */
+size_t ra_msg_room_encode(const ra_msg_room_t *m, char *buf);
+
+/*
+ * Parses a message of len bytes; the strings of *m point into data.
+ * RA_MSG_ERR_JSON (not a placement message) with *detail on error.
+ */
+ra_msg_err_e ra_msg_room_parse(const char *data, size_t len,
+    ra_msg_room_t *m, const char **detail);
+
+
+#pragma GCC visibility pop
 
 #endif /* RA_MESSAGE_H */

@@ -1,7 +1,49 @@
 /*
- * Shared declarations of ngx_http_room_affinity_module: configuration,
- * the shared zone (room table and backend table) and the functions each
- * source file offers the others.
+ * ngx_http_room_affinity_module: the configuration every file shares (the
+ * upstream's, the main and the location configuration), the module
+ * itself, and the rules that hold across files.
+ *
+ * Files and what each owns (docs/design.md has the whole map):
+ *
+ *   ra_placement.c   the choice of a backend for a new room (plain C)
+ *   ra_message.c     the Redis messages' formats (plain C, untrusted input)
+ *   ra_zone.c        the shared zone: room table and backend table
+ *   ra_peers.c       a worker's map of the upstream's servers to slots
+ *   ra_report.c      what a backend's report means and does
+ *   ra_pick.c        placement input from the zone, and the kept view
+ *   ra_route.c       the room's backend: found, placed or moved
+ *   ra_balancer.c    the nginx upstream balancer hooks
+ *   ra_share.c       placements shared with other nginx instances
+ *   ra_hiredis.c     hiredis on nginx's event loop (the adapter)
+ *   ra_redis.c       the Redis links: election, reconnection, snapshot
+ *   ra_redis_in.c    what arrives from Redis, to whom it goes
+ *   ra_body.c        the room of a request's JSON body or argument
+ *   ra_reply.c       the module's own answers (JSON, errors)
+ *   ra_join.c        the join API
+ *   ra_status.c      the status endpoint; ra_status_json.c and
+ *                    ra_status_prom.c, its two output formats
+ *   ra_conf.c        the directives
+ *   ra_bench.c       the microbenchmark handler (-DRA_BENCH=1 only)
+ *
+ * Calls go one way: a file never calls into a file that calls it.
+ *
+ * Locks, in the only order they are taken (never the reverse, and never
+ * a lock held across I/O):
+ *
+ *   1. the upstream's peers lock (ngx_http_upstream_rr_peers_wlock(), with
+ *      an upstream "zone"), held by the balancer and the join around a
+ *      routing decision;
+ *   2. the room_affinity zone's mutex (the room and backend tables);
+ *   3. the room_affinity_redis zone's mutex (the link's state, the outbox
+ *      of shared placements).
+ *
+ * A function that takes a lock says so; one that expects it held says
+ * "the caller holds".
+ *
+ * Symbols: nginx loads modules with RTLD_GLOBAL, so every function shared
+ * between our files is declared between the visibility pragmas of its
+ * header: hidden, it cannot collide with another module's.  Only
+ * ngx_http_room_affinity_module is exported.
  */
 
 #ifndef RA_MODULE_H
@@ -15,105 +57,49 @@
 #include "ra_message.h"
 
 
-#define RA_ROOM_MAX_LEN        512      /* longer keys are digested */
-#define RA_BACKEND_NAME_LEN    128
-#define RA_FULL_LOG_INTERVAL   10000    /* ms between "zone is full" logs */
-#define RA_EXPIRE_BATCH        4        /* idle rooms expired per lookup */
-#define RA_EVICT_MAX           16       /* idle rooms evicted for one room */
-#define RA_MAP_RETRY           1000     /* ms between tries of a server map */
+typedef struct ra_srv_conf_s    ra_srv_conf_t;
+
+#include "ra_zone.h"
+#include "ra_peers.h"
 
 
-/*
- * one upstream server (one resolved address) in the shared zone; what a
- * placement reads comes first, together
- */
-typedef struct {
-    ngx_uint_t          live;         /* upstream connections, all workers */
-    ngx_uint_t          rooms;        /* rooms pinned here */
-    ngx_uint_t          pending;      /* rooms placed since the report */
-
-    uint32_t            connections;  /* reported */
-    uint32_t            cpu;          /* reported, percent * 100 */
-    uint32_t            capacity;     /* reported, 0: none */
-
-    unsigned            has_report:1;
-    unsigned            has_cpu:1;
-    unsigned            has_connections:1;
-    unsigned            registered:1;
-    unsigned            draining:1;
-
-    ngx_msec_t          reported_at;  /* ngx_current_msec of the report */
-    ngx_msec_t          up_since;     /* for slow start; 0: long ago */
-    ngx_uint_t          placed;       /* rooms placed here, ever */
-
-    size_t              name_len;
-    size_t              url_len;
-    u_char              name[RA_BACKEND_NAME_LEN];  /* "127.0.0.1:3001" */
-    u_char              url[RA_MSG_URL_MAX + 1];     /* public url */
-} ra_backend_t;
+extern ngx_module_t  ngx_http_room_affinity_module;
 
 
-typedef struct ra_room_s  ra_room_t;
-
-struct ra_room_s {
-    ra_room_t          *next;         /* hash chain */
-    ngx_queue_t         queue;        /* idle LRU; empty while live */
-    uint32_t            last;         /* ms when it became idle, and */
-    uint32_t            created;      /* ms when created: both wrap after
-                                         49 days, compared by difference */
-    uint32_t            hash;         /* ra_hash() of the name, low bits */
-    uint32_t            live;
-    uint16_t            peak;         /* most live connections seen */
-    uint16_t            backend;      /* slot in the backend table */
-    uint16_t            len;
-    u_char              data[1];
-};
+#pragma GCC visibility push(hidden)
 
 
-#define RA_ZONE_VERSION  5            /* layout of ra_shctx_t, ra_room_t */
+/* defaults of the room_affinity directive */
+#define RA_TTL_DEFAULT         600000   /* ms an idle room is kept */
+#define RA_STALE_DEFAULT       30000    /* ms a report stays fresh */
+#define RA_TIME_MAX            0x7fffffff  /* ms: 32-bit differences */
+
+#define RA_METRIC_CONNECTIONS  0
+#define RA_METRIC_CPU          1
+
+/* defaults of the location directives */
+#define RA_FIELD_DEFAULT       "roomName"
+#define RA_JOIN_MAX_BODY       4096
+#define RA_BODY_MAX            (1024 * 1024)
+#define RA_JOIN_RETRY_AFTER    5        /* seconds */
+
+#define RA_BODY_OFF            0
+#define RA_BODY_ON             1
+#define RA_BODY_STRICT         2
 
 
-typedef struct {
-    ngx_uint_t          version;
-    ra_room_t         **buckets;
-    ngx_uint_t          mask;         /* buckets - 1, a power of two */
-    ngx_queue_t         idle;         /* rooms without live connections,
-                                         most recently used first */
-    ngx_uint_t          rooms;
-    ngx_uint_t          evicted;
-    ngx_uint_t          expired;
-    ngx_uint_t          moved;
-    ngx_uint_t          unrecorded;
-    ngx_msec_t          full_logged;
-
-    ngx_uint_t          nbackends;
-    ngx_uint_t          backends_cap;
-    ra_backend_t       *backends;
-
-    /*
-     * for the workers' placement views (ra_balancer.c): pl_gen changes
-     * with anything a view depends on (reports, draining, backends), the
-     * totals let a view keep its total load current without a pass
-     */
-    ngx_uint_t          pl_gen;
-    ngx_uint_t          live_total;   /* sum of backends[].live */
-    ngx_uint_t          pending_total;
-
-    ngx_uint_t          placed_viewed;   /* placements by a kept view */
-    ngx_uint_t          placed_full;     /* by a pass over the servers */
-} ra_shctx_t;
+/* a string literal, copied or compared without a hand-counted length */
+#define ra_cpystr(p, s)        ngx_cpymem(p, s, sizeof(s) - 1)
+#define ra_has_prefix(v, s)                                                   \
+    ((v)->len >= sizeof(s) - 1 && ngx_strncmp((v)->data, s, sizeof(s) - 1) == 0)
 
 
-/* a worker's view of one peer: which backend slot it is */
-typedef struct {
-    ngx_http_upstream_rr_peer_t  *peer;
-    ngx_uint_t                    slot;
-    unsigned                      backup:1;
-} ra_peer_map_t;
+typedef struct ra_view_s        ra_view_t;         /* ra_pick.c */
+typedef struct ra_redis_conf_s  ra_redis_conf_t;   /* ra_redis.c */
+typedef struct ra_share_s       ra_share_t;        /* ra_share.c */
 
 
-typedef struct ra_srv_conf_s  ra_srv_conf_t;
-
+/* a room_affinity upstream */
 struct ra_srv_conf_s {
     ngx_http_complex_value_t      key;
     ngx_shm_zone_t               *shm_zone;
@@ -128,53 +114,15 @@ struct ra_srv_conf_s {
     ngx_array_t                  *urls;        /* ra_url_t */
 
     /* per worker, built on first use */
-    ra_peer_map_t                *map;
-    ngx_uint_t                    nmap;
-    ngx_uint_t                    nprimary;
-    ra_peer_map_t                *map_mem;
-    ngx_msec_t                    map_failed;  /* 0, or when it last failed */
-    ngx_uint_t                   *slot_map;    /* slot: map index, or nmap */
-    ngx_uint_t                    nslots;
-    ra_pl_backend_t              *pl;          /* placement input, by map */
-    uint64_t                     *pl_acc;      /* running sums, by map */
-
-    /*
-     * the placement view of the primary servers, reused for new rooms
-     * until the zone's pl_gen changes, pl_until passes, or this worker
-     * sees a server fail; pl_num is its total load when pl_total was the
-     * zone's total (live or pending, as the mode counts) less that of the
-     * pl_nout slots the view leaves out (backups, unavailable servers,
-     * servers of another configuration)
-     */
-    ra_pl_view_t                  pl_view;
-    ngx_uint_t                    pl_gen;
-    ngx_msec_t                    pl_until;
-    uint64_t                      pl_num;
-    uint64_t                      pl_total;
-    ngx_uint_t                   *pl_out;
-    ngx_uint_t                    pl_nout;
-    ngx_uint_t                    pl_out_cap;
-    unsigned                      pl_valid:1;
+    ra_peers_t                    peers;
+    ra_view_t                    *view;
 };
-
-
-#define RA_METRIC_CONNECTIONS  0
-#define RA_METRIC_CPU          1
-
-
-typedef struct {
-    ngx_slab_pool_t              *shpool;
-    ra_shctx_t                   *sh;
-    ra_srv_conf_t                *conf;
-} ra_zone_ctx_t;
-
-
-typedef struct ra_redis_conf_s  ra_redis_conf_t;
 
 
 typedef struct {
     ngx_array_t                   upstreams;   /* ra_srv_conf_t * */
     ra_redis_conf_t              *redis;
+    ra_share_t                   *share;       /* NULL: share=off */
 } ra_main_conf_t;
 
 
@@ -185,39 +133,50 @@ typedef struct {
 } ra_url_t;
 
 
-extern ngx_module_t  ngx_http_room_affinity_module;
+typedef struct {
+    /* room_affinity_join */
+    ngx_str_t                     join_name;
+    ra_srv_conf_t                *join;
+    time_t                        retry_after;
+    u_char                       *join_file;
+    ngx_uint_t                    join_line;
 
+    ngx_str_t                     field;       /* room_affinity_field */
+    size_t                        join_max_body;
+    ngx_uint_t                    body;        /* room_affinity_body */
+    size_t                        body_max;    /* ..._body_max_size */
 
-/* ra_zone.c */
-ngx_int_t ra_zone_init(ngx_shm_zone_t *shm_zone, void *data);
-ra_room_t *ra_room_lookup(ra_shctx_t *sh, uint32_t hash, u_char *name,
-    size_t len);
-ra_room_t *ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name,
-    size_t len, ngx_msec_t now, ngx_log_t *log);
-void ra_room_expire(ra_zone_ctx_t *ctx, ngx_msec_t now, ngx_uint_t n,
-    ngx_log_t *log);
-void ra_room_acquire(ra_shctx_t *sh, ra_room_t *room);
-void ra_room_touch(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
-void ra_room_release(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
-void ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
-void ra_room_move(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
-ngx_int_t ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name);
-ngx_int_t ra_backend_find(ra_shctx_t *sh, u_char *name, size_t len);
-
-/* ra_balancer.c */
-ngx_int_t ra_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us);
-ngx_int_t ra_peer_map(ra_srv_conf_t *rcf, ngx_log_t *log);
-ngx_str_t *ra_peer_conf_url(ra_srv_conf_t *rcf,
-    ngx_http_upstream_rr_peer_t *peer);
-ngx_uint_t ra_peer_is(ngx_http_upstream_rr_peer_t *peer, u_char *name,
-    size_t len);
-
-/* ra_status.c */
-char *ra_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-
-/* ra_bench.c, built with -DRA_BENCH=1 only */
 #if (RA_BENCH)
-char *ra_bench(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+    ra_srv_conf_t                *bench;       /* room_affinity_bench */
 #endif
+} ra_loc_conf_t;
+
+
+/*
+ * The room_affinity upstream of that name, or NULL; case-insensitive, as
+ * nginx compares upstream names
+ */
+
+static ngx_inline ra_srv_conf_t *
+ra_upstream_find(ra_main_conf_t *rmcf, u_char *name, size_t len)
+{
+    ngx_uint_t       i;
+    ra_srv_conf_t  **rcfp;
+
+    rcfp = rmcf->upstreams.elts;
+
+    for (i = 0; i < rmcf->upstreams.nelts; i++) {
+        if (rcfp[i]->upstream->host.len == len
+            && ngx_strncasecmp(rcfp[i]->upstream->host.data, name, len) == 0)
+        {
+            return rcfp[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+#pragma GCC visibility pop
 
 #endif /* RA_MODULE_H */

@@ -10,6 +10,9 @@
 #include <stdint.h>
 
 
+#pragma GCC visibility push(hidden)
+
+
 /* what placement knows of one backend at the moment of a placement */
 typedef struct {
     uint32_t    weight;       /* configured server weight, >= 1 */
@@ -137,5 +140,7 @@ unsigned ra_placement_draw(const ra_pl_conf_t *conf, const ra_pl_view_t *v,
  */
 int ra_placement_decide(const ra_pl_conf_t *conf, const ra_pl_view_t *v,
     const ra_pl_backend_t *b, const int *cand, unsigned ncand);
+
+#pragma GCC visibility pop
 
 #endif /* RA_PLACEMENT_H */

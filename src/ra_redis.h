@@ -1,52 +1,38 @@
 /*
- * The Redis link: one subscriber per nginx instance, elected through a
- * small shared zone, fed into the backend tables of every room_affinity
- * upstream.
+ * The Redis links of an nginx instance: one worker, elected through a
+ * small shared zone, subscribes to the backends' channels and to the
+ * other instances' placements, and reads the backends' snapshot hash; its
+ * command link publishes this instance's placements.
  */
 
 #ifndef RA_REDIS_H
 #define RA_REDIS_H
 
 #include "ra_module.h"
+#include "ra_share.h"
+
+
+#pragma GCC visibility push(hidden)
 
 
 #define RA_REDIS_ZONE_SIZE     (512 * 1024)
-#define RA_SHARE_SLOTS         512       /* placements waiting to go out */
-#define RA_SHARE_TICK          5         /* ms between outbox drains */
-#define RA_SHARE_RACE          2000      /* ms a new room's placement may be
-                                            replaced by a smaller instance's */
+#define RA_REDIS_PORT          6379
 #define RA_REDIS_TICK          200       /* ms between election checks */
 #define RA_REDIS_TAKEOVER      800       /* ms without a heartbeat */
 #define RA_REDIS_BACKOFF_MIN   100       /* ms */
+#define RA_REDIS_BACKOFF_MAX   3000      /* ms, the default cap */
+#define RA_REDIS_CONNECT_TIMEOUT  3000   /* ms, the default */
 #define RA_REDIS_LOG_INTERVAL  5000      /* ms between logs of one reason */
 #define RA_REDIS_ERR_LEN       128
 
 
-/* a placement of this instance, to be published to the others */
-typedef struct {
-    uint16_t            upstream;     /* index of the upstream */
-    uint16_t            room_len;
-    uint16_t            backend_len;
-    uint16_t            moved;
-    u_char              backend[RA_BACKEND_NAME_LEN];
-    u_char              room[RA_ROOM_MAX_LEN];
-} ra_share_t;
-
-
 /* what the instance's subscriber shares with every worker */
-#define RA_REDIS_ZONE_VERSION  2        /* layout of ra_redis_sh_t */
+#define RA_REDIS_ZONE_VERSION  3        /* layout of ra_redis_sh_t */
 
 
 typedef struct {
     ngx_uint_t          version;
-    uint64_t            instance;     /* random, kept across reloads */
-    ngx_uint_t          share_head;   /* next to publish */
-    ngx_uint_t          share_tail;   /* next free */
-    ra_share_t         *share;        /* RA_SHARE_SLOTS entries */
-    ngx_uint_t          shared_out;
-    ngx_uint_t          shared_in;
-    ngx_uint_t          shared_adopted;
-    ngx_uint_t          shared_dropped;
+    ra_share_sh_t      *share;        /* the outbox, in this zone */
 
     ngx_pid_t           owner;
     ngx_msec_t          heartbeat;
@@ -75,18 +61,22 @@ struct ra_redis_conf_s {
     ngx_str_t           snapshot_key;
     ngx_str_t           channel_rooms;
     ngx_flag_t          snapshot;
-    ngx_flag_t          share;
+    ngx_flag_t          share_on;
     ngx_msec_t          backoff;      /* cap */
+    ngx_msec_t          connect_timeout;
     ngx_shm_zone_t     *shm_zone;
     ngx_slab_pool_t    *shpool;
     ra_redis_sh_t      *sh;
+    ra_share_t          share;
 };
 
 
-char *ra_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ra_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_int_t ra_redis_init_process(ngx_cycle_t *cycle);
 void ra_redis_exit_process(ngx_cycle_t *cycle);
-void ra_redis_share(ra_srv_conf_t *rcf, ngx_str_t *room, ngx_str_t *backend,
-    ngx_uint_t moved);
+void ra_redis_stats(ra_redis_conf_t *rc, ra_redis_sh_t *copy);
+
+
+#pragma GCC visibility pop
 
 #endif /* RA_REDIS_H */

@@ -6,7 +6,7 @@
  * zone's mutex.
  */
 
-#include "ra_module.h"
+#include "ra_zone.h"
 
 
 static void ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room);
@@ -27,11 +27,9 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     if (octx) {
         /* nginx -s reload: keep every room where it is */
 
-        if (octx->sh->version != RA_ZONE_VERSION) {
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "room_affinity zone \"%V\" was made by another "
-                          "version of the module: rename the zone or "
-                          "restart nginx", &shm_zone->shm.name);
+        if (ra_zone_version_ok(shm_zone, octx->sh->version, RA_ZONE_VERSION)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
@@ -78,7 +76,7 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
      * servers should not have to grow the table in a full zone
      */
 
-    peers = ctx->conf->upstream->peer.data;
+    peers = ctx->upstream->peer.data;
     n = peers->number + (peers->next ? peers->next->number : 0);
 
     for (ctx->sh->backends_cap = 16;
@@ -110,6 +108,29 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     return NGX_OK;
 }
 
+
+
+/*
+ * A zone found on reload was laid out by the module that made it: another
+ * version of the module cannot read it
+ */
+
+ngx_int_t
+ra_zone_version_ok(ngx_shm_zone_t *shm_zone, ngx_uint_t found,
+    ngx_uint_t expected)
+{
+    if (found == expected) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                  "zone \"%V\" was made by another version of the "
+                  "room_affinity module (layout %ui, this one reads %ui): "
+                  "rename the zone or restart nginx",
+                  &shm_zone->shm.name, found, expected);
+
+    return NGX_ERROR;
+}
 
 ra_room_t *
 ra_room_lookup(ra_shctx_t *sh, uint32_t hash, u_char *name, size_t len)
@@ -215,7 +236,7 @@ ra_room_expire(ra_zone_ctx_t *ctx, ngx_msec_t now, ngx_uint_t n,
         /* signed: another worker's clock may be a few ms ahead */
         age = (int32_t) ((uint32_t) now - room->last);
 
-        if (age < (ngx_msec_int_t) ctx->conf->ttl) {
+        if (age < (ngx_msec_int_t) ctx->ttl) {
             return;
         }
 

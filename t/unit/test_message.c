@@ -1,5 +1,6 @@
 /*
- * Unit tests of src/ra_message.c: message parsing and url matching.
+ * Unit tests of src/ra_message.c: message parsing, url matching, and the
+ * rooms channel's encoder and parser (each the other's inverse).
  */
 
 #include <stdint.h>
@@ -1162,6 +1163,105 @@ test_fuzz(void)
 }
 
 
+/* the rooms channel: what the encoder writes, the parser reads back */
+
+static void
+test_room_codec(void)
+{
+    char            buf[2048], *big;
+    size_t          len, i, n;
+    const char     *detail;
+    ra_msg_room_t   m, out;
+    ra_msg_err_e    err;
+
+    static const struct {
+        const char  *msg;
+        const char  *why;
+    } bad[] = {
+        { "1 00000000000000aa n up 127.0.0.1:1", "no newline" },
+        { "1 00000000000000aa n up 127.0.0.1:1\n", "no room" },
+        { "2 00000000000000aa n up 127.0.0.1:1\nroom", "version 2" },
+        { "1 00000000000000a n up 127.0.0.1:1\nroom", "15 hex digits" },
+        { "1 00000000000000ag n up 127.0.0.1:1\nroom", "not hex" },
+        { "1 00000000000000aa x up 127.0.0.1:1\nroom", "kind x" },
+        { "1 00000000000000aa nm up 127.0.0.1:1\nroom", "kind nm" },
+        { "1 00000000000000aa n up\nroom", "four fields" },
+        { "1 00000000000000aa n  up 127.0.0.1:1\nroom", "empty field" },
+        { "1 00000000000000aa n up 127.0.0.1:1 x\nroom", "six fields" },
+        { "", "empty" },
+    };
+
+    m.instance = 0x0123456789abcdefULL;
+    m.moved = 1;
+    m.upstream = "chat";
+    m.upstream_len = 4;
+    m.backend = "127.0.0.1:3001";
+    m.backend_len = 14;
+    m.room = "lobby 1\nwith a newline";
+    m.room_len = strlen(m.room);
+
+    len = ra_msg_room_encode(&m, buf);
+
+    RA_IS_INT(len, ra_msg_room_size(&m), "room codec: size is exact");
+    RA_OK(len == 41 + m.room_len
+          && memcmp(buf, "1 0123456789abcdef m chat 127.0.0.1:3001\n", 41)
+             == 0,
+          "room codec: the documented layout");
+
+    err = ra_msg_room_parse(buf, len, &out, &detail);
+
+    RA_IS_INT(err, RA_MSG_OK, "room codec: parses what it encodes");
+    RA_OK(out.instance == m.instance && out.moved == 1
+          && out.upstream_len == 4 && memcmp(out.upstream, "chat", 4) == 0
+          && out.backend_len == 14
+          && memcmp(out.backend, "127.0.0.1:3001", 14) == 0
+          && out.room_len == m.room_len
+          && memcmp(out.room, m.room, m.room_len) == 0,
+          "room codec: every field back, the room's newline kept");
+
+    m.moved = 0;
+    len = ra_msg_room_encode(&m, buf);
+    err = ra_msg_room_parse(buf, len, &out, &detail);
+    RA_OK(err == RA_MSG_OK && out.moved == 0, "room codec: a new room");
+
+    err = ra_msg_room_parse("1 0123456789ABCDEF n u b\nr", 26, &out,
+                            &detail);
+    RA_OK(err == RA_MSG_OK && out.instance == 0x0123456789abcdefULL,
+          "room codec: upper case hex");
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char  name[128];
+
+        err = ra_msg_room_parse(bad[i].msg, strlen(bad[i].msg), &out,
+                                &detail);
+        snprintf(name, sizeof(name), "room codec: rejects %s", bad[i].why);
+        RA_IS_INT(err, RA_MSG_ERR_JSON, name);
+    }
+
+    /* every prefix of a valid message is rejected or parses in bounds */
+
+    m.moved = 1;
+    len = ra_msg_room_encode(&m, buf);
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        big = malloc(i + 1);
+        memcpy(big, buf, i);
+        err = ra_msg_room_parse(big, i, &out, &detail);
+
+        if (err == RA_MSG_OK
+            && (out.room < big || out.room + out.room_len > big + i))
+        {
+            n++;
+        }
+
+        free(big);
+    }
+
+    RA_IS_INT(n, 0, "room codec: prefixes parse within their bytes");
+}
+
+
 int
 main(void)
 {
@@ -1186,6 +1286,7 @@ main(void)
     test_limits();
     test_hostport();
     test_fuzz();
+    test_room_codec();
 
     return RA_DONE();
 }

@@ -1,0 +1,232 @@
+/*
+ * The adapter: the context's socket is wrapped in an nginx connection
+ * (ngx_get_connection()) whose events are level-triggered, since hiredis
+ * reads and writes only as much as it wants per call.  hiredis closes the
+ * socket itself: the cleanup only lets go of the nginx connection.
+ *
+ * hiredis frees a context inside its own callbacks (a failed connect, a
+ * disconnect): after redisAsyncHandleRead()/Write() nothing here touches
+ * the context or the connection again; the cleanup hook, which hiredis
+ * calls as it frees the context, removes every event that could still
+ * reach them.
+ */
+
+#include "ra_hiredis.h"
+
+
+typedef struct {
+    redisAsyncContext      *ac;
+    ngx_connection_t       *conn;
+    ngx_event_t             timer;
+    ra_hiredis_timeout_pt   timeout;
+} ra_hiredis_events_t;
+
+
+static void ra_hiredis_add_read(void *privdata);
+static void ra_hiredis_del_read(void *privdata);
+static void ra_hiredis_add_write(void *privdata);
+static void ra_hiredis_del_write(void *privdata);
+static void ra_hiredis_cleanup(void *privdata);
+static void ra_hiredis_read_handler(ngx_event_t *ev);
+static void ra_hiredis_write_handler(ngx_event_t *ev);
+static void ra_hiredis_timer_handler(ngx_event_t *ev);
+
+
+ngx_int_t
+ra_hiredis_attach(redisAsyncContext *ac, ngx_log_t *log)
+{
+    ngx_connection_t     *c;
+    ra_hiredis_events_t  *e;
+
+    if (ac->ev.data != NULL) {
+        return NGX_ERROR;
+    }
+
+    e = ngx_calloc(sizeof(ra_hiredis_events_t), log);
+    if (e == NULL) {
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(ac->c.fd, log);
+    if (c == NULL) {
+        ngx_free(e);
+        return NGX_ERROR;
+    }
+
+    c->data = e;
+    c->read->handler = ra_hiredis_read_handler;
+    c->write->handler = ra_hiredis_write_handler;
+    c->read->log = log;
+    c->write->log = log;
+
+    e->ac = ac;
+    e->conn = c;
+
+    /* cancelable: a graceful shutdown does not wait for it */
+    e->timer.handler = ra_hiredis_timer_handler;
+    e->timer.data = e;
+    e->timer.log = log;
+    e->timer.cancelable = 1;
+
+    ac->ev.data = e;
+    ac->ev.addRead = ra_hiredis_add_read;
+    ac->ev.delRead = ra_hiredis_del_read;
+    ac->ev.addWrite = ra_hiredis_add_write;
+    ac->ev.delWrite = ra_hiredis_del_write;
+    ac->ev.cleanup = ra_hiredis_cleanup;
+
+    return NGX_OK;
+}
+
+
+/*
+ * (Re)arms the context's one timer: handler runs in ms unless the timer
+ * is armed again or cancelled (ms 0) before
+ */
+
+void
+ra_hiredis_timer(redisAsyncContext *ac, ngx_msec_t ms,
+    ra_hiredis_timeout_pt handler)
+{
+    ra_hiredis_events_t  *e = ac->ev.data;
+
+    if (e == NULL) {
+        return;
+    }
+
+    if (e->timer.timer_set) {
+        ngx_del_timer(&e->timer);
+    }
+
+    e->timeout = handler;
+
+    if (ms) {
+        ngx_add_timer(&e->timer, ms);
+    }
+}
+
+
+static void
+ra_hiredis_add_read(void *privdata)
+{
+    ra_hiredis_events_t  *e = privdata;
+
+    ngx_event_t  *rev;
+
+    rev = e->conn->read;
+
+    if (!rev->active
+        && ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
+                      "room_affinity: cannot watch the redis socket");
+    }
+}
+
+
+static void
+ra_hiredis_del_read(void *privdata)
+{
+    ra_hiredis_events_t  *e = privdata;
+
+    if (e->conn->read->active) {
+        (void) ngx_del_event(e->conn->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ra_hiredis_add_write(void *privdata)
+{
+    ra_hiredis_events_t  *e = privdata;
+
+    ngx_event_t  *wev;
+
+    wev = e->conn->write;
+
+    if (!wev->active
+        && ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, wev->log, 0,
+                      "room_affinity: cannot watch the redis socket");
+    }
+}
+
+
+static void
+ra_hiredis_del_write(void *privdata)
+{
+    ra_hiredis_events_t  *e = privdata;
+
+    if (e->conn->write->active) {
+        (void) ngx_del_event(e->conn->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+static void
+ra_hiredis_cleanup(void *privdata)
+{
+    ra_hiredis_events_t  *e = privdata;
+
+    ngx_connection_t  *c;
+
+    c = e->conn;
+
+    ra_hiredis_del_read(e);
+    ra_hiredis_del_write(e);
+
+    /* an event of it may wait in the posted queue (accept_mutex on) */
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (e->timer.timer_set) {
+        ngx_del_timer(&e->timer);
+    }
+
+    e->ac->ev.data = NULL;
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    ngx_free(e);
+}
+
+
+static void
+ra_hiredis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = ev->data;
+
+    ra_hiredis_events_t  *e = c->data;
+
+    redisAsyncHandleRead(e->ac);
+}
+
+
+static void
+ra_hiredis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = ev->data;
+
+    ra_hiredis_events_t  *e = c->data;
+
+    redisAsyncHandleWrite(e->ac);
+}
+
+
+static void
+ra_hiredis_timer_handler(ngx_event_t *ev)
+{
+    ra_hiredis_events_t  *e = ev->data;
+
+    if (e->timeout) {
+        e->timeout(e->ac);
+    }
+}

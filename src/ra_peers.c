@@ -1,0 +1,277 @@
+/*
+ * A worker's map of the upstream's servers to backend slots.  With an
+ * upstream "zone" the peers live in shared memory and are copied anew on
+ * every reload, so slots are found by the server's name (its address),
+ * never kept as peer pointers across cycles.
+ */
+
+#include "ra_module.h"
+
+
+static void ra_peers_url(ra_srv_conf_t *rcf,
+    ngx_http_upstream_rr_peer_t *peer, ra_backend_t *be);
+static ngx_uint_t ra_peer_is(ngx_http_upstream_rr_peer_t *peer, u_char *name,
+    size_t len);
+
+
+/*
+ * Builds the map on first use.  NGX_DECLINED: the zone has no room for a
+ * server's slot (logged); the upstream balances by round robin, and the
+ * map is tried again RA_MAP_RETRY ms later.
+ */
+
+ngx_int_t
+ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
+{
+    ngx_int_t                      slot;
+    ngx_uint_t                     n, i, k, backup;
+    ra_peers_t                    *pt;
+    ra_zone_ctx_t                 *ctx;
+    ra_peer_map_t                 *map;
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers, *list;
+
+    pt = &rcf->peers;
+
+    if (pt->map) {
+        return NGX_OK;
+    }
+
+    if (pt->failed
+        && (ngx_msec_int_t) (ngx_current_msec - pt->failed) < RA_MAP_RETRY)
+    {
+        return NGX_DECLINED;
+    }
+
+    peers = rcf->upstream->peer.data;
+
+    n = peers->number + (peers->next ? peers->next->number : 0);
+
+    /* allocated once: a failed map is tried again with the same memory */
+
+    if (pt->mem == NULL) {
+        pt->mem = ngx_pcalloc(ngx_cycle->pool, n * sizeof(ra_peer_map_t));
+        if (pt->mem == NULL) {
+            return NGX_ERROR;
+        }
+
+        pt->size = n;
+    }
+
+    map = pt->mem;
+    ctx = rcf->shm_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    i = 0;
+
+    for (backup = 0, list = peers; list && backup < 2; list = list->next) {
+
+        for (peer = list->peer; peer && i < n; peer = peer->next) {
+            slot = ra_backend_slot(ctx, &peer->name);
+
+            if (slot < 0) {
+                ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+                /* round robin until then; once a second at most */
+                pt->failed = ngx_current_msec ? ngx_current_msec : 1;
+
+                ngx_log_error(NGX_LOG_ALERT, log, 0,
+                              "room_affinity: no room for backend \"%V\" "
+                              "in zone \"%V\", balancing by round robin",
+                              &peer->name, &rcf->zone_name);
+                return NGX_DECLINED;
+            }
+
+            map[i].peer = peer;
+            map[i].slot = slot;
+            map[i].backup = backup;
+            i++;
+
+            ra_peers_url(rcf, peer, &ctx->sh->backends[slot]);
+        }
+
+        backup++;
+
+        if (backup == 1) {
+            pt->nprimary = i;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    /* a room's backend slot to its server here; nmap: none */
+
+    pt->nslots = 0;
+
+    for (k = 0; k < i; k++) {
+        pt->nslots = ngx_max(pt->nslots, map[k].slot + 1);
+    }
+
+    pt->slot_map = ngx_palloc(ngx_cycle->pool,
+                              ngx_max(pt->nslots, 1) * sizeof(ngx_uint_t));
+    if (pt->slot_map == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < pt->nslots; k++) {
+        pt->slot_map[k] = i;
+    }
+
+    for (k = i; k > 0; k--) {
+        /* the first server of a slot, as a search in map order finds */
+        pt->slot_map[map[k - 1].slot] = k - 1;
+    }
+
+    pt->nmap = i;
+    pt->map = map;
+
+    return NGX_OK;
+}
+
+
+/* the map index of a backend slot; nmap when no server here has it */
+
+ngx_uint_t
+ra_peers_index(ra_peers_t *peers, ngx_uint_t slot)
+{
+    return (slot < peers->nslots) ? peers->slot_map[slot] : peers->nmap;
+}
+
+
+static void
+ra_peers_url(ra_srv_conf_t *rcf, ngx_http_upstream_rr_peer_t *peer,
+    ra_backend_t *be)
+{
+    ngx_str_t  *url;
+
+    /* a configured public url, until the backend registers its own */
+
+    if (be->registered) {
+        return;
+    }
+
+    url = ra_peers_conf_url(rcf, peer);
+
+    if (url) {
+        ngx_memcpy(be->url, url->data, url->len);
+        be->url_len = url->len;
+    }
+}
+
+
+/* the room_affinity_url of a server, or NULL */
+
+ngx_str_t *
+ra_peers_conf_url(ra_srv_conf_t *rcf, ngx_http_upstream_rr_peer_t *peer)
+{
+    ngx_uint_t   j;
+    ra_url_t    *url;
+
+    if (rcf->urls == NULL) {
+        return NULL;
+    }
+
+    url = rcf->urls->elts;
+
+    for (j = 0; j < rcf->urls->nelts; j++) {
+        if (ra_peer_is(peer, url[j].server.data, url[j].server.len)) {
+            return &url[j].url;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Is a backend's url this server: its room_affinity_url exactly, else
+ * the url's "host:port" (hostport, hlen) as the server's address or as
+ * written in the configuration
+ */
+
+ngx_uint_t
+ra_peers_match_url(ra_srv_conf_t *rcf, ngx_http_upstream_rr_peer_t *peer,
+    u_char *url, size_t len, u_char *hostport, size_t hlen)
+{
+    ngx_str_t  *conf;
+
+    conf = ra_peers_conf_url(rcf, peer);
+
+    if (conf) {
+        return conf->len == len && ngx_strncmp(conf->data, url, len) == 0;
+    }
+
+    return hlen && ra_peer_is(peer, hostport, hlen);
+}
+
+
+/* is the server "host:port": its resolved address or as written */
+
+static ngx_uint_t
+ra_peer_is(ngx_http_upstream_rr_peer_t *peer, u_char *name, size_t len)
+{
+    return (peer->name.len == len
+            && ngx_strncasecmp(peer->name.data, name, len) == 0)
+           || (peer->server.len == len
+               && ngx_strncasecmp(peer->server.data, name, len) == 0);
+}
+
+
+void
+ra_peers_lock(ra_srv_conf_t *rcf)
+{
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    peers = rcf->upstream->peer.data;
+
+    ngx_http_upstream_rr_peers_wlock(peers);
+
+    if (peers->next) {
+        ngx_http_upstream_rr_peers_wlock(peers->next);
+    }
+}
+
+
+void
+ra_peers_unlock(ra_srv_conf_t *rcf)
+{
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    peers = rcf->upstream->peer.data;
+
+    if (peers->next) {
+        ngx_http_upstream_rr_peers_unlock(peers->next);
+    }
+
+    ngx_http_upstream_rr_peers_unlock(peers);
+}
+
+
+/* failed by max_fails, and fail_timeout not over: nginx skips it */
+
+ngx_uint_t
+ra_peer_failed(ngx_http_upstream_rr_peer_t *peer, time_t now)
+{
+    return peer->max_fails
+           && peer->fails >= peer->max_fails
+           && now - peer->checked <= peer->fail_timeout;
+}
+
+
+/* unavailable to every request: down, or failed */
+
+ngx_uint_t
+ra_peer_gone(ngx_http_upstream_rr_peer_t *peer, time_t now)
+{
+    return peer->down || ra_peer_failed(peer, now);
+}
+
+
+/* at max_conns: unavailable to this request only */
+
+ngx_uint_t
+ra_peer_full(ngx_http_upstream_rr_peer_t *peer)
+{
+    return peer->max_conns && peer->conns >= peer->max_conns;
+}

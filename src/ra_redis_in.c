@@ -1,0 +1,174 @@
+/*
+ * What arrives from Redis.  Every message is untrusted: it is parsed by
+ * ra_message.c, and what cannot be used is counted by reason and logged
+ * with a printable sample, at most once per reason and interval.
+ */
+
+#include "ra_redis_in.h"
+#include "ra_report.h"
+
+
+#define RA_SAMPLE_LEN          64        /* bytes of a message logged */
+
+
+static void ra_redis_in_report(ra_redis_conf_t *rc, ra_msg_type_e type,
+    ngx_str_t *channel, const char *data, size_t len, ngx_uint_t snapshot,
+    ngx_log_t *log);
+static void ra_redis_in_reject(ra_redis_conf_t *rc, ra_msg_err_e err,
+    ngx_str_t *channel, const char *detail, const char *data, size_t len,
+    ngx_log_t *log);
+
+
+/* per worker: when each reason was last logged, and how many since */
+static ngx_msec_t  ra_redis_in_logged[RA_MSG_ERR_COUNT + 1];
+static ngx_uint_t  ra_redis_in_suppressed[RA_MSG_ERR_COUNT + 1];
+
+
+/* a message published on one of the subscribed channels */
+
+void
+ra_redis_in_message(ra_redis_conf_t *rc, ngx_str_t *channel,
+    const char *data, size_t len, ngx_log_t *log)
+{
+    const char    *detail;
+    ra_msg_err_e   err;
+
+    if (channel->len == rc->channel_signaling.len
+        && ngx_strncmp(channel->data, rc->channel_signaling.data,
+                       channel->len) == 0)
+    {
+        ra_redis_in_report(rc, RA_MSG_SIGNALING, channel, data, len, 0, log);
+
+    } else if (channel->len == rc->channel_register.len
+               && ngx_strncmp(channel->data, rc->channel_register.data,
+                              channel->len) == 0)
+    {
+        ra_redis_in_report(rc, RA_MSG_REGISTER, channel, data, len, 0, log);
+
+    } else if (rc->share_on
+               && channel->len == rc->channel_rooms.len
+               && ngx_strncmp(channel->data, rc->channel_rooms.data,
+                              channel->len) == 0)
+    {
+        err = ra_share_receive(&rc->share, data, len, log, &detail);
+
+        if (err != RA_MSG_OK) {
+            ra_redis_in_reject(rc, err, channel, detail, data, len, log);
+        }
+    }
+}
+
+
+/* an entry of the snapshot hash: a backend's last signaling message */
+
+void
+ra_redis_in_snapshot(ra_redis_conf_t *rc, const char *data, size_t len,
+    ngx_log_t *log)
+{
+    ra_redis_in_report(rc, RA_MSG_SIGNALING, &rc->snapshot_key, data, len, 1,
+                       log);
+}
+
+
+static void
+ra_redis_in_report(ra_redis_conf_t *rc, ra_msg_type_e type,
+    ngx_str_t *channel, const char *data, size_t len, ngx_uint_t snapshot,
+    ngx_log_t *log)
+{
+    ra_msg_t         msg;
+    ngx_uint_t       matched;
+    const char      *detail;
+    ra_msg_err_e     err;
+    ra_main_conf_t  *rmcf;
+
+    err = ra_msg_parse(type, data, len, &msg, &detail);
+
+    if (err != RA_MSG_OK) {
+        ra_redis_in_reject(rc, err, channel, detail, data, len, log);
+        return;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_room_affinity_module);
+
+    matched = ra_report_receive(rmcf, &msg, type, snapshot, log);
+
+    ngx_shmtx_lock(&rc->shpool->mutex);
+
+    rc->sh->last_message = ngx_current_msec;
+
+    if (matched) {
+        rc->sh->applied++;
+
+    } else {
+        rc->sh->unknown++;
+    }
+
+    ngx_shmtx_unlock(&rc->shpool->mutex);
+
+    if (!matched) {
+        ra_redis_in_reject(rc, RA_MSG_ERR_COUNT, channel,
+                           "no upstream server matches the url",
+                           msg.url, msg.url_len, log);
+    }
+}
+
+
+/* err RA_MSG_ERR_COUNT: a valid message for no known backend */
+
+static void
+ra_redis_in_reject(ra_redis_conf_t *rc, ra_msg_err_e err, ngx_str_t *channel,
+    const char *detail, const char *data, size_t len, ngx_log_t *log)
+{
+    u_char       sample[RA_SAMPLE_LEN * 4], *p, *last;
+    size_t       i;
+    ngx_msec_t   now;
+    ngx_uint_t   suppressed;
+    const char  *reason;
+
+    if (err != RA_MSG_ERR_COUNT) {
+        ngx_shmtx_lock(&rc->shpool->mutex);
+        rc->sh->rejected[err]++;
+        ngx_shmtx_unlock(&rc->shpool->mutex);
+    }
+
+    /* at most one log line per reason and interval */
+
+    now = ngx_current_msec;
+
+    if (ra_redis_in_logged[err]
+        && now - ra_redis_in_logged[err] < RA_REDIS_LOG_INTERVAL)
+    {
+        ra_redis_in_suppressed[err]++;
+        return;
+    }
+
+    suppressed = ra_redis_in_suppressed[err];
+    ra_redis_in_suppressed[err] = 0;
+    ra_redis_in_logged[err] = now ? now : 1;
+
+    /* a printable sample of the message */
+
+    p = sample;
+    last = sample + sizeof(sample) - 4;
+
+    for (i = 0; i < len && i < RA_SAMPLE_LEN && p < last; i++) {
+        if ((u_char) data[i] >= 0x20 && (u_char) data[i] < 0x7f
+            && data[i] != '\\')
+        {
+            *p++ = (u_char) data[i];
+
+        } else {
+            p = ngx_sprintf(p, "\\x%02xd", (u_char) data[i]);
+        }
+    }
+
+    reason = (err == RA_MSG_ERR_COUNT) ? "unknown_backend"
+                                       : ra_msg_err_name(err);
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "room_affinity: ignored redis message on \"%V\": %s (%s)"
+                  ", %uz bytes \"%*s%s\", %ui similar since last log",
+                  channel, reason, detail, len, (size_t) (p - sample), sample,
+                  len > RA_SAMPLE_LEN ? "..." : "", suppressed);
+}

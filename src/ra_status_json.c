@@ -1,0 +1,309 @@
+/*
+ * The status as JSON: every upstream (its servers, their reports, its
+ * zone) and the Redis link, or one room.  Buffers are sized up front from
+ * the longest each part can be (names escaped: 6 bytes a byte at most).
+ */
+
+#include "ra_status_json.h"
+#include "ra_report.h"
+#include "ra_redis.h"
+#include "ra_reply.h"
+
+
+#define RA_STATUS_UPSTREAM_LEN  512
+#define RA_STATUS_BACKEND_LEN   768
+#define RA_STATUS_REDIS_LEN     (1024 + 6 * RA_REDIS_ERR_LEN)
+
+
+static size_t ra_status_upstream_len(ra_srv_conf_t *rcf);
+static u_char *ra_status_upstream(u_char *p, ra_srv_conf_t *rcf,
+    ngx_msec_t now);
+static u_char *ra_status_redis(u_char *p, ra_redis_conf_t *rc,
+    ngx_msec_t now);
+
+
+/* every upstream and the Redis link */
+
+ngx_int_t
+ra_status_json(ngx_http_request_t *r, ra_main_conf_t *rmcf)
+{
+    size_t            len;
+    ngx_buf_t        *b;
+    ngx_uint_t        i;
+    ngx_msec_t        now;
+    ra_srv_conf_t   **rcfp;
+
+    rcfp = rmcf->upstreams.elts;
+
+    len = sizeof("{\"upstreams\":{},\"redis\":null}" CRLF)
+          + RA_STATUS_REDIS_LEN
+          + (rmcf->redis ? 6 * rmcf->redis->address.len : 0);
+
+    for (i = 0; i < rmcf->upstreams.nelts; i++) {
+        len += ra_status_upstream_len(rcfp[i]);
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    now = ngx_current_msec;
+
+    b->last = ra_cpystr(b->last, "{\"upstreams\":{");
+
+    for (i = 0; i < rmcf->upstreams.nelts; i++) {
+        if (i) {
+            *b->last++ = ',';
+        }
+
+        b->last = ra_status_upstream(b->last, rcfp[i], now);
+    }
+
+    b->last = ra_cpystr(b->last, "},\"redis\":");
+
+    if (rmcf->redis) {
+        b->last = ra_status_redis(b->last, rmcf->redis, now);
+
+    } else {
+        b->last = ra_cpystr(b->last, "null");
+    }
+
+    b->last = ra_cpystr(b->last, "}" CRLF);
+
+    return ra_send(r, NGX_HTTP_OK, NULL, b);
+}
+
+
+static size_t
+ra_status_upstream_len(ra_srv_conf_t *rcf)
+{
+    return RA_STATUS_UPSTREAM_LEN
+           + 6 * (rcf->upstream->host.len + rcf->zone_name.len)
+           + rcf->peers.nmap * (RA_STATUS_BACKEND_LEN
+                          + 6 * (RA_BACKEND_NAME_LEN + RA_MSG_URL_MAX));
+}
+
+
+static u_char *
+ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
+{
+    size_t            used, total;
+    ngx_uint_t        k;
+    ngx_msec_t        age;
+    ra_shctx_t       *sh;
+    ra_backend_t     *be, snap;
+    ra_zone_ctx_t    *ctx;
+    ra_peer_map_t    *pm;
+    ngx_slab_pool_t  *shpool;
+
+    ctx = rcf->shm_zone->data;
+    sh = ctx->sh;
+    shpool = ctx->shpool;
+
+    *p++ = '"';
+    p = (u_char *) ngx_escape_json(p, rcf->upstream->host.data,
+                                   rcf->upstream->host.len);
+    p = ra_cpystr(p, "\":{\"backends\":[");
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (k = 0; k < rcf->peers.nmap; k++) {
+        pm = &rcf->peers.map[k];
+        be = &sh->backends[pm->slot];
+        snap = *be;
+
+        if (k) {
+            *p++ = ',';
+        }
+
+        p = ra_cpystr(p, "{\"server\":\"");
+        p = (u_char *) ngx_escape_json(p, snap.name, snap.name_len);
+        p = ra_cpystr(p, "\",\"url\":\"");
+        p = (u_char *) ngx_escape_json(p, snap.url, snap.url_len);
+
+        p = ngx_sprintf(p, "\",\"weight\":%i,\"backup\":%s,\"state\":\"%s\","
+                        "\"live\":%ui,\"rooms\":%ui,\"pending\":%ui,"
+                        "\"placed\":%ui,\"registered\":%s",
+                        pm->peer->weight, pm->backup ? "true" : "false",
+                        ra_report_state(rcf, pm, &snap, now),
+                        snap.live, snap.rooms, snap.pending, snap.placed,
+                        snap.registered ? "true" : "false");
+
+        if (snap.has_report) {
+            age = ra_report_age(now, snap.reported_at);
+
+            p = ngx_sprintf(p, ",\"report\":{\"age_ms\":%M", age);
+
+            if (snap.has_connections) {
+                p = ngx_sprintf(p, ",\"connections\":%uD", snap.connections);
+            }
+
+            if (snap.has_cpu) {
+                p = ngx_sprintf(p, ",\"cpu\":%uD.%02uD",
+                                snap.cpu / 100, snap.cpu % 100);
+            }
+
+            if (snap.capacity) {
+                p = ngx_sprintf(p, ",\"capacity\":%uD", snap.capacity);
+            }
+
+            p = ngx_sprintf(p, ",\"draining\":%s}",
+                            snap.draining ? "true" : "false");
+        }
+
+        *p++ = '}';
+    }
+
+    total = shpool->end - (u_char *) shpool;
+    used = total - shpool->pfree * ngx_pagesize;
+
+    p = ra_cpystr(p, "],\"zone\":{\"name\":\"");
+    p = (u_char *) ngx_escape_json(p, rcf->zone_name.data,
+                                   rcf->zone_name.len);
+    p = ngx_sprintf(p, "\",\"rooms\":%ui,\"bytes_used\":%uz,"
+                    "\"bytes_total\":%uz,\"evicted\":%ui,\"expired\":%ui,"
+                    "\"moved\":%ui,\"unrecorded\":%ui,"
+                    "\"placements\":{\"reused_view\":%ui,"
+                    "\"full_pass\":%ui}}}",
+                    sh->rooms, used, total, sh->evicted, sh->expired,
+                    sh->moved, sh->unrecorded, sh->placed_viewed,
+                    sh->placed_full);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return p;
+}
+
+
+static u_char *
+ra_status_redis(u_char *p, ra_redis_conf_t *rc, ngx_msec_t now)
+{
+    ngx_uint_t     i, rejected;
+    ra_share_sh_t  share;
+    ra_redis_sh_t  sh;
+
+    ra_redis_stats(rc, &sh);
+    ra_share_stats(&rc->share, &share);
+
+    p = ra_cpystr(p, "{\"address\":\"");
+    p = (u_char *) ngx_escape_json(p, rc->address.data, rc->address.len);
+    p = ngx_sprintf(p, "\",\"connected\":%s,\"subscriber_pid\":%P,"
+                    "\"connects\":%ui,\"failures\":%ui,\"last_error\":\"",
+                    sh.connected ? "true" : "false", sh.owner, sh.connects,
+                    sh.failures);
+    p = (u_char *) ngx_escape_json(p, sh.last_error, sh.last_error_len);
+
+    rejected = 0;
+
+    for (i = 1; i < RA_MSG_ERR_COUNT; i++) {
+        rejected += sh.rejected[i];
+    }
+
+    p = ngx_sprintf(p, "\",\"snapshots\":%ui,\"messages\":{\"applied\":%ui,"
+                    "\"unknown_backend\":%ui,\"rejected\":%ui,"
+                    "\"rejected_by_reason\":{",
+                    sh.snapshots, sh.applied, sh.unknown, rejected);
+
+    for (i = 1; i < RA_MSG_ERR_COUNT; i++) {
+        p = ngx_sprintf(p, "%s\"%s\":%ui", i > 1 ? "," : "",
+                        ra_msg_err_name((ra_msg_err_e) i), sh.rejected[i]);
+    }
+
+    p = ngx_sprintf(p, "},\"last_message_age_ms\":");
+
+    if (sh.last_message) {
+        p = ngx_sprintf(p, "%M", now - sh.last_message);
+
+    } else {
+        p = ra_cpystr(p, "null");
+    }
+
+    p = ngx_sprintf(p, "},\"rooms_shared\":{\"enabled\":%s,"
+                    "\"published\":%ui,\"received\":%ui,\"adopted\":%ui,"
+                    "\"dropped\":%ui}}",
+                    rc->share_on ? "true" : "false", share.published,
+                    share.received, share.adopted, share.dropped);
+
+    return p;
+}
+
+
+/* one room: its upstream, backend and live count */
+
+ngx_int_t
+ra_status_json_room(ngx_http_request_t *r, ra_main_conf_t *rmcf,
+    ngx_str_t *name)
+{
+    size_t            len;
+    uint32_t          hash;
+    ngx_buf_t        *b;
+    ngx_uint_t        i;
+    ra_room_t        *room;
+    ra_backend_t     *be;
+    ra_zone_ctx_t    *ctx;
+    ra_srv_conf_t   **rcfp;
+
+    rcfp = rmcf->upstreams.elts;
+
+    len = sizeof("{\"room\":\"\",\"upstream\":\"\",\"backend\":\"\","
+                 "\"url\":\"\",\"live\":,\"age_ms\":,\"idle_ms\":}" CRLF)
+          + 6 * (name->len + RA_BACKEND_NAME_LEN + RA_MSG_URL_MAX)
+          + 3 * NGX_INT64_LEN + 512;
+
+    for (i = 0; i < rmcf->upstreams.nelts; i++) {
+        len += 6 * rcfp[i]->upstream->host.len;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    hash = (uint32_t) ra_hash(name->data, name->len);
+
+    for (i = 0; i < rmcf->upstreams.nelts; i++) {
+        ctx = rcfp[i]->shm_zone->data;
+
+        ngx_shmtx_lock(&ctx->shpool->mutex);
+
+        room = ra_room_lookup(ctx->sh, hash, name->data, name->len);
+
+        if (room == NULL) {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            continue;
+        }
+
+        be = &ctx->sh->backends[room->backend];
+
+        b->last = ra_cpystr(b->last, "{\"room\":\"");
+        b->last = (u_char *) ngx_escape_json(b->last, name->data, name->len);
+        b->last = ra_cpystr(b->last, "\",\"upstream\":\"");
+        b->last = (u_char *) ngx_escape_json(b->last,
+                                             rcfp[i]->upstream->host.data,
+                                             rcfp[i]->upstream->host.len);
+        b->last = ra_cpystr(b->last, "\",\"backend\":\"");
+        b->last = (u_char *) ngx_escape_json(b->last, be->name, be->name_len);
+        b->last = ra_cpystr(b->last, "\",\"url\":\"");
+        b->last = (u_char *) ngx_escape_json(b->last, be->url, be->url_len);
+        b->last = ngx_sprintf(b->last, "\",\"live\":%uD,\"age_ms\":%M,"
+                              "\"idle_ms\":%M}" CRLF,
+                              room->live,
+                              (ngx_msec_t) (uint32_t) ((uint32_t)
+                                  ngx_current_msec - room->created),
+                              room->live ? 0 : (ngx_msec_t) ngx_max(
+                                  (int32_t) ((uint32_t) ngx_current_msec
+                                             - room->last), 0));
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        return ra_send(r, NGX_HTTP_OK, NULL, b);
+    }
+
+    b->last = ra_cpystr(b->last, "{\"error\":\"unknown room\",\"room\":\"");
+    b->last = (u_char *) ngx_escape_json(b->last, name->data, name->len);
+    b->last = ra_cpystr(b->last, "\"}" CRLF);
+
+    return ra_send(r, NGX_HTTP_NOT_FOUND, NULL, b);
+}
+

@@ -1,0 +1,139 @@
+/*
+ * The shared zone of one room_affinity upstream: the room table and the
+ * backend table, shared by every worker and kept across nginx -s reload.
+ */
+
+#ifndef RA_ZONE_H
+#define RA_ZONE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ra_message.h"
+
+
+#pragma GCC visibility push(hidden)
+
+
+#define RA_ROOM_MAX_LEN        512      /* longer keys are digested */
+#define RA_BACKEND_NAME_LEN    128
+#define RA_FULL_LOG_INTERVAL   10000    /* ms between "zone is full" logs */
+#define RA_EXPIRE_BATCH        4        /* idle rooms expired per lookup */
+#define RA_EVICT_MAX           16       /* idle rooms evicted for one room */
+#define RA_ZONE_MIN_PAGES      8        /* the smallest zone, in pages */
+
+
+/*
+ * one upstream server (one resolved address) in the shared zone; what a
+ * placement reads comes first, together.  The report fields are written
+ * by ra_report.c only; the counts by ra_zone.c and the balancer.
+ */
+typedef struct {
+    ngx_uint_t          live;         /* upstream connections, all workers */
+    ngx_uint_t          rooms;        /* rooms pinned here */
+    ngx_uint_t          pending;      /* rooms placed since the report */
+
+    uint32_t            connections;  /* reported */
+    uint32_t            cpu;          /* reported, percent * 100 */
+    uint32_t            capacity;     /* reported, 0: none */
+
+    unsigned            has_report:1;
+    unsigned            has_cpu:1;
+    unsigned            has_connections:1;
+    unsigned            registered:1;
+    unsigned            draining:1;
+
+    ngx_msec_t          reported_at;  /* ngx_current_msec of the report */
+    ngx_msec_t          up_since;     /* for slow start; 0: long ago */
+    ngx_uint_t          placed;       /* rooms placed here, ever */
+
+    size_t              name_len;
+    size_t              url_len;
+    u_char              name[RA_BACKEND_NAME_LEN];  /* "127.0.0.1:3001" */
+    u_char              url[RA_MSG_URL_MAX + 1];     /* public url */
+} ra_backend_t;
+
+
+typedef struct ra_room_s  ra_room_t;
+
+struct ra_room_s {
+    ra_room_t          *next;         /* hash chain */
+    ngx_queue_t         queue;        /* idle LRU; empty while live */
+    uint32_t            last;         /* ms when it became idle, and */
+    uint32_t            created;      /* ms when created: both wrap after
+                                         49 days, compared by difference */
+    uint32_t            hash;         /* ra_hash() of the name, low bits */
+    uint32_t            live;
+    uint16_t            peak;         /* most live connections seen */
+    uint16_t            backend;      /* slot in the backend table */
+    uint16_t            len;
+    u_char              data[1];
+};
+
+
+#define RA_ZONE_VERSION  5            /* layout of ra_shctx_t, ra_room_t */
+
+
+typedef struct {
+    ngx_uint_t          version;
+    ra_room_t         **buckets;
+    ngx_uint_t          mask;         /* buckets - 1, a power of two */
+    ngx_queue_t         idle;         /* rooms without live connections,
+                                         most recently used first */
+    ngx_uint_t          rooms;
+    ngx_uint_t          evicted;
+    ngx_uint_t          expired;
+    ngx_uint_t          moved;
+    ngx_uint_t          unrecorded;
+    ngx_msec_t          full_logged;
+
+    ngx_uint_t          nbackends;
+    ngx_uint_t          backends_cap;
+    ra_backend_t       *backends;
+
+    /*
+     * for the workers' placement views (ra_pick.c): pl_gen changes with
+     * anything a view depends on (reports, draining, backends, failures),
+     * the totals let a view keep its total load current without a pass
+     */
+    ngx_uint_t          pl_gen;
+    ngx_uint_t          live_total;   /* sum of backends[].live */
+    ngx_uint_t          pending_total;
+
+    ngx_uint_t          placed_viewed;   /* placements by a kept view */
+    ngx_uint_t          placed_full;     /* by a pass over the servers */
+} ra_shctx_t;
+
+
+typedef struct {
+    ngx_slab_pool_t              *shpool;
+    ra_shctx_t                   *sh;
+    ngx_http_upstream_srv_conf_t *upstream;    /* whose zone it is */
+    ngx_msec_t                    ttl;
+} ra_zone_ctx_t;
+
+
+ngx_int_t ra_zone_init(ngx_shm_zone_t *shm_zone, void *data);
+ngx_int_t ra_zone_version_ok(ngx_shm_zone_t *shm_zone, ngx_uint_t found,
+    ngx_uint_t expected);
+
+/* the caller holds the zone's mutex */
+ra_room_t *ra_room_lookup(ra_shctx_t *sh, uint32_t hash, u_char *name,
+    size_t len);
+ra_room_t *ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name,
+    size_t len, ngx_msec_t now, ngx_log_t *log);
+void ra_room_expire(ra_zone_ctx_t *ctx, ngx_msec_t now, ngx_uint_t n,
+    ngx_log_t *log);
+void ra_room_acquire(ra_shctx_t *sh, ra_room_t *room);
+void ra_room_touch(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
+void ra_room_release(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
+void ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
+void ra_room_move(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
+ngx_int_t ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name);
+ngx_int_t ra_backend_find(ra_shctx_t *sh, u_char *name, size_t len);
+
+
+#pragma GCC visibility pop
+
+#endif /* RA_ZONE_H */

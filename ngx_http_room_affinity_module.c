@@ -9,6 +9,7 @@
 
 #include "src/ra_module.h"
 #include "src/ra_conf.h"
+#include "src/ra_conf_redis.h"
 #include "src/ra_redis.h"
 #include "src/ra_body.h"
 #include "src/ra_bench.h"

@@ -18,7 +18,6 @@ extern ngx_conf_post_t  ra_conf_field_post;
 
 char *ra_conf_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ra_conf_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ra_conf_join(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ra_conf_join_merge(ngx_conf_t *cf, ra_loc_conf_t *prev,
     ra_loc_conf_t *conf);

@@ -57,9 +57,6 @@ static void ra_redis_reply(redisAsyncContext *ac, void *r, void *privdata);
 static void ra_redis_on_message(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ra_redis_ready(void);
-static void ra_redis_request_snapshot(void);
-static void ra_redis_on_snapshot(redisAsyncContext *ac, void *r,
-    void *privdata);
 static void ra_redis_set_error(const char *what, const char *err);
 static void ra_redis_drain(ngx_event_t *ev);
 
@@ -614,7 +611,10 @@ ra_redis_ready(void)
         return;
     }
 
-    ra_redis_request_snapshot();
+    if (rc->snapshot) {
+        /* after subscribing, so nothing published in between is lost */
+        ra_redis_in_snapshot_request(rc, ra_redis_w.cmd.ac);
+    }
 
     if (rc->share_on && !ra_redis_w.drain.timer_set) {
         ngx_add_timer(&ra_redis_w.drain, RA_SHARE_TICK);
@@ -623,78 +623,8 @@ ra_redis_ready(void)
 
 
 static void
-ra_redis_request_snapshot(void)
-{
-    const char       *argv[2];
-    size_t            argvlen[2];
-    ra_redis_conf_t  *rc;
-
-    rc = ra_redis_w.conf;
-
-    /* after subscribing, so nothing published in between is lost */
-
-    if (!rc->snapshot) {
-        return;
-    }
-
-    argv[0] = "HGETALL";
-    argvlen[0] = sizeof("HGETALL") - 1;
-    argv[1] = (const char *) rc->snapshot_key.data;
-    argvlen[1] = rc->snapshot_key.len;
-
-    redisAsyncCommandArgv(ra_redis_w.cmd.ac, ra_redis_on_snapshot, NULL, 2,
-                          argv, argvlen);
-}
-
-
-static void
-ra_redis_on_snapshot(redisAsyncContext *ac, void *r, void *privdata)
-{
-    redisReply  *reply = r;
-
-    size_t             i;
-    ngx_uint_t         applied;
-    redisReply        *value;
-    ra_redis_conf_t   *rc;
-
-    rc = ra_redis_w.conf;
-
-    if (reply == NULL || rc == NULL) {
-        return;
-    }
-
-    if (reply->type != REDIS_REPLY_ARRAY) {
-        ra_redis_reply(ac, r, (void *) "HGETALL");
-        return;
-    }
-
-    applied = 0;
-
-    for (i = 0; i + 1 < reply->elements; i += 2) {
-        value = reply->element[i + 1];
-
-        if (value->type != REDIS_REPLY_STRING) {
-            continue;
-        }
-
-        ra_redis_in_snapshot(rc, value->str, value->len, ra_redis_w.log);
-        applied++;
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, ra_redis_w.log, 0,
-                  "room_affinity: snapshot \"%V\" read, %ui backends",
-                  &rc->snapshot_key, applied);
-
-    ngx_shmtx_lock(&rc->shpool->mutex);
-    rc->sh->snapshots++;
-    ngx_shmtx_unlock(&rc->shpool->mutex);
-}
-
-
-static void
 ra_redis_set_error(const char *what, const char *err)
 {
-    u_char           *p;
     ra_redis_conf_t  *rc;
 
     rc = ra_redis_w.conf;
@@ -703,20 +633,13 @@ ra_redis_set_error(const char *what, const char *err)
         return;
     }
 
-    ngx_shmtx_lock(&rc->shpool->mutex);
-
-    p = ngx_snprintf(rc->sh->last_error, RA_REDIS_ERR_LEN, "%s: %s", what,
-                     err ? err : "unknown error");
-    rc->sh->last_error_len = p - rc->sh->last_error;
-    rc->sh->failures++;
+    ra_redis_in_error(rc, what, err);
 
     if (!ra_redis_w.sub.connected) {
+        ngx_shmtx_lock(&rc->shpool->mutex);
         rc->sh->connected = 0;
-    }
+        ngx_shmtx_unlock(&rc->shpool->mutex);
 
-    ngx_shmtx_unlock(&rc->shpool->mutex);
-
-    if (!ra_redis_w.sub.connected) {
         ra_share_open(&rc->share, 0);
     }
 }

@@ -11,6 +11,8 @@
 #define RA_SAMPLE_LEN          64        /* bytes of a message logged */
 
 
+static void ra_redis_in_snapshot_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ra_redis_in_report(ra_redis_conf_t *rc, ra_msg_type_e type,
     ngx_str_t *channel, const char *data, size_t len, ngx_uint_t snapshot,
     ngx_log_t *log);
@@ -59,14 +61,92 @@ ra_redis_in_message(ra_redis_conf_t *rc, ngx_str_t *channel,
 }
 
 
-/* an entry of the snapshot hash: a backend's last signaling message */
+/*
+ * The backends' snapshot hash: each field a backend's last signaling
+ * message, kept by the backends (or an agent) for an nginx that was not
+ * listening when they published
+ */
 
 void
-ra_redis_in_snapshot(ra_redis_conf_t *rc, const char *data, size_t len,
-    ngx_log_t *log)
+ra_redis_in_snapshot_request(ra_redis_conf_t *rc, redisAsyncContext *ac)
 {
-    ra_redis_in_report(rc, RA_MSG_SIGNALING, &rc->snapshot_key, data, len, 1,
-                       log);
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = "HGETALL";
+    argvlen[0] = sizeof("HGETALL") - 1;
+    argv[1] = (const char *) rc->snapshot_key.data;
+    argvlen[1] = rc->snapshot_key.len;
+
+    redisAsyncCommandArgv(ac, ra_redis_in_snapshot_reply, rc, 2, argv,
+                          argvlen);
+}
+
+
+static void
+ra_redis_in_snapshot_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ra_redis_conf_t  *rc = privdata;
+
+    size_t        i;
+    ngx_log_t    *log;
+    ngx_uint_t    applied;
+    redisReply   *reply = r, *value;
+
+    if (reply == NULL) {
+        /* the link went away: the next subscription reads it again */
+        return;
+    }
+
+    log = ngx_cycle->log;
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "room_affinity: redis HGETALL failed: %*s",
+                      (size_t) reply->len, reply->str);
+        ra_redis_in_error(rc, "HGETALL", reply->str);
+        return;
+    }
+
+    applied = 0;
+
+    for (i = 0; i + 1 < reply->elements; i += 2) {
+        value = reply->element[i + 1];
+
+        if (value->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        ra_redis_in_report(rc, RA_MSG_SIGNALING, &rc->snapshot_key,
+                           value->str, value->len, 1, log);
+        applied++;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "room_affinity: snapshot \"%V\" read, %ui backends",
+                  &rc->snapshot_key, applied);
+
+    ngx_shmtx_lock(&rc->shpool->mutex);
+    rc->sh->snapshots++;
+    ngx_shmtx_unlock(&rc->shpool->mutex);
+}
+
+
+/* a failure, as the status shows it (the caller logs it) */
+
+void
+ra_redis_in_error(ra_redis_conf_t *rc, const char *what, const char *err)
+{
+    u_char  *p;
+
+    ngx_shmtx_lock(&rc->shpool->mutex);
+
+    p = ngx_snprintf(rc->sh->last_error, RA_REDIS_ERR_LEN, "%s: %s", what,
+                     err ? err : "unknown error");
+    rc->sh->last_error_len = p - rc->sh->last_error;
+    rc->sh->failures++;
+
+    ngx_shmtx_unlock(&rc->shpool->mutex);
 }
 
 

@@ -9,14 +9,18 @@
 
 #include "ra_redis.h"
 
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
 
 #pragma GCC visibility push(hidden)
 
 
 void ra_redis_in_message(ra_redis_conf_t *rc, ngx_str_t *channel,
     const char *data, size_t len, ngx_log_t *log);
-void ra_redis_in_snapshot(ra_redis_conf_t *rc, const char *data, size_t len,
-    ngx_log_t *log);
+void ra_redis_in_snapshot_request(ra_redis_conf_t *rc, redisAsyncContext *ac);
+void ra_redis_in_error(ra_redis_conf_t *rc, const char *what,
+    const char *err);
 
 
 #pragma GCC visibility pop

@@ -1,0 +1,243 @@
+/*
+ * room_affinity_redis: where Redis is, how to log in, the channel and key
+ * names, and whether placements are shared.  Its shared zone holds the
+ * state of the instance's links and the outbox of shared placements.
+ */
+
+#include "ra_conf_redis.h"
+#include "ra_redis.h"
+
+
+static char *ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc,
+    ngx_str_t *value);
+
+
+char *
+ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ra_main_conf_t  *rmcf = conf;
+
+    ngx_str_t         *value, s, prefix, name;
+    ngx_int_t          n;
+    ngx_uint_t         i;
+    ra_redis_conf_t   *rc;
+
+    if (rmcf->redis) {
+        return "is duplicate";
+    }
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ra_redis_conf_t));
+    if (rc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    if (ra_conf_redis_address(cf, rc, &value[1]) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc->snapshot = 1;
+    rc->share_on = 1;
+    rc->backoff = RA_REDIS_BACKOFF_MAX;
+    rc->connect_timeout = RA_REDIS_CONNECT_TIMEOUT;
+    ngx_str_null(&prefix);
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ra_has_prefix(&value[i], "password=")) {
+            rc->password.data = value[i].data + sizeof("password=") - 1;
+            rc->password.len = value[i].len - (sizeof("password=") - 1);
+
+            if (rc->password.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "db=")) {
+            n = ngx_atoi(value[i].data + sizeof("db=") - 1, value[i].len - (sizeof("db=") - 1));
+            if (n == NGX_ERROR) {
+                goto invalid;
+            }
+
+            rc->db = n;
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "prefix=")) {
+            prefix.data = value[i].data + sizeof("prefix=") - 1;
+            prefix.len = value[i].len - (sizeof("prefix=") - 1);
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "backoff=")) {
+            s.data = value[i].data + sizeof("backoff=") - 1;
+            s.len = value[i].len - (sizeof("backoff=") - 1);
+
+            rc->backoff = ngx_parse_time(&s, 0);
+            if (rc->backoff == (ngx_msec_t) NGX_ERROR
+                || rc->backoff < RA_REDIS_BACKOFF_MIN)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid time in \"%V\", "
+                                   "it must be at least %dms", &value[i],
+                                   RA_REDIS_BACKOFF_MIN);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "connect_timeout=")) {
+            s.data = value[i].data + sizeof("connect_timeout=") - 1;
+            s.len = value[i].len - (sizeof("connect_timeout=") - 1);
+
+            rc->connect_timeout = ngx_parse_time(&s, 0);
+            if (rc->connect_timeout == (ngx_msec_t) NGX_ERROR
+                || rc->connect_timeout == 0
+                || rc->connect_timeout >= RA_TIME_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid time in \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "snapshot=off") == 0) {
+            rc->snapshot = 0;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "snapshot=on") == 0) {
+            rc->snapshot = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "share=off") == 0) {
+            rc->share_on = 0;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "share=on") == 0) {
+            rc->share_on = 1;
+            continue;
+        }
+
+    invalid:
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* channel and key names, NUL-terminated for hiredis */
+
+    rc->channel_register.len = prefix.len + sizeof("register") - 1;
+    rc->channel_register.data = ngx_pnalloc(cf->pool,
+                                            rc->channel_register.len + 1);
+    rc->channel_signaling.len = prefix.len + sizeof("signaling") - 1;
+    rc->channel_signaling.data = ngx_pnalloc(cf->pool,
+                                             rc->channel_signaling.len + 1);
+    rc->snapshot_key.len = prefix.len + sizeof("room_affinity:backends") - 1;
+    rc->snapshot_key.data = ngx_pnalloc(cf->pool, rc->snapshot_key.len + 1);
+    rc->channel_rooms.len = prefix.len + sizeof("room_affinity:rooms") - 1;
+    rc->channel_rooms.data = ngx_pnalloc(cf->pool, rc->channel_rooms.len + 1);
+
+    if (rc->channel_register.data == NULL
+        || rc->channel_signaling.data == NULL
+        || rc->snapshot_key.data == NULL
+        || rc->channel_rooms.data == NULL)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(rc->channel_rooms.data, "%Vroom_affinity:rooms%Z", &prefix);
+
+    ngx_sprintf(rc->channel_register.data, "%Vregister%Z", &prefix);
+    ngx_sprintf(rc->channel_signaling.data, "%Vsignaling%Z", &prefix);
+    ngx_sprintf(rc->snapshot_key.data, "%Vroom_affinity:backends%Z", &prefix);
+
+    ngx_str_set(&name, "room_affinity_redis");
+
+    rc->shm_zone = ngx_shared_memory_add(cf, &name, RA_REDIS_ZONE_SIZE,
+                                         &ngx_http_room_affinity_module);
+    if (rc->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc->shm_zone->init = ra_redis_init_zone;
+    rc->shm_zone->data = rc;
+
+    rmcf->redis = rc;
+    rmcf->share = rc->share_on ? &rc->share : NULL;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value)
+{
+    u_char     *p, text[NGX_SOCKADDR_STRLEN];
+    size_t      len;
+    ngx_url_t   u;
+
+    rc->address = *value;
+
+    if (value->len > sizeof("unix:") - 1 && ra_has_prefix(value, "unix:")) {
+        rc->unix_path.len = value->len - (sizeof("unix:") - 1);
+        rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
+        if (rc->unix_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        p = ngx_cpymem(rc->unix_path.data, value->data + sizeof("unix:") - 1,
+                       rc->unix_path.len);
+        *p = '\0';
+
+        return NGX_CONF_OK;
+    }
+
+    /* hiredis resolves with a blocking call: resolve here, once */
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = *value;
+    u.default_port = RA_REDIS_PORT;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in redis address \"%V\"", u.err, value);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid redis address \"%V\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text,
+                        NGX_SOCKADDR_STRLEN, 0);
+
+    rc->host.data = ngx_pnalloc(cf->pool, len + 1);
+    if (rc->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* ngx_sock_ntop() puts IPv6 addresses without brackets when port is 0 */
+    p = ngx_cpymem(rc->host.data, text, len);
+    *p = '\0';
+    rc->host.len = len;
+    rc->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+
+    return NGX_CONF_OK;
+}
+

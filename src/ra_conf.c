@@ -5,6 +5,7 @@
  */
 
 #include "ra_conf.h"
+#include "ra_report.h"
 #include "ra_balancer.h"
 #include "ra_join.h"
 #include "ra_status.h"
@@ -61,6 +62,7 @@ ra_conf_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     rcf->ttl = RA_TTL_DEFAULT;
     rcf->stale = RA_STALE_DEFAULT;
+    rcf->report_lag = RA_REPORT_LAG_DEFAULT;
     rcf->placement.choices = RA_PL_CHOICES_DEFAULT;
     rcf->placement.balance_factor = RA_PL_BALANCE_FACTOR_DEFAULT;
     rcf->placement.slow_start_ms = RA_PL_SLOW_START_MS_DEFAULT;
@@ -87,6 +89,26 @@ ra_conf_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ra_has_prefix(&value[i], "stale=")) {
             if (ra_conf_parse_ms(cf, &value[i], sizeof("stale=") - 1, 1, &rcf->stale) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "report_lag=")) {
+            if (ra_conf_parse_ms(cf, &value[i], sizeof("report_lag=") - 1, 0,
+                                 &rcf->report_lag)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            /* the samples of the loads go back that far (ra_report.c) */
+
+            if (rcf->report_lag > RA_REPORT_LAG_MAX) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%V\" is too long, the most is %dms",
+                                   &value[i], RA_REPORT_LAG_MAX);
                 return NGX_CONF_ERROR;
             }
 

@@ -560,7 +560,7 @@ ra_msg_room_encode(const ra_msg_room_t *m, char *buf)
     int    n;
 
     n = sprintf(buf, "1 %016llx %c ", (unsigned long long) m->instance,
-                m->moved ? 'm' : 'n');
+                m->kind);
     p = buf + n;
 
     memcpy(p, m->upstream, m->upstream_len);
@@ -640,8 +640,11 @@ ra_msg_room_parse(const char *data, size_t len, ra_msg_room_t *m,
         }
     }
 
-    if (flen[2] != 1 || (f[2][0] != 'n' && f[2][0] != 'm')) {
-        *detail = "kind is not n or m";
+    if (flen[2] != 1
+        || (f[2][0] != RA_MSG_ROOM_NEW && f[2][0] != RA_MSG_ROOM_MOVED
+            && f[2][0] != RA_MSG_ROOM_COUNT))
+    {
+        *detail = "kind is not n, m or c";
         return RA_MSG_ERR_JSON;
     }
 
@@ -650,7 +653,21 @@ ra_msg_room_parse(const char *data, size_t len, ra_msg_room_t *m,
         return RA_MSG_ERR_JSON;
     }
 
-    m->moved = (f[2][0] == 'm');
+    if (f[2][0] == RA_MSG_ROOM_COUNT) {
+        if (end - nl - 1 > 9) {
+            *detail = "count too large";
+            return RA_MSG_ERR_JSON;
+        }
+
+        for (p = nl + 1; p < end; p++) {
+            if (*p < '0' || *p > '9') {
+                *detail = "count is not a decimal number";
+                return RA_MSG_ERR_JSON;
+            }
+        }
+    }
+
+    m->kind = f[2][0];
     m->upstream = f[3];
     m->upstream_len = flen[3];
     m->backend = f[4];

@@ -94,16 +94,23 @@ ra_msg_err_e ra_msg_parse(ra_msg_type_e type, const char *data, size_t len,
 int ra_msg_url_hostport(const char *url, size_t len, char *buf, size_t size);
 
 /*
- * A placement shared between nginx instances on the rooms channel:
+ * What nginx instances share on the rooms channel: a placement, or the
+ * connections an instance holds to a backend.
  *
  *     "1 <instance: 16 hex digits> <n|m> <upstream> <backend>\n<room>"
+ *     "1 <instance> c <upstream> <backend>\n<connections, decimal>"
  *
- * n: a new room, m: a moved room.  The upstream and the backend are
- * names without spaces; the room is every byte after the newline.
+ * n: a new room, m: a moved room, c: a count.  The upstream and the
+ * backend are names without spaces; the room is every byte after the
+ * newline.
  */
+#define RA_MSG_ROOM_NEW      'n'
+#define RA_MSG_ROOM_MOVED    'm'
+#define RA_MSG_ROOM_COUNT    'c'
+
 typedef struct {
     uint64_t       instance;
-    unsigned       moved:1;
+    char           kind;          /* RA_MSG_ROOM_* */
     const char    *upstream;
     size_t         upstream_len;
     const char    *backend;

@@ -72,6 +72,7 @@ extern ngx_module_t  ngx_http_room_affinity_module;
 /* defaults of the room_affinity directive */
 #define RA_TTL_DEFAULT         600000   /* ms an idle room is kept */
 #define RA_STALE_DEFAULT       30000    /* ms a report stays fresh */
+#define RA_REPORT_LAG_DEFAULT  500      /* ms a report may be old */
 #define RA_TIME_MAX            0x7fffffff  /* ms: 32-bit differences */
 
 #define RA_METRIC_CONNECTIONS  0
@@ -105,6 +106,7 @@ struct ra_srv_conf_s {
     ngx_shm_zone_t               *shm_zone;
     ngx_msec_t                    ttl;
     ngx_msec_t                    stale;
+    ngx_msec_t                    report_lag;
     ra_pl_conf_t                  placement;
     ngx_uint_t                    metric;      /* RA_METRIC_* */
 

@@ -153,9 +153,7 @@ ra_pick_viewed(ra_route_t *rt, time_t t)
         pb = &vw->pl[cand[c]];
         be = &sh->backends[rcf->peers.map[cand[c]].slot];
 
-        pb->live = (uint32_t) be->live;
-        pb->rooms = (uint32_t) be->rooms;
-        pb->pending = (uint32_t) be->pending;
+        ra_report_load(rcf, be, pb);
     }
 
     i = ra_placement_decide(&rcf->placement, v, vw->pl, cand, n);
@@ -284,11 +282,11 @@ ra_view_total(ra_srv_conf_t *rcf, ngx_uint_t mode)
     ctx = rcf->shm_zone->data;
     sh = ctx->sh;
 
-    total = (mode == RA_PL_LOCAL) ? sh->live_total : sh->pending_total;
+    total = ra_report_total(rcf, sh, NULL, mode);
 
     for (i = 0; i < vw->nout; i++) {
         be = &sh->backends[vw->out[i]];
-        total -= (mode == RA_PL_LOCAL) ? be->live : be->pending;
+        total -= ra_report_total(rcf, sh, be, mode);
     }
 
     return total;
@@ -323,11 +321,9 @@ ra_fill_placement(ra_route_t *rt, ngx_uint_t k, ngx_msec_t now, time_t t,
     ngx_memzero(pb, sizeof(ra_pl_backend_t));
 
     pb->weight = (uint32_t) peer->weight;
-    pb->live = (uint32_t) be->live;
-    pb->rooms = (uint32_t) be->rooms;
-    pb->pending = (uint32_t) be->pending;
 
     at = ra_report_input(rcf, be, pb, now);
+    ra_report_load(rcf, be, pb);
 
     if (at && (ngx_msec_int_t) (at - *until) < 0) {
         *until = at;

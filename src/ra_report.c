@@ -5,13 +5,35 @@
  * stops new rooms.  A snapshot entry (the hash read after each
  * subscription) is older than any report received, so it only fills in a
  * backend nothing is known of.
+ *
+ * Between two reports, a backend's connections are estimated (the
+ * "connections" metric): the report is a sample of the backend taken a
+ * moment before it landed; since then every instance opened and closed
+ * connections to it (this instance's workers in "live", the others' in
+ * "remote_live", shared by ra_share.c), and the join API sent clients to
+ * it that connect directly:
+ *
+ *     estimate = max(0, reported + (live + remote_live) - seen) + joins
+ *
+ * "seen" is what the instances held when the report was taken: their count
+ * report_lag ms before it landed (from the samples in hist[]), or now if
+ * fewer connections are held now, so that a connection opened just before
+ * the report landed, which the backend may not have counted yet, is not
+ * erased by it.  A room's members count as they arrive, through any worker
+ * of any instance, not one unit per room: measured on the live benchmark
+ * (docs/benchmarks.md), counting rooms left the members that follow a
+ * room's placement unseen until the next report.  The "cpu" metric keeps
+ * reported + one unit per room placed since.
  */
 
 #include "ra_report.h"
 
 
-static void ra_report_apply(ra_shctx_t *sh, ra_backend_t *be, ra_msg_t *msg,
-    ra_msg_type_e type, ngx_uint_t snapshot, ngx_msec_t now);
+static void ra_report_apply(ra_srv_conf_t *rcf, ra_shctx_t *sh,
+    ra_backend_t *be, ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot,
+    ngx_msec_t now);
+static ngx_uint_t ra_report_seen(ra_srv_conf_t *rcf, ra_shctx_t *sh,
+    ra_backend_t *be, ngx_msec_t now);
 
 
 /*
@@ -63,8 +85,8 @@ ra_report_receive(ra_main_conf_t *rmcf, ra_msg_t *msg, ra_msg_type_e type,
             matched = 1;
 
             ngx_shmtx_lock(&ctx->shpool->mutex);
-            ra_report_apply(ctx->sh, &ctx->sh->backends[pm->slot], msg, type,
-                            snapshot, now);
+            ra_report_apply(rcf, ctx->sh, &ctx->sh->backends[pm->slot], msg,
+                            type, snapshot, now);
             ngx_shmtx_unlock(&ctx->shpool->mutex);
 
             ngx_log_debug7(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -85,8 +107,8 @@ ra_report_receive(ra_main_conf_t *rmcf, ra_msg_t *msg, ra_msg_type_e type,
 /* the caller holds the zone's mutex */
 
 static void
-ra_report_apply(ra_shctx_t *sh, ra_backend_t *be, ra_msg_t *msg,
-    ra_msg_type_e type, ngx_uint_t snapshot, ngx_msec_t now)
+ra_report_apply(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
+    ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot, ngx_msec_t now)
 {
     if (!be->url_len || type == RA_MSG_REGISTER || snapshot) {
         ngx_memcpy(be->url, msg->url, msg->url_len);
@@ -107,6 +129,9 @@ ra_report_apply(ra_shctx_t *sh, ra_backend_t *be, ra_msg_t *msg,
         be->reported_at = now;
         sh->pending_total -= be->pending;
         be->pending = 0;
+        sh->joins_total -= be->joins;
+        be->joins = 0;
+        be->seen = ra_report_seen(rcf, sh, be, now);
 
         be->has_connections = msg->has_connections;
         be->connections = msg->connections;
@@ -125,6 +150,72 @@ ra_report_apply(ra_shctx_t *sh, ra_backend_t *be, ra_msg_t *msg,
 }
 
 
+/*
+ * What the instances held when the report was taken: their connections
+ * report_lag ms ago when the samples go back that far, or now when fewer
+ * (a connection closed since was in the report or not: it is not counted
+ * twice either way)
+ */
+
+static ngx_uint_t
+ra_report_seen(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
+    ngx_msec_t now)
+{
+    ngx_uint_t  k, held, then;
+
+    held = be->live + be->remote_live;
+    k = (rcf->report_lag + RA_HIST_TICK - 1) / RA_HIST_TICK;
+
+    if (k == 0) {
+        return held;
+    }
+
+    if (sh->hist_n <= k
+        || (ngx_msec_int_t) (now - sh->hist_at) > 2 * RA_HIST_TICK)
+    {
+        /* no recent samples (no subscriber sharing): as held now */
+        return held;
+    }
+
+    then = be->hist[(sh->hist_pos + RA_HIST_LEN - k) % RA_HIST_LEN];
+
+    return ngx_min(held, then);
+}
+
+
+/*
+ * A sample of every backend's connections, every RA_HIST_TICK ms, taken
+ * by the instance's subscriber (ra_share.c); the caller holds the zone's
+ * mutex
+ */
+
+void
+ra_report_sample(ra_shctx_t *sh, ngx_msec_t now)
+{
+    ngx_uint_t     i, pos;
+    ra_backend_t  *be;
+
+    if (sh->hist_n && (ngx_msec_int_t) (now - sh->hist_at) < RA_HIST_TICK) {
+        return;
+    }
+
+    pos = (sh->hist_pos + 1) % RA_HIST_LEN;
+
+    for (i = 0; i < sh->nbackends; i++) {
+        be = &sh->backends[i];
+        be->hist[pos] = (uint32_t) ngx_min(be->live + be->remote_live,
+                                           RA_PL_LOAD_MAX);
+    }
+
+    sh->hist_pos = pos;
+    sh->hist_at = now;
+
+    if (sh->hist_n < RA_HIST_LEN) {
+        sh->hist_n++;
+    }
+}
+
+
 /* signed: the subscriber may have a later clock than this worker */
 
 ngx_uint_t
@@ -137,31 +228,97 @@ ra_report_fresh(ra_srv_conf_t *rcf, ra_backend_t *be, ngx_msec_t now)
 
 
 /*
- * The report's part of a placement input: the reported figure of the
- * upstream's metric and the capacity, while fresh.  Returns when it goes
- * stale (0: it is not fresh).
+ * The report's part of a placement input: whether the upstream's metric is
+ * fresh, and the capacity.  Returns when it goes stale (0: it is not
+ * fresh).  The loads follow from ra_report_load().
  */
 
 ngx_msec_t
 ra_report_input(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb,
     ngx_msec_t now)
 {
+    pb->fresh = 0;
+
     if (!ra_report_fresh(rcf, be, now)) {
         return 0;
     }
 
-    if (rcf->metric == RA_METRIC_CPU) {
-        pb->fresh = be->has_cpu;
-        pb->reported = be->cpu;
-
-    } else {
-        pb->fresh = be->has_connections;
-        pb->reported = be->connections;
-    }
-
+    pb->fresh = (rcf->metric == RA_METRIC_CPU) ? be->has_cpu
+                                               : be->has_connections;
     pb->capacity = be->capacity;
 
     return be->reported_at + rcf->stale + 1;
+}
+
+
+/*
+ * The loads of a placement input, as they are now: what a kept view reads
+ * again for each candidate.  Connections through any instance count in
+ * "live", in local mode too.
+ */
+
+void
+ra_report_load(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb)
+{
+    ngx_uint_t  held;
+
+    held = be->live + be->remote_live;
+
+    pb->live = (uint32_t) ngx_min(held, RA_PL_LOAD_MAX);
+    pb->rooms = (uint32_t) ngx_min(be->rooms, RA_PL_LOAD_MAX);
+
+    if (rcf->metric == RA_METRIC_CPU) {
+        pb->reported = be->cpu;
+        pb->pending = (uint32_t) ngx_min(be->pending, RA_PL_LOAD_MAX);
+        return;
+    }
+
+    pb->reported = ra_report_estimate(be);
+    pb->pending = 0;
+}
+
+
+/* the connections of a backend with a connections report */
+
+uint32_t
+ra_report_estimate(ra_backend_t *be)
+{
+    int64_t  est;
+
+    est = (int64_t) be->connections
+          + (int64_t) (be->live + be->remote_live) - (int64_t) be->seen;
+
+    if (est < 0) {
+        est = 0;
+    }
+
+    est += be->joins;
+
+    return (est > RA_PL_LOAD_MAX) ? RA_PL_LOAD_MAX : (uint32_t) est;
+}
+
+
+/*
+ * What moves the total load of a kept view between two passes: the sum of
+ * the loads less its constant part (the reports), over the zone (be NULL)
+ * or for one backend
+ */
+
+uint64_t
+ra_report_total(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
+    ngx_uint_t mode)
+{
+    if (mode == RA_PL_LOCAL) {
+        return be ? be->live + be->remote_live
+                  : sh->live_total + sh->remote_total;
+    }
+
+    if (rcf->metric == RA_METRIC_CPU) {
+        return be ? be->pending : sh->pending_total;
+    }
+
+    return be ? be->live + be->remote_live + be->joins
+              : sh->live_total + sh->remote_total + sh->joins_total;
 }
 
 

@@ -243,9 +243,18 @@ found:
         sh->backends[rt->slot].live++;
         sh->live_total++;
 
-    } else if (room) {
-        /* a join: its clients connect to the backend, not through us */
-        ra_room_touch(sh, room, msec);
+    } else {
+        /*
+         * a join: its client connects to the backend, not through us, so
+         * it counts until the backend's next report (ra_report.c)
+         */
+
+        if (room) {
+            ra_room_touch(sh, room, msec);
+        }
+
+        sh->backends[rt->slot].joins++;
+        sh->joins_total++;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);

@@ -20,6 +20,9 @@
 #define RA_SHARE_DRAIN         64        /* placements sent per drain */
 #define RA_SHARE_RACE          2000      /* ms a new room's placement may be
                                             replaced by a smaller instance's */
+#define RA_SHARE_COUNT_TICK    250       /* ms between counts sent */
+#define RA_SHARE_COUNT_ALL     2000      /* ms between counts sent unchanged */
+#define RA_SHARE_REMOTE_TTL    6000      /* ms an instance's counts last */
 
 
 typedef struct {
@@ -43,6 +46,16 @@ typedef struct {
     ngx_uint_t          received;
     ngx_uint_t          adopted;
     ngx_uint_t          dropped;
+
+    /* the connection counts sent to the others: when, and how far */
+    ngx_msec_t          counts_at;
+    ngx_msec_t          counts_all_at;
+    ngx_uint_t          count_upstream;
+    ngx_uint_t          count_slot;
+    unsigned            counting:1;
+    unsigned            count_all:1;
+    ngx_uint_t          counts_sent;
+    ngx_uint_t          counts_received;
 } ra_share_sh_t;
 
 

@@ -152,6 +152,16 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
                             snap.draining ? "true" : "false");
         }
 
+        /* the load placement reads: every instance's connections */
+
+        p = ngx_sprintf(p, ",\"remote_live\":%ui,\"joins\":%ui",
+                        snap.remote_live, snap.joins);
+
+        if (snap.has_report && snap.has_connections) {
+            p = ngx_sprintf(p, ",\"estimate\":%uD",
+                            ra_report_estimate(&snap));
+        }
+
         *p++ = '}';
     }
 
@@ -221,9 +231,11 @@ ra_status_redis(u_char *p, ra_redis_conf_t *rc, ngx_msec_t now)
 
     p = ngx_sprintf(p, "},\"rooms_shared\":{\"enabled\":%s,"
                     "\"published\":%ui,\"received\":%ui,\"adopted\":%ui,"
-                    "\"dropped\":%ui}}",
+                    "\"dropped\":%ui,\"counts_sent\":%ui,"
+                    "\"counts_received\":%ui}}",
                     rc->share_on ? "true" : "false", share.published,
-                    share.received, share.adopted, share.dropped);
+                    share.received, share.adopted, share.dropped,
+                    share.counts_sent, share.counts_received);
 
     return p;
 }

@@ -22,6 +22,8 @@
 #define RA_EXPIRE_BATCH        4        /* idle rooms expired per lookup */
 #define RA_EVICT_MAX           16       /* idle rooms evicted for one room */
 #define RA_ZONE_MIN_PAGES      8        /* the smallest zone, in pages */
+#define RA_REMOTE_MAX          8        /* other instances counted */
+#define RA_HIST_LEN            32       /* samples of a backend's load */
 
 
 /*
@@ -33,6 +35,16 @@ typedef struct {
     ngx_uint_t          live;         /* upstream connections, all workers */
     ngx_uint_t          rooms;        /* rooms pinned here */
     ngx_uint_t          pending;      /* rooms placed since the report */
+
+    /*
+     * the connection estimate (ra_report.c): the report, plus the
+     * connections every instance opened less those it closed since the
+     * report was taken ("seen": what they held then), plus the joins
+     * answered since, whose clients connect to the backend directly
+     */
+    ngx_uint_t          remote_live;  /* other instances' connections */
+    ngx_uint_t          joins;        /* join answers since the report */
+    ngx_uint_t          seen;
 
     uint32_t            connections;  /* reported */
     uint32_t            cpu;          /* reported, percent * 100 */
@@ -47,6 +59,10 @@ typedef struct {
     ngx_msec_t          reported_at;  /* ngx_current_msec of the report */
     ngx_msec_t          up_since;     /* for slow start; 0: long ago */
     ngx_uint_t          placed;       /* rooms placed here, ever */
+
+    uint32_t            hist[RA_HIST_LEN];     /* live + remote_live */
+    uint32_t            remote[RA_REMOTE_MAX]; /* by instance index */
+    uint32_t            published;    /* live last sent to the others */
 
     size_t              name_len;
     size_t              url_len;
@@ -72,7 +88,7 @@ struct ra_room_s {
 };
 
 
-#define RA_ZONE_VERSION  5            /* layout of ra_shctx_t, ra_room_t */
+#define RA_ZONE_VERSION  6            /* layout of ra_shctx_t, ra_room_t */
 
 
 typedef struct {
@@ -100,6 +116,17 @@ typedef struct {
     ngx_uint_t          pl_gen;
     ngx_uint_t          live_total;   /* sum of backends[].live */
     ngx_uint_t          pending_total;
+    ngx_uint_t          remote_total; /* sum of backends[].remote_live */
+    ngx_uint_t          joins_total;
+
+    /* the history of loads (hist[]), one sample a tick, newest at hist_pos */
+    ngx_uint_t          hist_pos;
+    ngx_uint_t          hist_n;       /* samples taken, up to RA_HIST_LEN */
+    ngx_msec_t          hist_at;
+
+    /* the other instances whose counts remote[] holds (ra_share.c) */
+    uint64_t            remote_id[RA_REMOTE_MAX];
+    ngx_msec_t          remote_seen[RA_REMOTE_MAX];
 
     ngx_uint_t          placed_viewed;   /* placements by a kept view */
     ngx_uint_t          placed_full;     /* by a pass over the servers */

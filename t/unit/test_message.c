@@ -1184,6 +1184,7 @@ test_room_codec(void)
         { "1 00000000000000a n up 127.0.0.1:1\nroom", "15 hex digits" },
         { "1 00000000000000ag n up 127.0.0.1:1\nroom", "not hex" },
         { "1 00000000000000aa x up 127.0.0.1:1\nroom", "kind x" },
+        { "1 00000000000000aa c up 127.0.0.1:1\n-1", "negative count" },
         { "1 00000000000000aa nm up 127.0.0.1:1\nroom", "kind nm" },
         { "1 00000000000000aa n up\nroom", "four fields" },
         { "1 00000000000000aa n  up 127.0.0.1:1\nroom", "empty field" },
@@ -1192,7 +1193,7 @@ test_room_codec(void)
     };
 
     m.instance = 0x0123456789abcdefULL;
-    m.moved = 1;
+    m.kind = RA_MSG_ROOM_MOVED;
     m.upstream = "chat";
     m.upstream_len = 4;
     m.backend = "127.0.0.1:3001";
@@ -1211,7 +1212,7 @@ test_room_codec(void)
     err = ra_msg_room_parse(buf, len, &out, &detail);
 
     RA_IS_INT(err, RA_MSG_OK, "room codec: parses what it encodes");
-    RA_OK(out.instance == m.instance && out.moved == 1
+    RA_OK(out.instance == m.instance && out.kind == RA_MSG_ROOM_MOVED
           && out.upstream_len == 4 && memcmp(out.upstream, "chat", 4) == 0
           && out.backend_len == 14
           && memcmp(out.backend, "127.0.0.1:3001", 14) == 0
@@ -1219,10 +1220,31 @@ test_room_codec(void)
           && memcmp(out.room, m.room, m.room_len) == 0,
           "room codec: every field back, the room's newline kept");
 
-    m.moved = 0;
+    m.kind = RA_MSG_ROOM_NEW;
     len = ra_msg_room_encode(&m, buf);
     err = ra_msg_room_parse(buf, len, &out, &detail);
-    RA_OK(err == RA_MSG_OK && out.moved == 0, "room codec: a new room");
+    RA_OK(err == RA_MSG_OK && out.kind == RA_MSG_ROOM_NEW,
+          "room codec: a new room");
+
+    m.kind = RA_MSG_ROOM_COUNT;
+    m.room = "12345";
+    m.room_len = 5;
+    len = ra_msg_room_encode(&m, buf);
+    err = ra_msg_room_parse(buf, len, &out, &detail);
+    RA_OK(err == RA_MSG_OK && out.kind == RA_MSG_ROOM_COUNT
+          && out.room_len == 5 && memcmp(out.room, "12345", 5) == 0,
+          "room codec: a count");
+
+    err = ra_msg_room_parse("1 0123456789abcdef c u b\n12x", 28, &out,
+                            &detail);
+    RA_IS_INT(err, RA_MSG_ERR_JSON, "room codec: rejects a count not decimal");
+
+    err = ra_msg_room_parse("1 0123456789abcdef c u b\n1234567890", 35,
+                            &out, &detail);
+    RA_IS_INT(err, RA_MSG_ERR_JSON, "room codec: rejects a count over 9 digits");
+
+    m.room = "lobby 1\nwith a newline";
+    m.room_len = strlen(m.room);
 
     err = ra_msg_room_parse("1 0123456789ABCDEF n u b\nr", 26, &out,
                             &detail);
@@ -1240,7 +1262,7 @@ test_room_codec(void)
 
     /* every prefix of a valid message is rejected or parses in bounds */
 
-    m.moved = 1;
+    m.kind = RA_MSG_ROOM_MOVED;
     len = ra_msg_room_encode(&m, buf);
     n = 0;
 

@@ -82,8 +82,12 @@ $(NGXDIR)/objs/nginx: $(NGXDIR)/objs/Makefile
 # Every suite against nginx built from NGINX_SRC: --with-debug for the
 # debug log lines the suites check, the sub module for t/041.  The build
 # lives in TEST_NGINX_BUILD (default build-nginx), apart from $(BUILD).
+# (the prefix is the build's own, so that "nginx -t" of t/050's Docker
+# entrypoint finds its default temp directories).
 TEST_NGINX_BUILD ?= build-nginx
-TEST_NGINX_CONFIGURE_ARGS = --with-debug --with-http_sub_module
+TEST_NGINX_PREFIX = $(CURDIR)/$(TEST_NGINX_BUILD)/prefix
+TEST_NGINX_CONFIGURE_ARGS = --with-debug --with-http_sub_module \
+                            --prefix=$(TEST_NGINX_PREFIX)
 
 test-nginx:
 	@test -n "$(NGINX_SRC)" || \
@@ -91,6 +95,7 @@ test-nginx:
 	$(MAKE) BUILD=$(TEST_NGINX_BUILD) \
 	    NGINX_CONFIGURE_ARGS="$(TEST_NGINX_CONFIGURE_ARGS) $(NGINX_CONFIGURE_ARGS)" \
 	    module $(TEST_NGINX_BUILD)/nginx/objs/nginx
+	mkdir -p $(TEST_NGINX_PREFIX)/logs
 	$(TEST_NGINX_BUILD)/nginx/objs/nginx -V
 	TEST_NGINX_BINARY=$(CURDIR)/$(TEST_NGINX_BUILD)/nginx/objs/nginx \
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(TEST_NGINX_BUILD)/$(MODULE).so \

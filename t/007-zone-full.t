@@ -10,6 +10,10 @@ RoomAffinity::start_control();
 
 our $long = "z" x 500;
 
+# TEST 2 holds 24 rooms live at once, each through 3 connections (client
+# side, upstream, backend side): more than the real Test::Nginx's default
+# of 64 worker connections
+worker_connections(1024);
 no_shuffle();
 no_root_location();
 run_tests();

@@ -375,6 +375,19 @@ sub redis_locations {
 END
 }
 
+# a location that reloads nginx as an operator does: GET /reload/NAME
+# copies NAME (a user file, in html/) over html/servers.conf, which the
+# block's upstream includes ("include ../html/servers.conf;", relative to
+# conf/), sends HUP to the master and answers "reloaded with NAME" once
+# the new workers took over; needs master_on() and start_control()
+sub reload_location {
+    return <<'END';
+    location ~ ^/reload/(?<conf>[\w.-]+)$ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/reload?pid=$pid&dir=$document_root&use=$conf&as=servers.conf&wait=0;
+    }
+END
+}
+
 sub escape {
     my ($s) = @_;
     $s =~ s/([^A-Za-z0-9_.~\/-])/sprintf '%%%02X', ord $1/ge;
@@ -480,14 +493,17 @@ sub moved_only_from {
     })|(*FAIL))!;
 }
 
-# the status JSON counts as many moved rooms as were recorded on "gone"
+# the status JSON (of the upstream "chat", or the one named) counts as many
+# moved rooms as were recorded on "gone" under the tag $from
 sub moved_count_is {
-    my ($from, $gone) = @_;
+    my ($from, $gone, $upstream) = @_;
 
-    return qr!"moved":(\d+)(?(?{
-        $1 == grep { $recorded{$_} eq $gone } grep { m{^\Q$from\E/} }
-             keys %recorded
-    })|(*FAIL))!;
+    my $want = sub {
+        $_[0] == grep { $recorded{$_} eq $gone } grep { m{^\Q$from\E/} }
+                 keys %recorded
+    };
+    return json_like({ upstreams => { ($upstream // 'chat') => {
+                           zone => { moved => $want } } } });
 }
 
 # a body that is a worker's pid; the last check wants at least n pids

@@ -16,16 +16,13 @@ run_tests();
 __DATA__
 
 === TEST 1: eight rooms placed over two servers
+--- backends: 1 2 3 4
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=reload:1m;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B4_PORT; return 200 "b4\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -49,15 +46,12 @@ server 127.0.0.1:$TEST_NGINX_B1_PORT;
 server 127.0.0.1:$TEST_NGINX_B2_PORT;
 server 127.0.0.1:$TEST_NGINX_B3_PORT;
 server 127.0.0.1:$TEST_NGINX_B4_PORT;
+--- backends: 1 2 3 4
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=reload:1m;
         include ../html/servers.conf;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B4_PORT; return 200 "b4\n"; }
 --- config eval
 '    location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }

@@ -21,14 +21,13 @@ run_tests();
 __DATA__
 
 === TEST 1: idle rooms are evicted, least recently used first
+--- backends: 1 2
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=zf1:32k;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }

@@ -16,6 +16,7 @@ run_tests();
 __DATA__
 
 === TEST 1: nine rooms over three backends
+--- backends: 1 2 3
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=fo:1m;
@@ -23,9 +24,6 @@ __DATA__
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
         server 127.0.0.1:$TEST_NGINX_B3_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -50,14 +48,12 @@ server 127.0.0.1:$TEST_NGINX_B3_PORT;
 server 127.0.0.1:$TEST_NGINX_B1_PORT;
 server 127.0.0.1:$TEST_NGINX_B2_PORT down;
 server 127.0.0.1:$TEST_NGINX_B3_PORT;
+--- backends: 1 2 3
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=fo:1m;
         include ../html/servers.conf;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
 --- config eval
 '    location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -94,14 +90,12 @@ server 127.0.0.1:$TEST_NGINX_B3_PORT;
 server 127.0.0.1:$TEST_NGINX_B1_PORT;
 server 127.0.0.1:$TEST_NGINX_B2_PORT;
 server 127.0.0.1:$TEST_NGINX_B3_PORT;
+--- backends: 1 2 3
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=fo:1m;
         include ../html/servers.conf;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
 --- config eval
 '    location / { proxy_pass http://chat; }
 ' . RoomAffinity::reload_location()
@@ -120,13 +114,13 @@ server 127.0.0.1:$TEST_NGINX_B3_PORT;
 
 
 === TEST 4: a backend refusing connections: its new room moves, logged
+--- backends: 1
 --- http_config
     upstream chat2 {
         room_affinity $arg_room zone=fo2:1m;
         server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
 --- config
     location / {
         mirror /second;
@@ -147,13 +141,13 @@ qr/room_affinity: moved room "(one|two)" from "127\.0\.0\.1:$ENV{TEST_NGINX_DEAD
 
 
 === TEST 5: after the move every request of the room follows it
+--- backends: 1
 --- http_config
     upstream chat2 {
         room_affinity $arg_room zone=fo2:1m;
         server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
 --- config
     location / { proxy_pass http://chat2; }
     location = /status { room_affinity_status; }
@@ -168,6 +162,7 @@ qr/room_affinity: moved room "(one|two)" from "127\.0\.0\.1:$ENV{TEST_NGINX_DEAD
 (b3 fails the requests asking for it, which marks it failed for 1 s; the
 worker's placement view leaves it out until then, and no longer after;
 four servers, so that the three left still make a view)
+--- backends: 1 2 4
 --- http_config
     upstream chat3 {
         room_affinity $arg_room zone=fo3:1m;
@@ -176,9 +171,6 @@ four servers, so that the three left still make a view)
         server 127.0.0.1:$TEST_NGINX_B3_PORT max_fails=1 fail_timeout=1s;
         server 127.0.0.1:$TEST_NGINX_B4_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B4_PORT; return 200 "b4\n"; }
     server {
         listen 127.0.0.1:$TEST_NGINX_B3_PORT;
         if ($arg_fail) { return 502; }

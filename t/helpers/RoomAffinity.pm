@@ -349,6 +349,14 @@ sub backends {
     } 1 .. $n;
 }
 
+# the same for the backends listed (backend_servers(1, 3): b1 and b3)
+sub backend_servers {
+    return join '', map {
+        "    server { listen 127.0.0.1:\$TEST_NGINX_B${_}_PORT; "
+        . "return 200 \"b$_\\n\"; }\n"
+    } @_;
+}
+
 # the urls backends b1..bN report with
 sub urls {
     my ($n) = @_;
@@ -648,6 +656,16 @@ sub new_block {
     %first = ();
     %recorded = ();
     %pids = ();
+
+    # "--- backends: 1 2 3": the server {} blocks of b1, b2, b3, each
+    # answering its own name, added to the block's http_config
+    my $list = $block->can('backends') ? $block->backends : undef;
+    if (defined $list) {
+        my @n = split ' ', $list;
+        die "--- backends: want numbers, got \"$list\"\n" if grep { !/^\d+$/ } @n;
+        $block->set_value(http_config => ($block->http_config // '')
+                                          . backend_servers(@n));
+    }
 
     my $setup = $block->can('setup') ? $block->setup : undef;
     return unless defined $setup;

@@ -412,7 +412,7 @@ sub pub {
 # (request lines without "GET "), so one block's request does it all
 sub seq {
     my $then = join ',', map { escape(s/^GET //r) } @_;
-    my $port = $ENV{TEST_NGINX_PORT} || 1984;
+    my $port = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
     return "GET /ctl/sleep?wait=0&port=$port&then=$then";
 }
 

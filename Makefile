@@ -4,9 +4,14 @@
 #   make deps        install the Debian packages build, tests and demo need
 #   make test        build, then run every suite (unit, runner, nginx)
 #   make demo        the end-to-end demo
+#   make test-nginx NGINX_SRC=/path/to/nginx
+#                    build nginx itself from that tree (with --with-debug),
+#                    the module against it, and run every suite with that
+#                    binary (nothing is fetched; see docs/testing.md)
 #
-# NGINX_SRC=/path/to/nginx-1.x.y builds against a release tree instead of
-# Debian's nginx-dev headers (then NGINX_CONFIGURE_ARGS adds flags).
+# NGINX_SRC=/path/to/nginx builds against an nginx source tree instead of
+# Debian's nginx-dev headers: a release tarball (./configure) or a git
+# checkout (auto/configure).  NGINX_CONFIGURE_ARGS adds flags.
 
 NGINX_SRC            ?=
 NGINX_CONFIGURE_ARGS ?=
@@ -34,19 +39,31 @@ all: module agent
 
 module: $(SO)
 
-$(NGXDIR)/objs/Makefile: config
+# what the tree in $(BUILD) was configured from: a change reconfigures it
+CONFIGURED_FROM = $(NGINX_SRC)|$(NGINX_CONFIGURE_ARGS)|$(CC_OPT)
+
+$(BUILD)/configured-from: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CONFIGURED_FROM)' | cmp -s - $@ 2>/dev/null || \
+	    echo '$(CONFIGURED_FROM)' > $@
+
+$(NGXDIR)/objs/Makefile: config $(BUILD)/configured-from
 	rm -rf $(NGXDIR)
-	mkdir -p $(BUILD)
+	mkdir -p $(NGXDIR)
 	if [ -n "$(NGINX_SRC)" ]; then \
-	    cp -r "$(NGINX_SRC)" $(NGXDIR) && cd $(NGXDIR) && \
-	    ./configure --with-compat $(NGINX_CONFIGURE_ARGS) \
+	    if [ -x "$(NGINX_SRC)/configure" ]; then conf=./configure; \
+	    elif [ -x "$(NGINX_SRC)/auto/configure" ]; then conf=auto/configure; \
+	    else echo "$(NGINX_SRC): no configure nor auto/configure"; exit 1; fi; \
+	    tar -C "$(NGINX_SRC)" --exclude=.git -cf - . | tar -C $(NGXDIR) -xf - && \
+	    cd $(NGXDIR) && \
+	    $$conf --with-compat $(NGINX_CONFIGURE_ARGS) \
 	        --with-cc-opt="$(CC_OPT) $(CC_OPT_EXTRA)" \
 	        --add-dynamic-module=$(CURDIR) >../configure.log \
 	    || { cat ../configure.log; exit 1; }; \
 	else \
 	    test -f /usr/share/nginx/src/conf_flags || \
 	        { echo "nginx-dev is missing: run 'make deps'"; exit 1; }; \
-	    cp -r /usr/share/nginx/src $(NGXDIR) && cd $(NGXDIR) && \
+	    cp -r /usr/share/nginx/src/. $(NGXDIR) && cd $(NGXDIR) && \
 	    bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
 	        --with-cc-opt="$(CC_OPT) $(CC_OPT_EXTRA)" \
 	        --add-dynamic-module=$(CURDIR)' >../configure.log \
@@ -57,6 +74,32 @@ $(SO): $(NGXDIR)/objs/Makefile $(SOURCES)
 	$(MAKE) -C $(NGXDIR) -f objs/Makefile modules
 	cp $(NGXDIR)/objs/$(MODULE).so $(SO).tmp
 	mv -f $(SO).tmp $(SO)    # never rewrite a .so a running nginx maps
+
+# the nginx binary of NGINX_SRC (make test-nginx)
+$(NGXDIR)/objs/nginx: $(NGXDIR)/objs/Makefile
+	$(MAKE) -C $(NGXDIR) -f objs/Makefile binary
+
+# Every suite against nginx built from NGINX_SRC: --with-debug for the
+# debug log lines the suites check, the sub module for t/041.  The build
+# lives in TEST_NGINX_BUILD (default build-nginx), apart from $(BUILD).
+# (the prefix is the build's own, so that "nginx -t" of t/050's Docker
+# entrypoint finds its default temp directories).
+TEST_NGINX_BUILD ?= build-nginx
+TEST_NGINX_PREFIX = $(CURDIR)/$(TEST_NGINX_BUILD)/prefix
+TEST_NGINX_CONFIGURE_ARGS = --with-debug --with-http_sub_module \
+                            --prefix=$(TEST_NGINX_PREFIX)
+
+test-nginx:
+	@test -n "$(NGINX_SRC)" || \
+	    { echo "usage: make test-nginx NGINX_SRC=/path/to/nginx-tree"; exit 1; }
+	$(MAKE) BUILD=$(TEST_NGINX_BUILD) \
+	    NGINX_CONFIGURE_ARGS="$(TEST_NGINX_CONFIGURE_ARGS) $(NGINX_CONFIGURE_ARGS)" \
+	    module $(TEST_NGINX_BUILD)/nginx/objs/nginx
+	mkdir -p $(TEST_NGINX_PREFIX)/logs
+	$(TEST_NGINX_BUILD)/nginx/objs/nginx -V
+	TEST_NGINX_BINARY=$(CURDIR)/$(TEST_NGINX_BUILD)/nginx/objs/nginx \
+	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(TEST_NGINX_BUILD)/$(MODULE).so \
+	    prove $(TEST_INC) -r t/
 
 deps:
 	@missing=""; for p in $(DEBIAN_PKGS); do \
@@ -97,7 +140,7 @@ test: module agent unit suites examples/node_modules
 	prove agent/test-agent.sh examples/test-examples.sh
 
 clean:
-	rm -rf $(BUILD) build-bench build-asan t/servroot*
+	rm -rf $(BUILD) build-bench build-asan $(TEST_NGINX_BUILD) t/servroot*
 	$(MAKE) -C t/unit clean
 	$(MAKE) -C agent clean
 
@@ -138,7 +181,7 @@ sim:
 	$(MAKE) -C bench/sim run
 
 .PHONY: all module agent deps unit suites test clean bench bench-micro \
-        bench-redis sim asan stress
+        bench-redis sim asan stress test-nginx FORCE
 
 demo: module agent examples/node_modules
 	bash examples/demo/demo.sh

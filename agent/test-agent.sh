@@ -17,16 +17,8 @@ LPORT=${RA_TEST_AGENT_PORT:-3191}
 URL=ws://127.0.0.1:$LPORT
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ra-agent-test.XXXXXX")
 REDIS_PID= SUB_PID= HOLD_PID=
-N=0 FAILED=0
 
-# ---- TAP ----
-
-pass() { N=$((N + 1)); echo "ok $N - $1"; }
-fail() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"; }
-diag() { sed 's/^/# /' <<< "$1"; }
-ok()   { if [ "$1" = 0 ]; then pass "$2"; else fail "$2"; fi; }
-is()   { if [ "$1" = "$2" ]; then pass "$3"; else fail "$3"; diag "got:      '$1'"; diag "expected: '$2'"; fi; }
-like() { if [[ $1 =~ $2 ]]; then pass "$3"; else fail "$3"; diag "got:  '$1'"; diag "want: /$2/"; fi; }
+. "$HERE/../t/tap.sh"
 
 cleanup() {
     for p in $HOLD_PID $SUB_PID $REDIS_PID; do
@@ -40,13 +32,6 @@ trap cleanup EXIT
 
 rcli() { redis-cli -p "$RPORT" "$@"; }
 
-wait_for() {              # wait_for SECONDS COMMAND...: poll until it succeeds
-    local end=$((SECONDS + $1)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -ge $end ] && return 1
-        sleep 0.05
-    done
-}
 
 start_redis() {
     redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
@@ -104,10 +89,7 @@ stop_agent() {            # stop_agent PID SIGNAL: its exit status, 124 if hung
 
 # ---- build and arguments ----
 
-if ! command -v redis-server >/dev/null; then
-    echo "1..0 # SKIP redis-server not installed"
-    exit 0
-fi
+command -v redis-server >/dev/null || skip_all "redis-server not installed"
 
 make -s -C "$HERE" >"$TMP/make.log" 2>&1
 rc=$?
@@ -314,5 +296,4 @@ else
     pass "# SKIP valgrind not installed"
 fi
 
-echo "1..$N"
-[ $FAILED = 0 ]
+done_testing

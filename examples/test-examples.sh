@@ -17,14 +17,8 @@ P1=${RA_TEST_EXAMPLES_PORT:-3111}
 P2=$((P1 + 1))
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ra-examples-test.XXXXXX")
 PIDS=()
-N=0 FAILED=0
 
-pass() { N=$((N + 1)); echo "ok $N - $1"; }
-fail() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"; }
-diag() { sed 's/^/# /' <<< "$1"; }
-ok()   { if [ "$1" = 0 ]; then pass "$2"; else fail "$2"; fi; }
-is()   { if [ "$1" = "$2" ]; then pass "$3"; else fail "$3"; diag "got:      '$1'"; diag "expected: '$2'"; fi; }
-like() { if [[ $1 =~ $2 ]]; then pass "$3"; else fail "$3"; diag "got:  '$1'"; diag "want: /$2/"; fi; }
+. "$HERE/../t/tap.sh"
 
 cleanup() {
     local p
@@ -35,13 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_for() {              # wait_for SECONDS COMMAND...: poll until it succeeds
-    local end=$((SECONDS + $1)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -ge $end ] && return 1
-        sleep 0.05
-    done
-}
 
 msgs() {                  # msgs CHANNEL: the payloads published on it
     awk -v ch="$1" '
@@ -68,10 +55,7 @@ swarm=(node "$HERE/ws-client/swarm.js")
 # ---- setup ----
 
 for tool in node redis-server redis-cli curl; do
-    if ! command -v $tool >/dev/null; then
-        echo "1..0 # SKIP $tool not installed"
-        exit 0
-    fi
+    command -v $tool >/dev/null || skip_all "$tool not installed"
 done
 
 if [ ! -d "$HERE/node_modules/ws" ] || [ ! -d "$HERE/node_modules/redis" ]; then
@@ -210,5 +194,4 @@ ok $? "SIGTERM without Redis: exit status 0"
 # through nginx: t/050-e2e.t runs the same backends and clients through
 # the module (spread, stickiness, failover, reload, Redis restart)
 
-echo "1..$N"
-[ $FAILED = 0 ]
+done_testing

@@ -23,11 +23,23 @@ my $nginx = $ENV{TEST_NGINX_BINARY}
     || (grep { -x } map { "$_/nginx" } split(/:/, $ENV{PATH} // ''), '/usr/sbin')[0];
 plan skip_all => 'nginx not found (set TEST_NGINX_BINARY)' unless $nginx && -x $nginx;
 
+# This file tests the project's runner: when the real Test::Nginx is the
+# one the suites load (another Test/Nginx/Socket.pm on @INC, which the
+# shim hands over to), there is nothing here to test, unless
+# TEST_NGINX_BUNDLED=1 asks for the project's runner anyway.
+my $bundled_forced = $ENV{TEST_NGINX_BUNDLED};
+my ($real) = grep { -f $_ && abs_path($_) ne abs_path("$lib/Test/Nginx/Socket.pm") }
+             map { "$_/Test/Nginx/Socket.pm" } grep { !ref } @INC;
+plan skip_all => "the real Test::Nginx is loaded ($real): this file tests "
+                 . "the project's runner in t/lib (TEST_NGINX_BUNDLED=1 to run it)"
+    if $real && !$bundled_forced;
+
 # the fixtures get their own port and server root
 my $port     = $ENV{TEST_NGINX_RUNNER_PORT} || 1990;
 my $servroot = "$root/t/servroot_runner";
 delete $ENV{$_} for grep { /^TEST_NGINX_/ && $_ ne 'TEST_NGINX_BINARY' } keys %ENV;
 $ENV{TEST_NGINX_BINARY}   = $nginx;
+$ENV{TEST_NGINX_BUNDLED}  = 1 if $bundled_forced;
 $ENV{TEST_NGINX_PORT}     = $port;
 $ENV{TEST_NGINX_SERVROOT} = $servroot;
 my $pid_file = "$servroot/logs/nginx.pid";

@@ -208,6 +208,10 @@ invalid number in "balance_factor=90", use 0 (off) or 101 to 10000
 
 
 === TEST 15: keepalive before room_affinity is reported
+(nginx < 1.29.7: the keepalive directive installs its balancer at once,
+which room_affinity replaces; the next block is nginx >= 1.29.7)
+--- skip_nginx
+3: >= 1.29.7
 --- http_config
     upstream chat {
         keepalive 4;
@@ -231,7 +235,38 @@ load balancing method redefined
 
 
 
-=== TEST 16: redis directive: bad parameter
+=== TEST 16: keepalive before room_affinity is fine on nginx >= 1.29.7
+(upstream keepalive is on by default there, 32 connections, and wraps
+the balancer each upstream has once the configuration is read, so the
+order no longer matters: the room is placed by room_affinity)
+--- skip_nginx
+4: < 1.29.7
+--- http_config
+    upstream chat {
+        keepalive 4;
+        room_affinity $arg_room zone=rooms:1m;
+        server 127.0.0.1:$TEST_NGINX_B1_PORT;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_B1_PORT;
+        return 200 "b1\n";
+    }
+--- config
+    location / {
+        proxy_pass http://chat;
+    }
+--- request
+GET /?room=a
+--- response_body
+b1
+--- error_log eval
+qr/room_affinity: new room "a" placed on "127\.0\.0\.1:\d+"/
+--- no_error_log
+load balancing method redefined
+
+
+
+=== TEST 17: redis directive: bad parameter
 --- http_config
     room_affinity_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1;
 --- config
@@ -241,7 +276,7 @@ invalid parameter "timeout=1"
 
 
 
-=== TEST 17: redis directive: duplicate
+=== TEST 18: redis directive: duplicate
 --- http_config
     room_affinity_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
     room_affinity_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
@@ -252,7 +287,7 @@ invalid parameter "timeout=1"
 
 
 
-=== TEST 18: redis directive: backoff too short
+=== TEST 19: redis directive: backoff too short
 --- http_config
     room_affinity_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT backoff=10ms;
 --- config
@@ -262,7 +297,7 @@ invalid time in "backoff=10ms", it must be at least 100ms
 
 
 
-=== TEST 19: room_affinity_url with a bad url
+=== TEST 20: room_affinity_url with a bad url
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=rooms:1m;
@@ -276,7 +311,7 @@ invalid url "ftp://x y"
 
 
 
-=== TEST 20: ttl longer than 24 days
+=== TEST 21: ttl longer than 24 days
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=rooms:1m ttl=30d;
@@ -289,7 +324,7 @@ invalid url "ftp://x y"
 
 
 
-=== TEST 21: slow_start longer than 24 days (it would wrap)
+=== TEST 22: slow_start longer than 24 days (it would wrap)
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=rooms:1m slow_start=50d;
@@ -302,7 +337,7 @@ invalid url "ftp://x y"
 
 
 
-=== TEST 22: stale of 0
+=== TEST 23: stale of 0
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=rooms:1m stale=0;

@@ -13,6 +13,7 @@ run_tests();
 __DATA__
 
 === TEST 1: every request of a room reaches the room's backend
+--- backends: 1 2 3 4
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=s1:1m;
@@ -22,10 +23,6 @@ __DATA__
         server 127.0.0.1:$TEST_NGINX_B4_PORT;
         keepalive 8;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B4_PORT; return 200 "b4\n"; }
 --- config
     location / {
         proxy_pass http://chat;
@@ -43,14 +40,13 @@ __DATA__
 
 
 === TEST 2: the debug log names the decisions: new placement, then hit
+--- backends: 1 2
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=s1b:1m;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
 --- config
     location / {
         mirror /again;
@@ -70,6 +66,7 @@ GET /?room=delta
 
 
 === TEST 3: the room comes from a header, a cookie or a part of the path
+--- backends: 1 2
 --- http_config
     map $uri $room_from_path {
         ~^/rooms/(?<name>[^/]+)  $name;
@@ -90,8 +87,6 @@ GET /?room=delta
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
 --- config
     location /h { proxy_pass http://by_header; }
     location /c { proxy_pass http://by_cookie; }
@@ -111,14 +106,13 @@ Cookie: room=lobby-c
 
 
 === TEST 4: an empty key is balanced round robin and not recorded
+--- backends: 1 2
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=s3:1m;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -130,12 +124,12 @@ Cookie: room=lobby-c
 
 
 === TEST 5: the debug log says an empty key is balanced round robin
+--- backends: 1
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=s3b:1m;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
 --- config
     location / { proxy_pass http://chat; }
 --- request
@@ -148,6 +142,7 @@ room_affinity: empty key, round robin
 
 
 === TEST 6: a room name longer than 512 bytes is kept as its md5 digest
+--- backends: 1 2 3
 --- http_config
     upstream chat {
         room_affinity $http_x_room zone=s4:1m;
@@ -155,9 +150,6 @@ room_affinity: empty key, round robin
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
         server 127.0.0.1:$TEST_NGINX_B3_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -175,12 +167,12 @@ room_affinity: empty key, round robin
 
 
 === TEST 7: a room name of exactly 512 bytes is kept as it is
+--- backends: 1
 --- http_config
     upstream chat {
         room_affinity $http_x_room zone=s5:1m;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }

@@ -14,6 +14,7 @@ run_tests();
 __DATA__
 
 === TEST 1: two workers, twelve rooms, many connections, one backend a room
+--- backends: 1 2 3 4
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=w1:1m;
@@ -22,10 +23,6 @@ __DATA__
         server 127.0.0.1:$TEST_NGINX_B3_PORT;
         server 127.0.0.1:$TEST_NGINX_B4_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B4_PORT; return 200 "b4\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location = /pid { return 200 "$pid\n"; }

@@ -14,14 +14,13 @@ run_tests();
 __DATA__
 
 === TEST 1: an idle room is forgotten after the ttl
+--- backends: 1 2
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=ttl1:1m ttl=1s;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }

@@ -10,6 +10,10 @@ RoomAffinity::start_control();
 
 our $long = "z" x 500;
 
+# TEST 2 holds 24 rooms live at once, each through 3 connections (client
+# side, upstream, backend side): more than the real Test::Nginx's default
+# of 64 worker connections
+worker_connections(1024);
 no_shuffle();
 no_root_location();
 run_tests();
@@ -17,14 +21,13 @@ run_tests();
 __DATA__
 
 === TEST 1: idle rooms are evicted, least recently used first
+--- backends: 1 2
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=zf1:32k;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }

@@ -2,8 +2,6 @@
 # connections): the whole room moves to one new backend, recorded, and
 # stays there when the old backend comes back.
 
-BEGIN { $ENV{TEST_NGINX_USE_HUP} = 1 }
-
 use Test::Nginx::Socket 'no_plan';
 use lib 't/helpers';
 use RoomAffinity;
@@ -18,6 +16,7 @@ run_tests();
 __DATA__
 
 === TEST 1: nine rooms over three backends
+--- backends: 1 2 3
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=fo:1m;
@@ -25,39 +24,50 @@ __DATA__
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
         server 127.0.0.1:$TEST_NGINX_B3_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
 --- request eval
 [ (map { "GET /?room=m$_" } 1..9), "GET /status" ]
 --- response_body_like eval
-[ (map { RoomAffinity::record("before", "m$_") } 1..9),
-  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B2_PORT}",[^{}]*"rooms":[1-9],/ ]
+[ (map { qr/^b[123]$/ } 1..9),
+  RoomAffinity::json_like({ upstreams => { chat => { zone => { rooms => 9 },
+      backends => { RoomAffinity::b(2, { rooms => qr/^[1-9]$/ }) } } } }) ]
 
 
 
 === TEST 2: b2 marked down: exactly its rooms move, each to one backend
+(nine rooms placed over b1, b2 and b3, then b2 marked down and nginx
+reloaded)
+--- user_files
+>>> servers.conf
+server 127.0.0.1:$TEST_NGINX_B1_PORT;
+server 127.0.0.1:$TEST_NGINX_B2_PORT;
+server 127.0.0.1:$TEST_NGINX_B3_PORT;
+>>> b2-down.conf
+server 127.0.0.1:$TEST_NGINX_B1_PORT;
+server 127.0.0.1:$TEST_NGINX_B2_PORT down;
+server 127.0.0.1:$TEST_NGINX_B3_PORT;
+--- backends: 1 2 3
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=fo:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT down;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT;
+        include ../html/servers.conf;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
---- config
-    location / { proxy_pass http://chat; }
+--- config eval
+'    location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
+' . RoomAffinity::reload_location()
 --- request eval
-[ (map { "GET /?room=m$_" } 1..9), (map { "GET /?room=m$_" } 1..9),
+[ (map { "GET /?room=m$_" } 1..9), "GET /status", "GET /reload/b2-down.conf",
+  (map { "GET /?room=m$_" } 1..9), (map { "GET /?room=m$_" } 1..9),
   "GET /status" ]
 --- response_body_like eval
-[ (map { RoomAffinity::moved_only_from("before", "after", "m$_", "b2") }
+[ (map { RoomAffinity::record("before", "m$_") } 1..9),
+  RoomAffinity::json_like({ upstreams => { chat => { backends => {
+      RoomAffinity::b(2, { rooms => qr/^[1-9]$/ }) } } } }),
+  qr/^reloaded with b2-down\.conf$/,
+  (map { RoomAffinity::moved_only_from("before", "after", "m$_", "b2") }
    1..9),
   (map { RoomAffinity::same_as("after", "m$_") } 1..9),
   RoomAffinity::moved_count_is("before", "b2") ]
@@ -65,33 +75,52 @@ __DATA__
 
 
 === TEST 3: b2 is back: no room moves back
+(nine rooms placed over b1, b2 and b3; b2 marked down, nginx reloaded, the
+rooms of b2 moved; then b2 up again and nginx reloaded)
+--- user_files
+>>> servers.conf
+server 127.0.0.1:$TEST_NGINX_B1_PORT;
+server 127.0.0.1:$TEST_NGINX_B2_PORT;
+server 127.0.0.1:$TEST_NGINX_B3_PORT;
+>>> b2-down.conf
+server 127.0.0.1:$TEST_NGINX_B1_PORT;
+server 127.0.0.1:$TEST_NGINX_B2_PORT down;
+server 127.0.0.1:$TEST_NGINX_B3_PORT;
+>>> b2-up.conf
+server 127.0.0.1:$TEST_NGINX_B1_PORT;
+server 127.0.0.1:$TEST_NGINX_B2_PORT;
+server 127.0.0.1:$TEST_NGINX_B3_PORT;
+--- backends: 1 2 3
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=fo:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT;
+        include ../html/servers.conf;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
---- config
-    location / { proxy_pass http://chat; }
+--- config eval
+'    location / { proxy_pass http://chat; }
+' . RoomAffinity::reload_location()
 --- request eval
-[ map { "GET /?room=m$_" } 1..9 ]
+[ (map { "GET /?room=m$_" } 1..9), "GET /reload/b2-down.conf",
+  (map { "GET /?room=m$_" } 1..9), "GET /reload/b2-up.conf",
+  (map { "GET /?room=m$_" } 1..9) ]
 --- response_body_like eval
-[ map { RoomAffinity::same_as("after", "m$_") } 1..9 ]
+[ (map { RoomAffinity::record("before", "m$_") } 1..9),
+  qr/^reloaded with b2-down\.conf$/,
+  (map { RoomAffinity::moved_only_from("before", "after", "m$_", "b2") }
+   1..9),
+  qr/^reloaded with b2-up\.conf$/,
+  (map { RoomAffinity::same_as("after", "m$_") } 1..9) ]
 
 
 
 === TEST 4: a backend refusing connections: its new room moves, logged
+--- backends: 1
 --- http_config
     upstream chat2 {
         room_affinity $arg_room zone=fo2:1m;
         server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
 --- config
     location / {
         mirror /second;
@@ -112,13 +141,13 @@ qr/room_affinity: moved room "(one|two)" from "127\.0\.0\.1:$ENV{TEST_NGINX_DEAD
 
 
 === TEST 5: after the move every request of the room follows it
+--- backends: 1
 --- http_config
     upstream chat2 {
         room_affinity $arg_room zone=fo2:1m;
         server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
         server 127.0.0.1:$TEST_NGINX_B1_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
 --- config
     location / { proxy_pass http://chat2; }
     location = /status { room_affinity_status; }
@@ -133,6 +162,7 @@ qr/room_affinity: moved room "(one|two)" from "127\.0\.0\.1:$ENV{TEST_NGINX_DEAD
 (b3 fails the requests asking for it, which marks it failed for 1 s; the
 worker's placement view leaves it out until then, and no longer after;
 four servers, so that the three left still make a view)
+--- backends: 1 2 4
 --- http_config
     upstream chat3 {
         room_affinity $arg_room zone=fo3:1m;
@@ -141,9 +171,6 @@ four servers, so that the three left still make a view)
         server 127.0.0.1:$TEST_NGINX_B3_PORT max_fails=1 fail_timeout=1s;
         server 127.0.0.1:$TEST_NGINX_B4_PORT;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B4_PORT; return 200 "b4\n"; }
     server {
         listen 127.0.0.1:$TEST_NGINX_B3_PORT;
         if ($arg_fail) { return 502; }

@@ -11,6 +11,7 @@ run_tests();
 __DATA__
 
 === TEST 1: primaries up: no room on the backup
+--- backends: 1 2 3
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=bk1:1m;
@@ -18,9 +19,6 @@ __DATA__
         server 127.0.0.1:$TEST_NGINX_B2_PORT;
         server 127.0.0.1:$TEST_NGINX_B3_PORT backup;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B2_PORT; return 200 "b2\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
 --- config
     location / { proxy_pass http://chat; }
 --- request eval
@@ -31,6 +29,7 @@ __DATA__
 
 
 === TEST 2: no primary can take a room: the backup takes them all
+--- backends: 1 3
 --- http_config
     upstream chat {
         room_affinity $arg_room zone=bk2:1m;
@@ -38,8 +37,6 @@ __DATA__
         server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
         server 127.0.0.1:$TEST_NGINX_B3_PORT backup;
     }
-    server { listen 127.0.0.1:$TEST_NGINX_B1_PORT; return 200 "b1\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_B3_PORT; return 200 "b3\n"; }
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }

@@ -6,7 +6,8 @@ use Test::Nginx::Socket 'no_plan';
 use lib 't/helpers';
 use RoomAffinity;
 
-# the control server starts without Redis: the first block has none
+# the control server starts without Redis; each block says in its
+# "--- setup" whether Redis runs when its nginx starts
 RoomAffinity::start_control(redis => 0);
 
 our $backends = RoomAffinity::backends(2);
@@ -31,6 +32,8 @@ run_tests();
 __DATA__
 
 === TEST 1: Redis absent at start: nginx starts, proxies, retries with backoff
+--- setup
+redis stop
 --- http_config eval: "$main::redis\n$main::upstream\n$main::backends"
 --- config eval: $main::config
 --- request eval
@@ -45,6 +48,8 @@ qr/room_affinity: redis "127\.0\.0\.1:\d+" subscriber link connect: Connection r
 
 
 === TEST 2: Redis started later: subscribed within the backoff cap
+--- setup
+redis stop
 --- http_config eval: "$main::redis\n$main::upstream\n$main::backends"
 --- config eval: $main::config
 --- request eval
@@ -60,6 +65,8 @@ room_affinity: subscribed to "register" and "signaling"
 
 
 === TEST 3: Redis restarted under traffic: requests keep working, resubscribed
+--- setup
+redis start
 --- http_config eval: "$main::redis\n$main::upstream\n$main::backends"
 --- config eval: $main::config
 --- request eval
@@ -76,6 +83,8 @@ qr/redis "127\.0\.0\.1:\d+" \w+ link connection lost/
 
 
 === TEST 4: a killed subscriber connection: resubscribed, snapshot read again
+--- setup
+redis start
 --- http_config eval: "$main::redis\n$main::upstream\n$main::backends"
 --- config eval: $main::config
 --- request eval

@@ -9,6 +9,7 @@ use warnings;
 
 use Test::More;
 use HTTP::Tiny;
+use JSON::PP ();
 use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(sleep time);
 
@@ -93,12 +94,29 @@ for my $port ($base, $base + 1) {
     ok($ok, "instance on port $port subscribed");
 }
 
-# rooms placed by A, then asked of B after a propagation delay (the
-# placements go out every 5 ms)
+# what the instance's status says of the rooms shared through Redis
+sub shared {
+    my ($port) = @_;
+    my $st = eval { JSON::PP->new->decode(get($port, '/status')) } // {};
+    return $st->{redis}{rooms_shared} // {};
+}
+
+# until the instance has received more than $n placements (at most 2 s:
+# they go out every 5 ms)
+sub wait_received {
+    my ($port, $n) = @_;
+    for (1 .. 200) {
+        return if (shared($port)->{received} // 0) > $n;
+        sleep 0.01;
+    }
+}
+
+# rooms placed by A, then asked of B once B has received the placement
 my (%a, $same);
 for my $i (1 .. 40) {
+    my $before = shared($base + 1)->{received} // 0;
     $a{$i} = get($base, "/?room=r$i");
-    sleep 0.03;
+    wait_received($base + 1, $before);
     $same += get($base + 1, "/?room=r$i") eq $a{$i};
 }
 is($same, 40, 'B routes all 40 rooms placed by A to the same backends');
@@ -111,19 +129,21 @@ is(scalar(keys %count), 4, 'the rooms are spread over the 4 backends');
 $same = 0;
 for my $i (1 .. 40) {
     my ($first, $second) = $i % 2 ? ($base, $base + 1) : ($base + 1, $base);
+    my $before = shared($second)->{received} // 0;
     my $x = get($first, "/?room=s$i");
-    sleep 0.03;
+    wait_received($second, $before);
     $same += get($second, "/?room=s$i") eq $x;
 }
 is($same, 40, 'either instance sees the rooms the other placed');
 
-my $sb = get($base + 1, '/status');
-like($sb, qr/"rooms_shared":\{"enabled":true,"published":(\d+),"received":(\d+),/,
-     'the status counts shared placements');
-my ($pub, $rec) = $sb =~ /"published":(\d+),"received":(\d+)/;
-is($rec, 60, 'B received the 60 placements of A');
-is($pub, 20, 'B published its own 20, and none it learned');
-like($sb, qr/"zone":\{"name":"inst","rooms":80,/,
-     'B knows all 80 rooms');
+my $sb = eval { JSON::PP->new->decode(get($base + 1, '/status')) } // {};
+is(JSON::PP::is_bool($sb->{redis}{rooms_shared}{enabled})
+   && $sb->{redis}{rooms_shared}{enabled} ? 1 : 0, 1,
+   'the status counts shared placements');
+is($sb->{redis}{rooms_shared}{received}, 60, 'B received the 60 placements of A');
+is($sb->{redis}{rooms_shared}{published}, 20,
+   'B published its own 20, and none it learned');
+is($sb->{upstreams}{chat}{zone}{name}, 'inst', 'the zone of B is "inst"');
+is($sb->{upstreams}{chat}{zone}{rooms}, 80, 'B knows all 80 rooms');
 
 done_testing();

@@ -571,8 +571,11 @@ $main::backends"
 
 
 === TEST 23: a room whose backend failed is moved by the next join
+(the upstream has a zone, so that the failure seen by the worker that
+proxied is known to the worker that answers the next join)
 --- http_config eval
 "upstream chat {
+    zone chat_peers 64k;
     room_affinity \$arg_roomName zone=j22:1m;
     server 127.0.0.1:\$TEST_NGINX_B1_PORT max_fails=1 fail_timeout=60s;
     server 127.0.0.1:\$TEST_NGINX_DEAD_PORT max_fails=1 fail_timeout=60s;

@@ -13,6 +13,8 @@ use IO::Socket::INET;
 use POSIX ();
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
+use JSON::PP ();
+use Test::More ();
 
 my %defaults = (
     TEST_NGINX_B1_PORT      => 19841,
@@ -24,8 +26,30 @@ my %defaults = (
     TEST_NGINX_REDIS_PORT   => 16390,
 );
 
-for my $k (keys %defaults) {
-    $ENV{$k} ||= $defaults{$k};
+# a port nothing listens on now (the kernel's choice for port 0)
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Listen => 1, ReuseAddr => 1)
+        or die "cannot find a free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+# TEST_NGINX_RANDOMIZE=1 (a random nginx port for parallel runs) also
+# gives random ports to the backends, the control server and Redis,
+# unless they are set
+my %taken;
+
+for my $k (sort keys %defaults) {
+    next if $ENV{$k};
+    if ($ENV{TEST_NGINX_RANDOMIZE}) {
+        my $p;
+        do { $p = free_port() } while $taken{$p}++;
+        $ENV{$k} = $p;
+    } else {
+        $ENV{$k} = $defaults{$k};
+    }
 }
 
 my $control_pid;
@@ -122,6 +146,60 @@ sub websocket {
     print $c chr(0x81) . chr(length $text) . $text;
     print $c chr(0x88) . chr(0);
     close $c;
+}
+
+# the parent pid of a process, and the processes whose parent is pid
+sub parent_of {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $stat = <$fh> // '';
+    return $stat =~ /\) \S (\d+) / ? $1 : 0;
+}
+
+sub children_of {
+    my ($ppid) = @_;
+    opendir my $d, '/proc' or return ();
+    return grep { parent_of($_) == $ppid } grep { /^\d+$/ } readdir $d;
+}
+
+sub cmdline {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/cmdline" or return '';
+    local $/;
+    my $c = <$fh> // '';
+    $c =~ s/\0+\z//;
+    return $c;
+}
+
+# "nginx -s reload" with a changed file: copy dir/use over dir/as (a file
+# the conf includes), send HUP to the master of the worker pid, and wait
+# until a new worker runs and every old one has closed its listening
+# sockets ("is shutting down") or exited
+sub reload_nginx {
+    my ($worker, $dir, $use, $as) = @_;
+
+    my $master = parent_of($worker // 0) or return 'no nginx master';
+    my %old = map { ($_ => 1) } children_of($master);
+
+    open my $in, '<', "$dir/$use" or return "cannot read $dir/$use: $!";
+    open my $out, '>', "$dir/$as.tmp" or return "cannot write $dir/$as: $!";
+    print $out do { local $/; <$in> };
+    close $out;
+    rename "$dir/$as.tmp", "$dir/$as" or return "rename: $!";
+
+    kill 'HUP', $master or return "cannot signal $master: $!";
+
+    for (1 .. 500) {
+        my @kids = children_of($master);
+        my $new = grep { !$old{$_} && cmdline($_) =~ /worker process$/ }
+                  @kids;
+        my $old_left = grep { $old{$_} && cmdline($_) !~ /shutting down/ }
+                       @kids;
+        return "reloaded with $use" if $new && !$old_left;
+        sleep 0.01;
+    }
+
+    return 'reload not finished after 5 s';
 }
 
 sub control_loop {
@@ -239,6 +317,9 @@ PY
             close $p;
             chomp $out;
 
+        } elsif ($path eq '/reload') {
+            $out = reload_nginx($q{pid}, $q{dir}, $q{use}, $q{as});
+
         } elsif ($path eq '/redis/stop') {
             stop_redis($redis);
             $redis = undef;
@@ -268,6 +349,14 @@ sub backends {
     } 1 .. $n;
 }
 
+# the same for the backends listed (backend_servers(1, 3): b1 and b3)
+sub backend_servers {
+    return join '', map {
+        "    server { listen 127.0.0.1:\$TEST_NGINX_B${_}_PORT; "
+        . "return 200 \"b$_\\n\"; }\n"
+    } @_;
+}
+
 # the urls backends b1..bN report with
 sub urls {
     my ($n) = @_;
@@ -294,6 +383,19 @@ sub redis_locations {
 END
 }
 
+# a location that reloads nginx as an operator does: GET /reload/NAME
+# copies NAME (a user file, in html/) over html/servers.conf, which the
+# block's upstream includes ("include ../html/servers.conf;", relative to
+# conf/), sends HUP to the master and answers "reloaded with NAME" once
+# the new workers took over; needs master_on() and start_control()
+sub reload_location {
+    return <<'END';
+    location ~ ^/reload/(?<conf>[\w.-]+)$ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/reload?pid=$pid&dir=$document_root&use=$conf&as=servers.conf&wait=0;
+    }
+END
+}
+
 sub escape {
     my ($s) = @_;
     $s =~ s/([^A-Za-z0-9_.~\/-])/sprintf '%%%02X', ord $1/ge;
@@ -310,7 +412,7 @@ sub pub {
 # (request lines without "GET "), so one block's request does it all
 sub seq {
     my $then = join ',', map { escape(s/^GET //r) } @_;
-    my $port = $ENV{TEST_NGINX_PORT} || 1984;
+    my $port = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
     return "GET /ctl/sleep?wait=0&port=$port&then=$then";
 }
 
@@ -399,14 +501,17 @@ sub moved_only_from {
     })|(*FAIL))!;
 }
 
-# the status JSON counts as many moved rooms as were recorded on "gone"
+# the status JSON (of the upstream "chat", or the one named) counts as many
+# moved rooms as were recorded on "gone" under the tag $from
 sub moved_count_is {
-    my ($from, $gone) = @_;
+    my ($from, $gone, $upstream) = @_;
 
-    return qr!"moved":(\d+)(?(?{
-        $1 == grep { $recorded{$_} eq $gone } grep { m{^\Q$from\E/} }
-             keys %recorded
-    })|(*FAIL))!;
+    my $want = sub {
+        $_[0] == grep { $recorded{$_} eq $gone } grep { m{^\Q$from\E/} }
+                 keys %recorded
+    };
+    return json_like({ upstreams => { ($upstream // 'chat') => {
+                           zone => { moved => $want } } } });
 }
 
 # a body that is a worker's pid; the last check wants at least n pids
@@ -436,6 +541,155 @@ sub rooms_between {
     my ($min, $max) = @_;
 
     return qr/\A(?(?{ rooms_in_range($_, $min, $max) })|(*FAIL))/;
+}
+
+# ---------------------------------------------------------------------
+# JSON answers compared as data
+# ---------------------------------------------------------------------
+
+# Does the decoded value $got hold what $want says?  A hash wants those
+# keys (others may exist); an array wants exactly those elements; a hash
+# wanted of an array picks elements by their "server" (the status's
+# backends): { "127.0.0.1:1234" => { rooms => 2 } }; a qr// matches a
+# string or number; a code ref is a predicate; undef wants null;
+# JSON::PP::true / false want booleans; anything else is compared as a
+# string.  Returns "" when it does, else where and how it differs.
+sub json_diff {
+    my ($got, $want, $at) = @_;
+    $at //= '';
+
+    if (!defined $want) {
+        return defined $got ? "$at: want null, got " . _show($got) : '';
+    }
+    if (ref $want eq 'CODE') {
+        local $_ = $got;
+        return $want->($got) ? '' : "$at: " . _show($got) . " fails the check";
+    }
+    if (ref $want eq 'Regexp') {
+        return "$at: want a value matching $want, got " . _show($got)
+            if !defined $got || ref $got || $got !~ $want;
+        return '';
+    }
+    if (JSON::PP::is_bool($want)) {
+        return "$at: want " . ($want ? 'true' : 'false') . ", got " . _show($got)
+            unless JSON::PP::is_bool($got) && !!$got == !!$want;
+        return '';
+    }
+    if (ref $want eq 'HASH' && ref $got eq 'ARRAY') {
+        for my $key (sort keys %$want) {
+            my ($el) = grep { ref $_ eq 'HASH' && ($_->{server} // '') eq $key }
+                       @$got;
+            return "$at: no element with server \"$key\"" unless $el;
+            my $d = json_diff($el, $want->{$key}, "$at\[server=$key]");
+            return $d if $d;
+        }
+        return '';
+    }
+    if (ref $want eq 'HASH') {
+        return "$at: want an object, got " . _show($got) unless ref $got eq 'HASH';
+        for my $key (sort keys %$want) {
+            return "$at.$key: missing" unless exists $got->{$key};
+            my $d = json_diff($got->{$key}, $want->{$key}, "$at.$key");
+            return $d if $d;
+        }
+        return '';
+    }
+    if (ref $want eq 'ARRAY') {
+        return "$at: want an array of " . @$want . ", got " . _show($got)
+            unless ref $got eq 'ARRAY' && @$got == @$want;
+        for my $i (0 .. $#$want) {
+            my $d = json_diff($got->[$i], $want->[$i], "$at\[$i]");
+            return $d if $d;
+        }
+        return '';
+    }
+    return "$at: want \"$want\", got " . _show($got)
+        if !defined $got || ref $got || "$got" ne "$want";
+    return '';
+}
+
+sub _show {
+    my ($v) = @_;
+    return 'null' unless defined $v;
+    return JSON::PP->new->canonical->allow_nonref->encode($v);
+}
+
+# a regex for response_body_like (or the expected value of a check): the
+# body, optionally after a prefix matched by $before (the lines a seq()
+# prints first), is one JSON document that json_diff() accepts; a
+# mismatch is printed as a diagnostic
+sub json_like {
+    my ($want, $before) = @_;
+    $before //= qr//;
+
+    return qr/\A$before(?(?{ _json_ok($want, substr($_, pos())) })|(*FAIL))/s;
+}
+
+sub _json_ok {
+    my ($want, $text) = @_;
+    my $got = eval { JSON::PP->new->decode($text) };
+    my $diff = defined $got || $text eq 'null'
+             ? json_diff($got, $want) : "not JSON: " . ($@ =~ s/ at \S+ line.*//sr);
+    Test::More::diag("JSON answer: $diff") if $diff;
+    return !$diff;
+}
+
+# the status JSON's entry of the backend bN: { "127.0.0.1:PORT" => {...} }
+sub b {
+    my ($n, $want) = @_;
+    return ("127.0.0.1:" . $ENV{"TEST_NGINX_B${n}_PORT"} => $want);
+}
+
+# ---------------------------------------------------------------------
+# each block on its own
+# ---------------------------------------------------------------------
+
+# Before every block (and before its nginx starts): the helpers' records
+# of earlier blocks are forgotten, and the block's "--- setup" steps run,
+# one a line:
+#   redis start | redis stop       the control server's redis-server
+#   redis CMD ARG ...              a command (a "-ERR" answer dies)
+# $TEST_NGINX_* in the steps are replaced from the environment.
+sub new_block {
+    my ($block) = @_;
+
+    %first = ();
+    %recorded = ();
+    %pids = ();
+
+    # "--- backends: 1 2 3": the server {} blocks of b1, b2, b3, each
+    # answering its own name, added to the block's http_config
+    my $list = $block->can('backends') ? $block->backends : undef;
+    if (defined $list) {
+        my @n = split ' ', $list;
+        die "--- backends: want numbers, got \"$list\"\n" if grep { !/^\d+$/ } @n;
+        $block->set_value(http_config => ($block->http_config // '')
+                                          . backend_servers(@n));
+    }
+
+    my $setup = $block->can('setup') ? $block->setup : undef;
+    return unless defined $setup;
+
+    for my $step (split /\n/, $setup) {
+        $step =~ s/\$(TEST_NGINX_\w+)/$ENV{$1} \/\/ die "$1 is not set\n"/ge;
+        my @w = split ' ', $step;
+        next unless @w;
+        die "setup step \"$step\": not a redis step\n" unless $w[0] eq 'redis';
+
+        if (@w == 2 && $w[1] =~ /^(start|stop)$/) {
+            my $r = http_get($ENV{TEST_NGINX_CONTROL_PORT}, "/redis/$1?wait=0");
+            die "setup step \"$step\": $r" unless $r =~ /^ok/;
+            next;
+        }
+
+        my $r = redis_command($ENV{TEST_NGINX_REDIS_PORT}, @w[1 .. $#w]);
+        die "setup step \"$step\": " . ($r // 'redis unreachable') . "\n"
+            if !defined $r || $r =~ /^-/;
+    }
+}
+
+if (defined &main::add_block_preprocessor) {
+    &main::add_block_preprocessor(\&new_block);
 }
 
 # starts the control server (and, with redis => 1, redis-server)

@@ -170,12 +170,15 @@ ra_report_seen(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
         return held;
     }
 
-    if (sh->hist_n <= k
+    if (sh->hist_n == 0
         || (ngx_msec_int_t) (now - sh->hist_at) > 2 * RA_HIST_TICK)
     {
         /* no recent samples (no subscriber sharing): as held now */
         return held;
     }
+
+    /* the samples began less than report_lag ago: the oldest */
+    k = ngx_min(k, sh->hist_n - 1);
 
     then = be->hist[(sh->hist_pos + RA_HIST_LEN - k) % RA_HIST_LEN];
 

@@ -423,6 +423,9 @@ ra_share_tick(ra_main_conf_t *rmcf, ngx_msec_t now)
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
         ctx = rcfp[i]->shm_zone->data;
 
+        /* the servers have their slots before any request comes */
+        (void) ra_peers_map(rcfp[i], ngx_cycle->log);
+
         ngx_shmtx_lock(&ctx->shpool->mutex);
         ra_share_expire(ctx->sh, now);
         ra_report_sample(ctx->sh, now);

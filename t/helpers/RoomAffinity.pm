@@ -320,6 +320,9 @@ PY
         } elsif ($path eq '/reload') {
             $out = reload_nginx($q{pid}, $q{dir}, $q{use}, $q{as});
 
+        } elsif ($path eq '/hold') {
+            $out = hold($q{port}, $q{n} // 1, $q{path} // '/', $q{ms} // 3000);
+
         } elsif ($path eq '/redis/stop') {
             stop_redis($redis);
             $redis = undef;
@@ -337,6 +340,60 @@ PY
     }
 
     POSIX::_exit(0);
+}
+
+# n connections to nginx (port) asking for path, held open ms by a child
+# process, while the requests of a block go on; returns once nginx's
+# status counts them live (or after 5 s), with what it counts
+sub hold {
+    my ($port, $n, $path, $ms) = @_;
+
+    my $before = live_total($port);
+
+    pipe my $r, my $w or return "pipe failed";
+
+    my $pid = fork();
+    return "fork failed" unless defined $pid;
+
+    if ($pid == 0) {
+        close $r;
+        my @socks;
+        for (1 .. $n) {
+            my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                          PeerPort => $port, Timeout => 5)
+                or next;
+            print $s "GET $path HTTP/1.1\r\nHost: localhost\r\n\r\n";
+            push @socks, $s;
+        }
+        print $w scalar(@socks), "\n";
+        close $w;
+        sleep($ms / 1000);
+        close $_ for @socks;
+        POSIX::_exit(0);
+    }
+
+    close $w;
+    my $opened = <$r> // 0;
+    chomp $opened;
+    close $r;
+
+    my $live = live_total($port);
+    for (1 .. 500) {
+        last if $live >= $before + $opened;
+        sleep 0.01;
+        $live = live_total($port);
+    }
+
+    return "held $opened live $live";
+}
+
+# the live connections of every backend of the status, summed
+sub live_total {
+    my ($port) = @_;
+    my $sum = 0;
+    my $status = http_get($port, '/status');
+    $sum += $1 while $status =~ /"live":(\d+)/g;
+    return $sum;
 }
 
 # "server {}" blocks of backends b1..bN answering their own name

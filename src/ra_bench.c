@@ -88,11 +88,12 @@ ra_bench_handler(ngx_http_request_t *r)
     ngx_uint_t        i, k, seed, rooms, found, hot, lookups, evicted;
     ra_route_t        rt;
     ra_zone_ctx_t    *ctx;
+    ra_loc_conf_t    *rlcf;
     ra_srv_conf_t    *rcf;
     ngx_slab_pool_t  *shpool;
 
-    rcf = ((ra_loc_conf_t *) ngx_http_get_module_loc_conf(r,
-                                          ngx_http_room_affinity_module))->bench;
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_room_affinity_module);
+    rcf = rlcf->bench;
 
     ctx = rcf->shm_zone->data;
     shpool = ctx->shpool;
@@ -100,19 +101,19 @@ ra_bench_handler(ngx_http_request_t *r)
     rooms = 1000;
     ops = 100000;
 
-    if (ngx_http_arg(r, (u_char *) "rooms", sizeof("rooms") - 1, &arg) == NGX_OK) {
+    if (ra_arg(r, "rooms", &arg) == NGX_OK) {
         n = ngx_atoi(arg.data, arg.len);
         rooms = (n > 0) ? (ngx_uint_t) n : rooms;
     }
 
     hot = 0;
 
-    if (ngx_http_arg(r, (u_char *) "hot", sizeof("hot") - 1, &arg) == NGX_OK) {
+    if (ra_arg(r, "hot", &arg) == NGX_OK) {
         n = ngx_atoi(arg.data, arg.len);
         hot = (n > 0) ? (ngx_uint_t) n : 0;
     }
 
-    if (ngx_http_arg(r, (u_char *) "reported", sizeof("reported") - 1, &arg) == NGX_OK) {
+    if (ra_arg(r, "reported", &arg) == NGX_OK) {
         /*
          * every backend as if it had just reported (connections: its
          * rooms, capacity 1000): placement in the mode it has with Redis
@@ -133,15 +134,15 @@ ra_bench_handler(ngx_http_request_t *r)
         ngx_shmtx_unlock(&shpool->mutex);
     }
 
-    lookups = (ngx_http_arg(r, (u_char *) "new_only", sizeof("new_only") - 1, &arg) != NGX_OK);
+    lookups = (ra_arg(r, "new_only", &arg) != NGX_OK);
 
-    if (ngx_http_arg(r, (u_char *) "warm", sizeof("warm") - 1, &arg) == NGX_OK) {
+    if (ra_arg(r, "warm", &arg) == NGX_OK) {
         ra_bench_warm(ctx);
     }
 
     ra_bench_requests++;
 
-    if (ngx_http_arg(r, (u_char *) "ops", sizeof("ops") - 1, &arg) == NGX_OK) {
+    if (ra_arg(r, "ops", &arg) == NGX_OK) {
         n = ngx_atoi(arg.data, arg.len);
         ops = (n >= 10) ? n : ops;
     }
@@ -320,7 +321,8 @@ ra_bench_fill(ra_srv_conf_t *rcf, ngx_uint_t rooms, ngx_log_t *log)
             return NGX_ERROR;
         }
 
-        ra_room_set_backend(ctx->sh, room, rcf->peers.map[i % rcf->peers.nmap].slot);
+        ra_room_set_backend(ctx->sh, room,
+                            rcf->peers.map[i % rcf->peers.nmap].slot);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);

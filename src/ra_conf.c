@@ -80,7 +80,10 @@ ra_conf_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ra_has_prefix(&value[i], "ttl=")) {
-            if (ra_conf_parse_ms(cf, &value[i], sizeof("ttl=") - 1, 1, &rcf->ttl) != NGX_OK) {
+            if (ra_conf_parse_ms(cf, &value[i], sizeof("ttl=") - 1, 1,
+                                 &rcf->ttl)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 
@@ -88,7 +91,10 @@ ra_conf_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ra_has_prefix(&value[i], "stale=")) {
-            if (ra_conf_parse_ms(cf, &value[i], sizeof("stale=") - 1, 1, &rcf->stale) != NGX_OK) {
+            if (ra_conf_parse_ms(cf, &value[i], sizeof("stale=") - 1, 1,
+                                 &rcf->stale)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 
@@ -116,7 +122,10 @@ ra_conf_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ra_has_prefix(&value[i], "slow_start=")) {
-            if (ra_conf_parse_ms(cf, &value[i], sizeof("slow_start=") - 1, 0, &ms) != NGX_OK) {
+            if (ra_conf_parse_ms(cf, &value[i], sizeof("slow_start=") - 1, 0,
+                                 &ms)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 

@@ -22,7 +22,7 @@
  *   ra_join.c        the join API
  *   ra_status.c      the status endpoint; ra_status_json.c and
  *                    ra_status_prom.c, its two output formats
- *   ra_conf.c        the directives
+ *   ra_conf.c        the directives; ra_conf_redis.c, room_affinity_redis
  *   ra_bench.c       the microbenchmark handler (-DRA_BENCH=1 only)
  *
  * Calls go one way: a file never calls into a file that calls it.
@@ -93,6 +93,8 @@ extern ngx_module_t  ngx_http_room_affinity_module;
 #define ra_cpystr(p, s)        ngx_cpymem(p, s, sizeof(s) - 1)
 #define ra_has_prefix(v, s)                                                   \
     ((v)->len >= sizeof(s) - 1 && ngx_strncmp((v)->data, s, sizeof(s) - 1) == 0)
+#define ra_arg(r, name, value)                                                \
+    ngx_http_arg(r, (u_char *) name, sizeof(name) - 1, value)
 
 
 typedef struct ra_view_s        ra_view_t;         /* ra_pick.c */

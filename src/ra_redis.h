@@ -27,7 +27,8 @@
 
 
 /* what the instance's subscriber shares with every worker */
-#define RA_REDIS_ZONE_VERSION  3        /* layout of ra_redis_sh_t */
+#define RA_REDIS_ZONE_VERSION  4        /* layout of ra_redis_sh_t and of
+                                           the outbox (ra_share.h) */
 
 
 typedef struct {

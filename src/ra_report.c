@@ -110,6 +110,15 @@ static void
 ra_report_apply(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
     ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot, ngx_msec_t now)
 {
+    if (snapshot && be->has_report) {
+        /*
+         * a snapshot entry is older than any report received, and is read
+         * again at every resubscription (each reload): it changes nothing
+         * of a backend that reported, not even draining or its url
+         */
+        return;
+    }
+
     if (!be->url_len || type == RA_MSG_REGISTER || snapshot) {
         ngx_memcpy(be->url, msg->url, msg->url_len);
         be->url_len = msg->url_len;
@@ -120,9 +129,7 @@ ra_report_apply(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
     if (type == RA_MSG_REGISTER) {
         be->up_since = now ? now : 1;
 
-    } else if ((msg->has_connections || msg->has_cpu)
-               && !(snapshot && be->has_report))
-    {
+    } else if (msg->has_connections || msg->has_cpu) {
         /* a report without figures (draining only) keeps the last */
 
         be->has_report = 1;

@@ -172,7 +172,8 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
     if (stay) {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                        "room_affinity: room \"%V\" stays, this request "
-                       "goes to \"%V\"", &rt->key, &rcf->peers.map[i].peer->name);
+                       "goes to \"%V\"", &rt->key,
+                       &rcf->peers.map[i].peer->name);
         goto found;
     }
 

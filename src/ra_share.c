@@ -122,6 +122,8 @@ ra_share_put(ra_srv_conf_t *rcf, ngx_str_t *room, ngx_str_t *backend,
     e = &sh->entries[sh->tail % RA_SHARE_SLOTS];
 
     e->upstream = (uint16_t) rcf->index;
+    e->upstream_hash = (uint32_t) ra_hash(rcf->upstream->host.data,
+                                          rcf->upstream->host.len);
     e->moved = (uint16_t) moved;
     e->room_len = (uint16_t) room->len;
     e->backend_len = (uint16_t) ngx_min(backend->len, RA_BACKEND_NAME_LEN);
@@ -176,12 +178,16 @@ ra_share_take(ra_share_t *share, size_t *len, ngx_log_t *log)
 
         e = sh->entries[sh->head % RA_SHARE_SLOTS];
         sh->head++;
-        sh->published++;
 
         ngx_shmtx_unlock(&share->shpool->mutex);
 
-        /* queued before a reload that removed its upstream */
-        if (e.upstream < rmcf->upstreams.nelts) {
+        /* queued before a reload that removed or reordered the upstreams */
+
+        if (e.upstream < rmcf->upstreams.nelts
+            && (uint32_t) ra_hash(rcfp[e.upstream]->upstream->host.data,
+                                  rcfp[e.upstream]->upstream->host.len)
+               == e.upstream_hash)
+        {
             break;
         }
     }
@@ -201,6 +207,10 @@ ra_share_take(ra_share_t *share, size_t *len, ngx_log_t *log)
     }
 
     *len = ra_msg_room_encode(&m, (char *) msg);
+
+    ngx_shmtx_lock(&share->shpool->mutex);
+    sh->published++;
+    ngx_shmtx_unlock(&share->shpool->mutex);
 
     return msg;
 }

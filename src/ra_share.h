@@ -26,6 +26,9 @@
 
 
 typedef struct {
+    uint32_t            upstream_hash;   /* of its name: the index may be
+                                            another upstream's after a
+                                            reload */
     uint16_t            upstream;     /* index of the upstream */
     uint16_t            room_len;
     uint16_t            backend_len;

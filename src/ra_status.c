@@ -64,7 +64,7 @@ ra_status_handler(ngx_http_request_t *r)
         return ra_status_json_room(r, rmcf, &name);
     }
 
-    if (ngx_http_arg(r, (u_char *) "format", sizeof("format") - 1, &arg)
+    if (ra_arg(r, "format", &arg)
         == NGX_OK
         && ra_has_prefix(&arg, "prometheus")
         && arg.len == sizeof("prometheus") - 1)

@@ -56,8 +56,9 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ngx_queue_init(&ctx->sh->idle);
 
     /*
-     * a bucket for every 128 bytes of zone (6 % of it): a room takes 64
-     * bytes or more, so chains stay at 2 rooms or fewer on average
+     * a power of two of buckets, one for every 128 to 256 bytes of zone
+     * (3 to 6 % of it): a room takes 64 bytes or more, so chains hold 2
+     * to 4 rooms at most on average
      */
 
     for (n = 64; n * 2 * 128 <= shm_zone->shm.size; n *= 2) {

@@ -669,7 +669,7 @@ t_many(void)
 
 
 /*
- * A view built once and reused, as a worker does (ra_balancer.c): only the
+ * A view built once and reused, as a worker does (ra_pick.c): only the
  * candidates' figures are read again, and the total load is moved as the
  * figures moved: the total over every backend, as the zone keeps it, less
  * that of the backends the view leaves out (here an unavailable one whose

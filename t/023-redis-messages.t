@@ -101,6 +101,6 @@ RoomAffinity::seq("/ready",
                       qq({"url":"$main::B","connections":22})),
     "/status")
 --- response_body_like eval
-qr/\Aslept\nsubscribed\npublished :0\npublished :1\n.*"server":"127\.0\.0\.1:\d+","url":"","weight":1,[^{}]*"registered":false[,}],.*"connections":22,.*"applied":1,/s
+qr/\Aslept\nsubscribed\npublished :0\npublished :1\n.*"server":"127\.0\.0\.1:\d+","url":"","weight":1,[^{}]*"registered":false[^{}]*\},.*"connections":22,.*"applied":1,/s
 --- error_log
 subscribed to "app1:register" and "app1:signaling"

@@ -16,6 +16,10 @@
 #include "ra_message.h"
 
 
+/* s (len bytes) is the literal l, in any case */
+#define RA_MSG_IS(s, len, l)                                                  \
+    ((len) == sizeof(l) - 1 && strncasecmp(s, l, sizeof(l) - 1) == 0)
+
 #define RA_STR_(x)  #x
 #define RA_STR(x)   RA_STR_(x)
 
@@ -498,19 +502,19 @@ ra_msg_url_hostport(const char *url, size_t len, char *buf, size_t size)
 static unsigned
 ra_msg_scheme_port(const char *s, size_t len)
 {
-    if (len == 2 && strncasecmp(s, "ws", 2) == 0) {
+    if (RA_MSG_IS(s, len, "ws")) {
         return 80;
     }
 
-    if (len == 3 && strncasecmp(s, "wss", 3) == 0) {
+    if (RA_MSG_IS(s, len, "wss")) {
         return 443;
     }
 
-    if (len == 4 && strncasecmp(s, "http", 4) == 0) {
+    if (RA_MSG_IS(s, len, "http")) {
         return 80;
     }
 
-    if (len == 5 && strncasecmp(s, "https", 5) == 0) {
+    if (RA_MSG_IS(s, len, "https")) {
         return 443;
     }
 

@@ -396,6 +396,41 @@ sub live_total {
     return $sum;
 }
 
+# another nginx instance, for the suites that need several (plain
+# Test::More): its own prefix under the server root, the module loaded, two
+# workers, the http block given; returns its pid (QUIT it at the end)
+sub instance {
+    my ($name, $http) = @_;
+
+    require File::Path;
+
+    my $root = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . "-$name";
+    my $load = join '', map { "load_module $_;\n" }
+               split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || '');
+
+    File::Path::remove_tree($root);
+    File::Path::make_path("$root/conf", "$root/logs");
+
+    open my $fh, '>', "$root/conf/nginx.conf" or die $!;
+    print $fh "$load\nmaster_process on;\nworker_processes 2;\n"
+              . "daemon off;\nerror_log logs/error.log info;\n"
+              . "pid logs/nginx.pid;\nevents { worker_connections 1024; }\n"
+              . "http {\n    access_log off;\n$http\n}\n";
+    close $fh;
+
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+
+    if ($pid == 0) {
+        open STDERR, '>', "$root/logs/stderr.log";
+        exec $ENV{TEST_NGINX_BINARY} || 'nginx', '-p', "$root/",
+             '-c', 'conf/nginx.conf'
+            or POSIX::_exit(1);
+    }
+
+    return $pid;
+}
+
 # "server {}" blocks of backends b1..bN answering their own name
 sub backends {
     my ($n) = @_;

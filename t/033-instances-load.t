@@ -114,8 +114,6 @@ sleep 0.3;
 my $est = backend(status($A), $port)->{estimate} // -1;
 is($est, 20, "A's estimate of $name: the report's 20, which hold B's 20");
 
-# the other backend reported 20 it holds by itself: both as loaded
-
 my $sa = status($A);
 ok(($sa->{redis}{rooms_shared}{counts_received} // 0) > 0,
    'A received counts');

@@ -51,7 +51,7 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const counts = {
   mode: MODE, members: 0, opened: 0, failed_upgrades: 0, join_errors: 0,
   closed_early: 0, failure_reasons: {}, join_url_mismatch: 0,
-  oracle_rooms: 0,
+  oracle_rooms: 0, ended_in_flight: 0,
 };
 function fail(reason) {
   counts.failed_upgrades++;
@@ -97,12 +97,18 @@ function connect(room, url, onClose) {
   };
   ws.on('open', () => { opened = true; counts.opened++; });
   ws.on('unexpected-response', (req, res) => {
+    ws._benchFailed = true;
     fail(`http_${res.statusCode}`);
     res.resume();
     ws.terminate();
   });
   ws.on('error', (err) => {
-    if (!opened && !ending) fail(err.code || err.message || 'error');
+    if (ws._benchFailed) return;     /* counted as unexpected-response */
+    /* a socket the driver itself closes (its room ended while the upgrade
+       was in flight, or the run ended) is not a failed upgrade */
+    if (!opened && !ending && !ws._benchClosing) {
+      fail(err.code || err.message || 'error');
+    }
   });
   ws.on('close', () => {
     if (opened && !ending && !ws._benchClosing) counts.closed_early++;
@@ -169,6 +175,9 @@ function endRoom(room) {
   if (!set) return;
   for (const ws of set) {
     ws._benchClosing = true;
+    if (ws.readyState === WebSocket.CONNECTING && !ending) {
+      counts.ended_in_flight++;
+    }
     if (ws.readyState === WebSocket.OPEN) ws.close(1000);
     else ws.terminate();
   }
@@ -190,7 +199,8 @@ const D = sched.duration_s * 1000;
 
 function tick() {
   const now = Date.now() - start;
-  while (next < events.length && events[next][0] <= now) {
+  const upto = now >= D ? D - 1e-6 : now;   /* every event before the end */
+  while (next < events.length && events[next][0] <= upto) {
     const [, kind, room, front] = events[next++];
     if (kind === 0) member(room, front);
     else endRoom(room);

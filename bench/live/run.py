@@ -47,7 +47,12 @@ NODE = os.environ.get("NODE", "node")
 CAP_UNITS = [1, 1, 2, 2, 4, 4, 1, 2]
 CAP_UNIT = 100                    # reported capacity = units x 100 conns
 SAMPLE_MS = 500
-MIN_TOTAL = 20                    # samples below this total are warm-up
+# warm-up: samples below MIN_TOTAL live connections, or taken in the first
+# WARMUP_S seconds, are not counted (below a few hundred connections
+# peak/ideal measures how coarse rooms are, not placement: one room of 20
+# on a backend of 1/17 of the capacity is 8x its share of 40 connections)
+MIN_TOTAL = int(os.environ.get("MIN_TOTAL") or 20)
+WARMUP_S = float(os.environ.get("WARMUP_S") or 10)
 
 ALL_POLICIES = ["oracle", "ra-redis", "ra-redis-join", "ra-local",
                 "nginx-hash", "haproxy"]
@@ -291,14 +296,14 @@ def p99(xs):
     return s[max(0, math.ceil(0.99 * len(s)) - 1)]
 
 
-def peak_ideal(samples):
+def peak_ideal(samples, warmup_s=WARMUP_S):
     caps = [u * CAP_UNIT for u in CAP_UNITS]
     total_cap = sum(caps)
     ratios, totals = [], []
     for row in samples:
         counts = row[1:]
         total = sum(counts)
-        if total < MIN_TOTAL:
+        if total < MIN_TOTAL or row[0] < warmup_s * 1000:
             continue
         ideal = total / total_cap
         peak = max(c / cap for c, cap in zip(counts, caps))
@@ -464,6 +469,9 @@ def run_one(ctx, policy, period, seed, sched_path, duration):
                               ("split_ever", "split_in_sample", "upgrades",
                                "via", "reports", "report_errors", "rooms")}
         result["measure"] = peak_ideal(stats["samples"])
+        # the same without the time warm-up (only samples under MIN_TOTAL
+        # left out)
+        result["measure_no_warmup"] = peak_ideal(stats["samples"], 0)
         with open(os.path.join(ctx["out"], "samples-%s.json" % name),
                   "w") as f:
             json.dump({"caps": stats["caps"], "sample_ms": SAMPLE_MS,
@@ -724,8 +732,9 @@ def main():
     print()
     print("peak/ideal = max over backends of conns/capacity over total "
           "conns/total capacity,")
-    print("sampled every %.1f s (samples under %d conns skipped); splits = "
-          "rooms whose members" % (SAMPLE_MS / 1000, MIN_TOTAL))
+    print("sampled every %.1f s (samples of the first %g s or under %d "
+          "conns skipped); splits = rooms whose members"
+          % (SAMPLE_MS / 1000, WARMUP_S, MIN_TOTAL))
     print("landed on 2+ backends; failed = upgrades (or joins) that failed;"
           " conns = mean live conns")
     print()
@@ -749,6 +758,7 @@ def main():
                       "max_size": args.max_size, "burst_s": args.burst,
                       "capacities": [u * CAP_UNIT for u in CAP_UNITS],
                       "sample_ms": SAMPLE_MS, "min_total": MIN_TOTAL,
+                      "warmup_s": WARMUP_S,
                       "nginx_instances": 2, "nginx_workers": 2,
                       "ra_params": ctx["ra_params"]},
            "skipped": skipped, "interrupted": interrupted,

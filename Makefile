@@ -180,8 +180,17 @@ stress:
 sim:
 	$(MAKE) -C bench/sim run
 
+# the live placement benchmark (bench/live/run.py, docs/benchmarks.md):
+# real redis, 2 nginx x 2 workers, 8 WebSocket backends, seeded rooms;
+# make bench-live SEEDS="1 2 3" PERIODS="1 5 30 300" runs more
+SEEDS   ?= 1
+PERIODS ?= 5
+
+bench-live: module examples/node_modules
+	SEEDS="$(SEEDS)" PERIODS="$(PERIODS)" python3 bench/live/run.py
+
 .PHONY: all module agent deps unit suites test clean bench bench-micro \
-        bench-redis sim asan stress test-nginx FORCE
+        bench-redis sim asan stress test-nginx bench-live FORCE
 
 demo: module agent examples/node_modules
 	bash examples/demo/demo.sh

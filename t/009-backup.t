@@ -44,4 +44,6 @@ __DATA__
 [ (map { ("GET /?room=q$_", "GET /?room=q$_") } 1..5), "GET /status" ]
 --- response_body_like eval
 [ (map { (qr/^b3$/, qr/^b3$/) } 1..5),
-  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}","url":"","weight":1,"backup":true,"state":"up","live":0,"rooms":5,/ ]
+  RoomAffinity::json_like({ upstreams => { chat => { backends => {
+      RoomAffinity::b(3, { url => "", weight => 1, backup => JSON::PP::true,
+                           state => "up", live => 0, rooms => 5 }) } } } }) ]

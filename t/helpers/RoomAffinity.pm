@@ -651,6 +651,12 @@ sub present { return bless [], 'RoomAffinity::Present' }
 # the key is not there
 sub absent { return bless [], 'RoomAffinity::Absent' }
 
+# a value for which the code ref holds, described as $what in a mismatch
+sub check {
+    my ($what, $test) = @_;
+    return bless { what => $what, test => $test }, 'RoomAffinity::Check';
+}
+
 # a number from min to max, both included
 sub between {
     my ($min, $max) = @_;

@@ -14,15 +14,7 @@ __DATA__
 
 === TEST 1: every request of a room reaches the room's backend
 --- backends: 1 2 3 4
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=s1:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT;
-        server 127.0.0.1:$TEST_NGINX_B4_PORT;
-        keepalive 8;
-    }
+--- upstream: zone=s1 b1 b2 b3 b4 keepalive=8
 --- config
     location / {
         proxy_pass http://chat;
@@ -41,12 +33,7 @@ __DATA__
 
 === TEST 2: the debug log names the decisions: new placement, then hit
 --- backends: 1 2
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=s1b:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-    }
+--- upstream: zone=s1b b1 b2
 --- config
     location / {
         mirror /again;
@@ -67,25 +54,14 @@ GET /?room=delta
 
 === TEST 3: the room comes from a header, a cookie or a part of the path
 --- backends: 1 2
+--- upstream
+by_header $http_x_room zone=s2a b1 b2
+by_cookie $cookie_room zone=s2b b1 b2
+by_path $room_from_path zone=s2c b1 b2
 --- http_config
     map $uri $room_from_path {
         ~^/rooms/(?<name>[^/]+)  $name;
         default                  "";
-    }
-    upstream by_header {
-        room_affinity $http_x_room zone=s2a:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-    }
-    upstream by_cookie {
-        room_affinity $cookie_room zone=s2b:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-    }
-    upstream by_path {
-        room_affinity $room_from_path zone=s2c:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
     }
 --- config
     location /h { proxy_pass http://by_header; }
@@ -107,12 +83,7 @@ Cookie: room=lobby-c
 
 === TEST 4: an empty key is balanced round robin and not recorded
 --- backends: 1 2
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=s3:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-    }
+--- upstream: zone=s3 b1 b2
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -125,11 +96,7 @@ Cookie: room=lobby-c
 
 === TEST 5: the debug log says an empty key is balanced round robin
 --- backends: 1
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=s3b:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    }
+--- upstream: zone=s3b b1
 --- config
     location / { proxy_pass http://chat; }
 --- request
@@ -143,13 +110,7 @@ room_affinity: empty key, round robin
 
 === TEST 6: a room name longer than 512 bytes is kept as its md5 digest
 --- backends: 1 2 3
---- http_config
-    upstream chat {
-        room_affinity $http_x_room zone=s4:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT;
-    }
+--- upstream: $http_x_room zone=s4 b1 b2 b3
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -168,11 +129,7 @@ room_affinity: empty key, round robin
 
 === TEST 7: a room name of exactly 512 bytes is kept as it is
 --- backends: 1
---- http_config
-    upstream chat {
-        room_affinity $http_x_room zone=s5:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    }
+--- upstream: $http_x_room zone=s5 b1
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }

@@ -15,12 +15,7 @@ __DATA__
 
 === TEST 1: an idle room is forgotten after the ttl
 --- backends: 1 2
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=ttl1:1m ttl=1s;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-    }
+--- upstream: zone=ttl1 ttl=1s b1 b2
 --- config
     location / { proxy_pass http://chat; }
     location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
@@ -38,12 +33,8 @@ __DATA__
 
 
 === TEST 2: a room with a live connection outlives the ttl
+--- upstream: zone=ttl2 ttl=1s b1 b2
 --- http_config
-    upstream chat {
-        room_affinity $arg_room zone=ttl2:1m ttl=1s;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-    }
     server {
         listen 127.0.0.1:$TEST_NGINX_B1_PORT;
         location / { return 200 "b1\n"; }

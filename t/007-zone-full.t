@@ -22,12 +22,7 @@ __DATA__
 
 === TEST 1: idle rooms are evicted, least recently used first
 --- backends: 1 2
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=zf1:32k;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-    }
+--- upstream: zone=zf1:32k b1 b2
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -44,12 +39,8 @@ __DATA__
 
 
 === TEST 2: with every room live, a new room is placed without recording
+--- upstream: zone=zf2:32k b1 b2
 --- http_config
-    upstream chat {
-        room_affinity $arg_room zone=zf2:32k;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-    }
     server {
         listen 127.0.0.1:$TEST_NGINX_B1_PORT;
         location / { return 200 "b1\n"; }

@@ -17,13 +17,7 @@ __DATA__
 
 === TEST 1: nine rooms over three backends
 --- backends: 1 2 3
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=fo:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT;
-    }
+--- upstream: zone=fo b1 b2 b3
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -49,11 +43,7 @@ server 127.0.0.1:$TEST_NGINX_B1_PORT;
 server 127.0.0.1:$TEST_NGINX_B2_PORT down;
 server 127.0.0.1:$TEST_NGINX_B3_PORT;
 --- backends: 1 2 3
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=fo:1m;
-        include ../html/servers.conf;
-    }
+--- upstream: zone=fo include=../html/servers.conf
 --- config eval
 '    location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -91,11 +81,7 @@ server 127.0.0.1:$TEST_NGINX_B1_PORT;
 server 127.0.0.1:$TEST_NGINX_B2_PORT;
 server 127.0.0.1:$TEST_NGINX_B3_PORT;
 --- backends: 1 2 3
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=fo:1m;
-        include ../html/servers.conf;
-    }
+--- upstream: zone=fo include=../html/servers.conf
 --- config eval
 '    location / { proxy_pass http://chat; }
 ' . RoomAffinity::reload_location()
@@ -115,12 +101,7 @@ server 127.0.0.1:$TEST_NGINX_B3_PORT;
 
 === TEST 4: a backend refusing connections: its new room moves, logged
 --- backends: 1
---- http_config
-    upstream chat2 {
-        room_affinity $arg_room zone=fo2:1m;
-        server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    }
+--- upstream: chat2 zone=fo2 dead b1
 --- config
     location / {
         mirror /second;
@@ -142,12 +123,7 @@ qr/room_affinity: moved room "(one|two)" from "127\.0\.0\.1:$ENV{TEST_NGINX_DEAD
 
 === TEST 5: after the move every request of the room follows it
 --- backends: 1
---- http_config
-    upstream chat2 {
-        room_affinity $arg_room zone=fo2:1m;
-        server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    }
+--- upstream: chat2 zone=fo2 dead b1
 --- config
     location / { proxy_pass http://chat2; }
     location = /status { room_affinity_status; }
@@ -163,14 +139,8 @@ qr/room_affinity: moved room "(one|two)" from "127\.0\.0\.1:$ENV{TEST_NGINX_DEAD
 worker's placement view leaves it out until then, and no longer after;
 four servers, so that the three left still make a view)
 --- backends: 1 2 4
+--- upstream: chat3 zone=fo3 b1 b2 b3:max_fails=1:fail_timeout=1s b4
 --- http_config
-    upstream chat3 {
-        room_affinity $arg_room zone=fo3:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT max_fails=1 fail_timeout=1s;
-        server 127.0.0.1:$TEST_NGINX_B4_PORT;
-    }
     server {
         listen 127.0.0.1:$TEST_NGINX_B3_PORT;
         if ($arg_fail) { return 502; }
@@ -197,13 +167,8 @@ four servers, so that the three left still make a view)
 
 === TEST 7: a room with a member connected stays on its backend when it
 is at max_conns: the new member is sent elsewhere, the room is not moved
+--- upstream: chat4 zone=fo4 b1:max_conns=1 b2:max_conns=1 b3:max_conns=1
 --- http_config
-    upstream chat4 {
-        room_affinity $arg_room zone=fo4:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT max_conns=1;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT max_conns=1;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT max_conns=1;
-    }
     server {
         listen 127.0.0.1:$TEST_NGINX_B1_PORT;
         location / { return 200 "b1\n"; }

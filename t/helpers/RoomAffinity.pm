@@ -359,6 +359,58 @@ sub backend_servers {
     } @_;
 }
 
+# An "upstream {}" block from one line (the "--- upstream" section):
+#
+#   [NAME] [$KEY] zone=ZONE[:SIZE] [PARAM=VALUE ...] SERVER ... [keepalive=N]
+#
+# NAME defaults to "chat", $KEY to $arg_room, SIZE to 1m; other PARAM=VALUE
+# words (ttl=1s) are room_affinity parameters; a SERVER is bN (backend N),
+# "dead" (a port nothing listens on) or "include=FILE", each bN or dead
+# followed by its server parameters after colons (b3:weight=2,
+# b1:down, dead:max_fails=1:fail_timeout=60s).
+#
+#   upstream("zone=s1 b1 b2:backup") gives
+#   upstream chat {
+#       room_affinity $arg_room zone=s1:1m;
+#       server 127.0.0.1:$TEST_NGINX_B1_PORT;
+#       server 127.0.0.1:$TEST_NGINX_B2_PORT backup;
+#   }
+sub upstream {
+    my ($line) = @_;
+    my ($name, $key, @ra, @body);
+
+    for my $w (split ' ', $line) {
+        if ($w =~ /^(b(\d+)|dead)((?::[^:\s]+)*)$/) {
+            my $port = defined $2 ? "B$2" : 'DEAD';
+            my @p = grep { length } split /:/, $3;
+            push @body, join(' ', "server 127.0.0.1:\$TEST_NGINX_${port}_PORT",
+                             @p) . ';';
+        } elsif ($w =~ /^include=(\S+)$/) {
+            push @body, "include $1;";
+        } elsif ($w =~ /^keepalive=(\d+)$/) {
+            push @body, "keepalive $1;";
+        } elsif ($w =~ /^zone=([\w-]+)(:\w+)?$/) {
+            push @ra, "zone=$1" . ($2 // ':1m');
+        } elsif ($w =~ /^\w+=/) {
+            push @ra, $w;
+        } elsif ($w =~ /^\$\w+$/ && !defined $key) {
+            $key = $w;
+        } elsif ($w =~ /^[\w.-]+$/ && !defined $name && !@body && !@ra) {
+            $name = $w;
+        } else {
+            die "--- upstream: cannot read \"$w\" in \"$line\"\n";
+        }
+    }
+
+    die "--- upstream: no zone= in \"$line\"\n" unless grep { /^zone=/ } @ra;
+    die "--- upstream: no server in \"$line\"\n"
+        unless grep { /^(server|include) / } @body;
+
+    return "    upstream " . ($name // 'chat') . " {\n"
+           . "        room_affinity " . join(' ', $key // '$arg_room', @ra)
+           . ";\n" . join('', map { "        $_\n" } @body) . "    }\n";
+}
+
 # the urls backends b1..bN report with
 sub urls {
     my ($n) = @_;
@@ -758,6 +810,14 @@ sub new_block {
         die "--- backends: want numbers, got \"$list\"\n" if grep { !/^\d+$/ } @n;
         $block->set_value(http_config => ($block->http_config // '')
                                           . backend_servers(@n));
+    }
+
+    # "--- upstream": one "upstream {}" block a line, written with
+    # upstream() above, added to the block's http_config
+    my $ups = $block->can('upstream') ? $block->upstream : undef;
+    if (defined $ups) {
+        $block->set_value(http_config => ($block->http_config // '')
+            . join '', map { upstream($_) } grep { /\S/ } split /\n/, $ups);
     }
 
     my $setup = $block->can('setup') ? $block->setup : undef;

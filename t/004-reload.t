@@ -25,7 +25,7 @@ __DATA__
 [ (map { "GET /?room=r$_" } 1..8), "GET /status" ]
 --- response_body_like eval
 [ (map { RoomAffinity::sticky("r$_") } 1..8),
-  qr/"rooms":8,/ ]
+  RoomAffinity::json_like({ upstreams => { chat => { zone => { rooms => 8 } } } }) ]
 
 
 

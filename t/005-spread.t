@@ -36,7 +36,8 @@ __DATA__
 [ (map { "GET /?room=w$_" } 1..40), "GET /status" ]
 --- response_body_like eval
 [ (map { qr/^b[1-3]$/ } 1..40),
-  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}",[^{}]*"rooms":(1[6-9]|2[0-4]),/ ]
+  RoomAffinity::json_like({ upstreams => { chat => { backends => {
+      RoomAffinity::b(3, { rooms => RoomAffinity::between(16, 24) }) } } } }) ]
 
 
 
@@ -72,4 +73,9 @@ __DATA__
 --- request
 GET /check
 --- response_body_like eval
-qr/"live":1,"rooms":1,.*"live":0,"rooms":1,|"live":0,"rooms":1,.*"live":1,"rooms":1,/s
+RoomAffinity::json_like({ upstreams => { chat => { backends =>
+    RoomAffinity::check("one backend busy (live 1), each with one room",
+        sub { my @b = sort { $a->{live} <=> $b->{live} } @{ $_[0] };
+              @b == 2 && $b[0]{live} == 0 && $b[1]{live} == 1
+              && $b[0]{rooms} == 1 && $b[1]{rooms} == 1 }) } } },
+  qr/slept\nb[12]\n/)

@@ -15,13 +15,7 @@ our $redis = "room_affinity_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}"
              . " backoff=400ms;";
 our $config = RoomAffinity::redis_locations();
 our ($A, $B) = RoomAffinity::urls(2);
-our $upstream = <<'END';
-upstream chat {
-    room_affinity $arg_room zone=res:1m;
-    server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:$TEST_NGINX_B2_PORT;
-}
-END
+our $upstream = RoomAffinity::upstream('zone=res b1 b2');
 
 master_on();
 workers(2);

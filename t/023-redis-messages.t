@@ -11,13 +11,7 @@ RoomAffinity::start_control(redis => 1);
 our $backends = RoomAffinity::backends(2);
 our $config = RoomAffinity::redis_locations();
 our ($A, $B) = RoomAffinity::urls(2);
-our $upstream = <<'END';
-upstream chat {
-    room_affinity $arg_room zone=msg:1m;
-    server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:$TEST_NGINX_B2_PORT;
-}
-END
+our $upstream = RoomAffinity::upstream('zone=msg b1 b2');
 
 sub sig { RoomAffinity::pub("signaling", $_[0]) }
 

@@ -20,19 +20,9 @@ our $config = RoomAffinity::redis_locations() . <<'END';
     }
 END
 our ($A, $B) = RoomAffinity::urls(2);
-our $http = <<'END';
-room_affinity_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
-upstream chat {
-    room_affinity $arg_room zone=st1:1m;
-    server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:$TEST_NGINX_B2_PORT weight=3;
-    server 127.0.0.1:$TEST_NGINX_B3_PORT backup;
-}
-upstream other {
-    room_affinity $http_x_room zone=st2:1m;
-    server 127.0.0.1:$TEST_NGINX_B1_PORT;
-}
-END
+our $http = 'room_affinity_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;' . "\n"
+    . RoomAffinity::upstream('zone=st1 b1 b2:weight=3 b3:backup')
+    . RoomAffinity::upstream('other $http_x_room zone=st2 b1');
 
 no_shuffle();
 no_root_location();

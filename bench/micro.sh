@@ -21,20 +21,11 @@ set -euo pipefail
 
 OPS=${1:-200000}
 PORT=${BENCH_PORT:-18180}
-NGINX=${NGINX:-/usr/sbin/nginx}
-TOP=$(cd "$(dirname "$0")/.." && pwd)
+
+. "$(dirname "$0")/lib.sh"
+bench_init micro
 SO=$TOP/build-bench/ngx_http_room_affinity_module.so
-DIR=$(mktemp -d /tmp/ra-micro.XXXXXX)
-PID=
-
-cleanup() {
-    [ -n "$PID" ] && kill -QUIT "$PID" 2>/dev/null && wait "$PID" || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-
-[ -n "${BENCH_KEEP:-}" ] && trap - EXIT
-[ -f "$SO" ] || { echo "build it first: make bench-micro" >&2; exit 1; }
+bench_need_file "$SO" "build it first: make bench-micro"
 
 servers() {
     local n=$1 i
@@ -43,8 +34,8 @@ servers() {
     done
 }
 
-mkdir -p "$DIR/logs" "$DIR/conf"
-cat > "$DIR/conf/nginx.conf" <<END
+P=$(bench_prefix nginx)
+cat > "$P/conf/nginx.conf" <<END
 load_module $SO;
 worker_processes 1;
 daemon off;
@@ -74,12 +65,8 @@ $(servers 256)
 }
 END
 
-"$NGINX" -p "$DIR/" -c conf/nginx.conf & PID=$!
-
-for i in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$PORT/b8?rooms=1&ops=10" && break
-    sleep 0.05
-done
+bench_nginx "$P"
+bench_wait_http "http://127.0.0.1:$PORT/b8?rooms=1&ops=10"
 
 printf "# median of 9 batches, %s operations each, one nginx worker\n" "$OPS"
 printf "%-34s %10s %13s %12s %14s\n" case lookup_ns placement_ns new_room_ns \

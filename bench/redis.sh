@@ -16,26 +16,17 @@ set -euo pipefail
 N=${1:-200000}
 PORT=${BENCH_PORT:-18280}
 RPORT=${BENCH_REDIS_PORT:-16480}
-NGINX=${NGINX:-/usr/sbin/nginx}
-TOP=$(cd "$(dirname "$0")/.." && pwd)
+
+. "$(dirname "$0")/lib.sh"
+bench_init redis-bench
 SO=$TOP/build/ngx_http_room_affinity_module.so
-DIR=$(mktemp -d /tmp/ra-redis-bench.XXXXXX)
-PIDS=()
+bench_need_file "$SO" "build the module first: make"
+bench_need_cmd redis-server "redis-server is missing: make deps"
 
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
+bench_redis "$RPORT"
 
-[ -f "$SO" ] || { echo "build the module first: make" >&2; exit 1; }
-
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize no >/dev/null & PIDS+=($!)
-
-mkdir -p "$DIR/logs" "$DIR/conf"
-cat > "$DIR/conf/nginx.conf" <<END
+P=$(bench_prefix nginx)
+cat > "$P/conf/nginx.conf" <<END
 load_module $SO;
 worker_processes 2;
 daemon off;
@@ -57,13 +48,8 @@ http {
 }
 END
 
-"$NGINX" -p "$DIR/" -c conf/nginx.conf & PIDS+=($!)
-
-for i in $(seq 1 200); do
-    curl -s "http://127.0.0.1:$PORT/status" | grep -q '"connected":true' \
-        && break
-    sleep 0.02
-done
+bench_nginx "$P"
+bench_wait_redis_link "http://127.0.0.1:$PORT/status"
 
 /usr/bin/python3 - "$PORT" "$RPORT" <<'PY'
 import socket, sys, time, http.client

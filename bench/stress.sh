@@ -11,33 +11,25 @@
 set -euo pipefail
 
 SECONDS_RUN=${1:-15}
-TOP=$(cd "$(dirname "$0")/.." && pwd)
-SO=$TOP/build-asan/ngx_http_room_affinity_module.so
 BASE=${STRESS_PORT:-28000}
 REDIS=$((BASE + 399))
 FRONT=$((BASE + 80))
-DIR=$(mktemp -d /tmp/ra-stress.XXXXXX)
-PID=
-FEED=
 
-cleanup() {
-    [ -n "$FEED" ] && kill "$FEED" 2>/dev/null || true
-    [ -n "$PID" ] && kill -QUIT "$PID" 2>/dev/null && wait "$PID" || true
-    redis-cli -p "$REDIS" shutdown nosave >/dev/null 2>&1 || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
+. "$(dirname "$0")/lib.sh"
+bench_init stress
+SO=$TOP/build-asan/ngx_http_room_affinity_module.so
+bench_need_file "$SO" "build it first: make asan"
+bench_need_cmd wrk "wrk is missing: make deps"
+bench_need_cmd redis-server "redis-server is missing: make deps"
 
-[ -f "$SO" ] || { echo "build it first: make asan" >&2; exit 1; }
-
-mkdir -p "$DIR/logs" "$DIR/conf"
+P=$(bench_prefix nginx)
 
 backend() {
     printf '    server { listen 127.0.0.1:%d; %s return 200 "%d\\n"; }\n' \
         $((BASE + $1)) "${2:-}" "$1"
 }
 
-cat > "$DIR/conf/nginx.conf" <<END
+cat > "$P/conf/nginx.conf" <<END
 load_module $SO;
 worker_processes 2;
 daemon off;
@@ -84,18 +76,15 @@ request = function()
 end
 END
 
-redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no \
-    --daemonize yes --logfile "$DIR/logs/redis.log"
+bench_redis "$REDIS"
 
-RA_ASAN_LOG=$DIR/logs/asan "$TOP/t/tools/asan-nginx" -p "$DIR/" \
-    -c conf/nginx.conf > "$DIR/logs/stdout" 2>&1 & PID=$!
+export RA_ASAN_LOG=$P/logs/asan
+BENCH_NGINX_BIN=$TOP/t/tools/asan-nginx bench_nginx "$P"
+NGINX_PID=$BENCH_PID
+bench_wait_http "http://127.0.0.1:$FRONT/status"
 
-for i in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$FRONT/status" && break
-    sleep 0.05
-done
-
-(
+# a report per backend every 50 ms
+feed() {
     while :; do
         for i in 1 2 3 4 5 6; do
             redis-cli -p "$REDIS" publish signaling \
@@ -104,14 +93,14 @@ done
         done
         sleep 0.05
     done
-) & FEED=$!
+}
+bench_bg feed
+FEED=$BENCH_PID
 
 wrk -t 2 -c 32 -d "${SECONDS_RUN}s" -s "$DIR/rooms.lua" \
     "http://127.0.0.1:$FRONT/" | grep -E "requests in|Requests/sec"
 
-kill "$FEED" 2>/dev/null || true
-wait "$FEED" 2>/dev/null || true
-FEED=
+bench_stop "$FEED"
 sleep 0.5
 
 STATUS=$(curl -s "http://127.0.0.1:$FRONT/status")
@@ -130,17 +119,15 @@ if any(b["live"] for b in d["backends"]):
     sys.exit("a live count is not back to 0")
 '
 
-kill -QUIT "$PID"
-wait "$PID" || true
-PID=
+bench_stop "$NGINX_PID"
 
-if grep -E "\[(alert|crit|emerg)\]" "$DIR/logs/error.log"; then
+if grep -E "\[(alert|crit|emerg)\]" "$P/logs/error.log"; then
     echo "stress: alerts in the error log" >&2
     exit 1
 fi
 
-if ls "$DIR"/logs/asan.* >/dev/null 2>&1; then
-    cat "$DIR"/logs/asan.*
+if ls "$P"/logs/asan.* >/dev/null 2>&1; then
+    cat "$P"/logs/asan.*
     echo "stress: sanitizer reports" >&2
     exit 1
 fi

@@ -17,30 +17,21 @@ ROUNDS=${1:-5}
 SECONDS_PER_RUN=${2:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 BASE=${BENCH_PORT:-18080}
-NGINX=${NGINX:-/usr/sbin/nginx}
-TOP=$(cd "$(dirname "$0")/.." && pwd)
+
+. "$(dirname "$0")/lib.sh"
+bench_init bench
 SO=$TOP/build/ngx_http_room_affinity_module.so
-DIR=$(mktemp -d /tmp/ra-bench.XXXXXX)
-PIDS=()
-
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-
-[ -f "$SO" ] || { echo "build the module first: make" >&2; exit 1; }
-command -v wrk >/dev/null || { echo "wrk is missing: make deps" >&2; exit 1; }
+bench_need_file "$SO" "build the module first: make"
+bench_need_cmd wrk "wrk is missing: make deps"
 
 B1=$((BASE + 1)); B2=$((BASE + 2)); B3=$((BASE + 3)); B4=$((BASE + 4))
 P_RA=$((BASE + 10)); P_HASH=$((BASE + 11)); P_RR=$((BASE + 12))
 P_HA=$((BASE + 13))
 
-mkdir -p "$DIR/back/logs" "$DIR/front/logs" "$DIR/front/conf" \
-         "$DIR/back/conf"
+BACK=$(bench_prefix back)
+FRONT=$(bench_prefix front)
 
-cat > "$DIR/back/conf/nginx.conf" <<END
+cat > "$BACK/conf/nginx.conf" <<END
 worker_processes 1;
 daemon off;
 error_log logs/error.log warn;
@@ -59,7 +50,7 @@ END
 servers="server 127.0.0.1:$B1; server 127.0.0.1:$B2;
         server 127.0.0.1:$B3; server 127.0.0.1:$B4;"
 
-cat > "$DIR/front/conf/nginx.conf" <<END
+cat > "$FRONT/conf/nginx.conf" <<END
 load_module $SO;
 worker_processes 1;
 daemon off;
@@ -91,8 +82,8 @@ http {
 }
 END
 
-"$NGINX" -p "$DIR/back/" -c conf/nginx.conf & PIDS+=($!)
-"$NGINX" -p "$DIR/front/" -c conf/nginx.conf & PIDS+=($!)
+bench_nginx "$BACK"
+bench_nginx "$FRONT"
 
 POLICIES="ra hash rr"
 
@@ -118,7 +109,7 @@ backend b
     server b3 127.0.0.1:$B3
     server b4 127.0.0.1:$B4
 END
-    haproxy -f "$DIR/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!)
+    bench_bg haproxy -f "$DIR/haproxy.cfg" -db >/dev/null 2>&1
     POLICIES="$POLICIES haproxy"
 fi
 
@@ -138,7 +129,8 @@ function request()
 end
 END
 
-sleep 0.5
+for p in $B1 $B2 $B3 $B4 $P_RA $P_HASH $P_RR; do bench_wait_port "$p"; done
+case $POLICIES in *haproxy*) bench_wait_port "$P_HA" ;; esac
 
 port_of() {
     case $1 in

@@ -15,14 +15,7 @@ __DATA__
 
 === TEST 1: two workers, twelve rooms, many connections, one backend a room
 --- backends: 1 2 3 4
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=w1:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT;
-        server 127.0.0.1:$TEST_NGINX_B4_PORT;
-    }
+--- upstream: zone=w1 b1 b2 b3 b4
 --- config
     location / { proxy_pass http://chat; }
     location = /pid { return 200 "$pid\n"; }

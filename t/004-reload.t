@@ -17,12 +17,7 @@ __DATA__
 
 === TEST 1: eight rooms placed over two servers
 --- backends: 1 2 3 4
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=reload:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-    }
+--- upstream: zone=reload b1 b2
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -30,7 +25,7 @@ __DATA__
 [ (map { "GET /?room=r$_" } 1..8), "GET /status" ]
 --- response_body_like eval
 [ (map { RoomAffinity::sticky("r$_") } 1..8),
-  qr/"rooms":8,/ ]
+  RoomAffinity::json_like({ upstreams => { chat => { zone => { rooms => 8 } } } }) ]
 
 
 
@@ -47,11 +42,7 @@ server 127.0.0.1:$TEST_NGINX_B2_PORT;
 server 127.0.0.1:$TEST_NGINX_B3_PORT;
 server 127.0.0.1:$TEST_NGINX_B4_PORT;
 --- backends: 1 2 3 4
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=reload:1m;
-        include ../html/servers.conf;
-    }
+--- upstream: zone=reload include=../html/servers.conf
 --- config eval
 '    location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }

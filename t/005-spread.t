@@ -15,14 +15,7 @@ __DATA__
 
 === TEST 1: a burst of forty new rooms spreads over four equal backends
 --- backends: 1 2 3 4
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=sp1:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT;
-        server 127.0.0.1:$TEST_NGINX_B4_PORT;
-    }
+--- upstream: zone=sp1 b1 b2 b3 b4
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -35,13 +28,7 @@ __DATA__
 
 === TEST 2: weight 2 takes about twice the rooms
 --- backends: 1 2 3
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=sp2:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT weight=2;
-    }
+--- upstream: zone=sp2 b1 b2 b3:weight=2
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -49,17 +36,14 @@ __DATA__
 [ (map { "GET /?room=w$_" } 1..40), "GET /status" ]
 --- response_body_like eval
 [ (map { qr/^b[1-3]$/ } 1..40),
-  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}",[^{}]*"rooms":(1[6-9]|2[0-4]),/ ]
+  RoomAffinity::json_like({ upstreams => { chat => { backends => {
+      RoomAffinity::b(3, { rooms => RoomAffinity::between(16, 24) }) } } } }) ]
 
 
 
 === TEST 3: a backend busy with a live connection gets the next new room last
+--- upstream: zone=sp3 b1 b2
 --- http_config
-    upstream chat {
-        room_affinity $arg_room zone=sp3:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-    }
     server {
         listen 127.0.0.1:$TEST_NGINX_B1_PORT;
         location / { return 200 "b1\n"; }
@@ -89,4 +73,9 @@ __DATA__
 --- request
 GET /check
 --- response_body_like eval
-qr/"live":1,"rooms":1,.*"live":0,"rooms":1,|"live":0,"rooms":1,.*"live":1,"rooms":1,/s
+RoomAffinity::json_like({ upstreams => { chat => { backends =>
+    RoomAffinity::check("one backend busy (live 1), each with one room",
+        sub { my @b = sort { $a->{live} <=> $b->{live} } @{ $_[0] };
+              @b == 2 && $b[0]{live} == 0 && $b[1]{live} == 1
+              && $b[0]{rooms} == 1 && $b[1]{rooms} == 1 }) } } },
+  qr/slept\nb[12]\n/)

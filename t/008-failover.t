@@ -17,13 +17,7 @@ __DATA__
 
 === TEST 1: nine rooms over three backends
 --- backends: 1 2 3
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=fo:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT;
-    }
+--- upstream: zone=fo b1 b2 b3
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -49,11 +43,7 @@ server 127.0.0.1:$TEST_NGINX_B1_PORT;
 server 127.0.0.1:$TEST_NGINX_B2_PORT down;
 server 127.0.0.1:$TEST_NGINX_B3_PORT;
 --- backends: 1 2 3
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=fo:1m;
-        include ../html/servers.conf;
-    }
+--- upstream: zone=fo include=../html/servers.conf
 --- config eval
 '    location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -91,11 +81,7 @@ server 127.0.0.1:$TEST_NGINX_B1_PORT;
 server 127.0.0.1:$TEST_NGINX_B2_PORT;
 server 127.0.0.1:$TEST_NGINX_B3_PORT;
 --- backends: 1 2 3
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=fo:1m;
-        include ../html/servers.conf;
-    }
+--- upstream: zone=fo include=../html/servers.conf
 --- config eval
 '    location / { proxy_pass http://chat; }
 ' . RoomAffinity::reload_location()
@@ -115,12 +101,7 @@ server 127.0.0.1:$TEST_NGINX_B3_PORT;
 
 === TEST 4: a backend refusing connections: its new room moves, logged
 --- backends: 1
---- http_config
-    upstream chat2 {
-        room_affinity $arg_room zone=fo2:1m;
-        server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    }
+--- upstream: chat2 zone=fo2 dead b1
 --- config
     location / {
         mirror /second;
@@ -142,19 +123,15 @@ qr/room_affinity: moved room "(one|two)" from "127\.0\.0\.1:$ENV{TEST_NGINX_DEAD
 
 === TEST 5: after the move every request of the room follows it
 --- backends: 1
---- http_config
-    upstream chat2 {
-        room_affinity $arg_room zone=fo2:1m;
-        server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    }
+--- upstream: chat2 zone=fo2 dead b1
 --- config
     location / { proxy_pass http://chat2; }
     location = /status { room_affinity_status; }
 --- request eval
 ["GET /?room=one", "GET /?room=two", "GET /?room=one", "GET /status"]
 --- response_body_like eval
-[qr/^b1$/, qr/^b1$/, qr/^b1$/, qr/"moved":1,/]
+[qr/^b1$/, qr/^b1$/, qr/^b1$/,
+ RoomAffinity::json_like({ upstreams => { chat2 => { zone => { moved => 1 } } } })]
 
 
 
@@ -163,14 +140,8 @@ qr/room_affinity: moved room "(one|two)" from "127\.0\.0\.1:$ENV{TEST_NGINX_DEAD
 worker's placement view leaves it out until then, and no longer after;
 four servers, so that the three left still make a view)
 --- backends: 1 2 4
+--- upstream: chat3 zone=fo3 b1 b2 b3:max_fails=1:fail_timeout=1s b4
 --- http_config
-    upstream chat3 {
-        room_affinity $arg_room zone=fo3:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT max_fails=1 fail_timeout=1s;
-        server 127.0.0.1:$TEST_NGINX_B4_PORT;
-    }
     server {
         listen 127.0.0.1:$TEST_NGINX_B3_PORT;
         if ($arg_fail) { return 502; }
@@ -189,21 +160,18 @@ four servers, so that the three left still make a view)
   "GET /status" ]
 --- response_body_like eval
 [ (map { qr/^b[124]$/ } 1..8),
-  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}",[^{}]*"state":"down","live":0,"rooms":0,/,
+  RoomAffinity::json_like({ upstreams => { chat3 => { backends => {
+      RoomAffinity::b(3, { state => "down", live => 0, rooms => 0 }) } } } }),
   qr/slept/, (map { qr/^b[1234]$/ } 1..12),
-  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}",[^{}]*"rooms":[2-9],/ ]
+  RoomAffinity::json_like({ upstreams => { chat3 => { backends => {
+      RoomAffinity::b(3, { rooms => RoomAffinity::between(2, 9) }) } } } }) ]
 
 
 
 === TEST 7: a room with a member connected stays on its backend when it
 is at max_conns: the new member is sent elsewhere, the room is not moved
+--- upstream: chat4 zone=fo4 b1:max_conns=1 b2:max_conns=1 b3:max_conns=1
 --- http_config
-    upstream chat4 {
-        room_affinity $arg_room zone=fo4:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT max_conns=1;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT max_conns=1;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT max_conns=1;
-    }
     server {
         listen 127.0.0.1:$TEST_NGINX_B1_PORT;
         location / { return 200 "b1\n"; }
@@ -240,5 +208,7 @@ is at max_conns: the new member is sent elsewhere, the room is not moved
 --- request
 GET /check
 --- response_body_like eval
-qr/\Aslept\nb\d\n.*"rooms":1,"bytes_used":\d+,"bytes_total":\d+,"evicted":0,"expired":0,"moved":0,/s
+RoomAffinity::json_like({ upstreams => { chat4 => { zone => {
+    rooms => 1, evicted => 0, expired => 0, moved => 0 } } } },
+  qr/slept\nb\d\n/)
 --- timeout: 5

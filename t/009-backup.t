@@ -12,13 +12,7 @@ __DATA__
 
 === TEST 1: primaries up: no room on the backup
 --- backends: 1 2 3
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=bk1:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT;
-        server 127.0.0.1:$TEST_NGINX_B2_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT backup;
-    }
+--- upstream: zone=bk1 b1 b2 b3:backup
 --- config
     location / { proxy_pass http://chat; }
 --- request eval
@@ -30,13 +24,7 @@ __DATA__
 
 === TEST 2: no primary can take a room: the backup takes them all
 --- backends: 1 3
---- http_config
-    upstream chat {
-        room_affinity $arg_room zone=bk2:1m;
-        server 127.0.0.1:$TEST_NGINX_B1_PORT down;
-        server 127.0.0.1:$TEST_NGINX_DEAD_PORT;
-        server 127.0.0.1:$TEST_NGINX_B3_PORT backup;
-    }
+--- upstream: zone=bk2 b1:down dead b3:backup
 --- config
     location / { proxy_pass http://chat; }
     location = /status { room_affinity_status; }
@@ -44,4 +32,6 @@ __DATA__
 [ (map { ("GET /?room=q$_", "GET /?room=q$_") } 1..5), "GET /status" ]
 --- response_body_like eval
 [ (map { (qr/^b3$/, qr/^b3$/) } 1..5),
-  qr/"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B3_PORT}","url":"","weight":1,"backup":true,"state":"up","live":0,"rooms":5,/ ]
+  RoomAffinity::json_like({ upstreams => { chat => { backends => {
+      RoomAffinity::b(3, { url => "", weight => 1, backup => JSON::PP::true,
+                           state => "up", live => 0, rooms => 5 }) } } } }) ]

@@ -15,13 +15,7 @@ our $redis = "room_affinity_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}"
              . " backoff=400ms;";
 our $config = RoomAffinity::redis_locations();
 our ($A, $B) = RoomAffinity::urls(2);
-our $upstream = <<'END';
-upstream chat {
-    room_affinity $arg_room zone=res:1m;
-    server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:$TEST_NGINX_B2_PORT;
-}
-END
+our $upstream = RoomAffinity::upstream('zone=res b1 b2');
 
 master_on();
 workers(2);
@@ -39,7 +33,11 @@ redis stop
 --- request eval
 RoomAffinity::seq("/ctl/sleep?wait=500", "/?room=a", "/?room=b", "/status")
 --- response_body_like eval
-qr/\Aslept\nslept\nb[12]\nb[12]\n.*"redis":\{"address":"127\.0\.0\.1:\d+","connected":false,.*"last_error":"connect: Connection refused"/s
+RoomAffinity::json_like({ redis => {
+    address => "127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}",
+    connected => JSON::PP::false,
+    last_error => "connect: Connection refused" } },
+  qr/slept\nslept\nb[12]\nb[12]\n/)
 --- error_log eval
 qr/room_affinity: redis "127\.0\.0\.1:\d+" subscriber link connect: Connection refused, retrying in \d+ ms/
 --- no_error_log
@@ -58,7 +56,8 @@ RoomAffinity::seq("/ctl/sleep?wait=300", "/ctl/redis/start", "/ready",
     RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
     "/?room=c", "/?room=d", "/status")
 --- response_body_like eval
-qr/\Aslept\nslept\nok\nsubscribed\npublished :1\npublished :1\nb2\nb2\n.*"connected":true,/s
+RoomAffinity::json_like({ redis => { connected => JSON::PP::true } },
+  qr/slept\nslept\nok\nsubscribed\npublished :1\npublished :1\nb2\nb2\n/)
 --- error_log
 room_affinity: subscribed to "register" and "signaling"
 
@@ -76,7 +75,10 @@ RoomAffinity::seq("/ready", "/?room=e", "/ctl/redis/stop", "/?room=e",
     RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":100})),
     "/?room=g", "/?room=e", "/status")
 --- response_body_like eval
-qr/\Aslept\nsubscribed\n(b[12])\nok\n\1\nb[12]\nok\nsubscribed\npublished :1\npublished :1\nb1\n\1\n.*"connected":true,"subscriber_pid":\d+,"connects":2,/s
+RoomAffinity::json_like({ redis => { connected => JSON::PP::true,
+                                     subscriber_pid => qr/^[1-9]\d*$/,
+                                     connects => 2 } },
+  qr/slept\nsubscribed\n(b[12])\nok\n\1\nb[12]\nok\nsubscribed\npublished :1\npublished :1\nb1\n\1\n/)
 --- error_log eval
 qr/redis "127\.0\.0\.1:\d+" \w+ link connection lost/
 
@@ -94,4 +96,8 @@ RoomAffinity::seq("/ready",
     "/ctl/redis-cmd?cmd=CLIENT,KILL,TYPE,pubsub", "/ready",
     "/ctl/sleep?wait=200", "/status")
 --- response_body_like eval
-qr/\Aslept\nsubscribed\nhset :1\nredis :1\nsubscribed\nslept\n.*"connections":321,.*"connects":2,.*"snapshots":2,/s
+RoomAffinity::json_like({
+    upstreams => { chat => { backends => {
+        RoomAffinity::b(1, { report => { connections => 321 } }) } } },
+    redis => { connects => 2, snapshots => 2 } },
+  qr/slept\nsubscribed\nhset :1\nredis :1\nsubscribed\nslept\n/)

@@ -13,6 +13,7 @@ use Test::More;
 use HTTP::Tiny;
 use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(sleep time);
+use JSON::PP ();
 
 use lib 't/helpers';
 use RoomAffinity;
@@ -69,9 +70,11 @@ END { if ($pid) { kill 'QUIT', $pid; waitpid $pid, 0 } }
 
 my $http = HTTP::Tiny->new(timeout => 2);
 
+# the status JSON, decoded (undef while nginx does not answer)
 sub status {
     my $r = $http->get("http://127.0.0.1:$port/status");
-    return $r->{success} ? $r->{content} : '';
+    return undef unless $r->{success};
+    return eval { JSON::PP->new->decode($r->{content}) };
 }
 
 # polls the status until the check holds; returns the seconds it took
@@ -80,15 +83,17 @@ sub wait_for {
     my $start = time;
     while (time - $start < $limit) {
         my $s = status();
-        return time - $start if $s ne '' && $check->($s);
+        return time - $start if $s && $check->($s);
         sleep 0.02;
     }
     return undef;
 }
 
+# the pid of the worker that holds the subscriber link, 0 if none
 sub subscriber {
     my ($s) = @_;
-    return $s =~ /"connected":true,"subscriber_pid":(\d+)/ ? $1 : 0;
+    my $redis = $s ? $s->{redis} : undef;
+    return $redis && $redis->{connected} ? $redis->{subscriber_pid} || 0 : 0;
 }
 
 ok(defined wait_for(sub { subscriber($_[0]) }, 5), 'subscribed at start');
@@ -111,7 +116,9 @@ isnt($second, $first, "the new subscriber is worker $second");
 RoomAffinity::redis_command($ENV{TEST_NGINX_REDIS_PORT}, 'PUBLISH',
     'signaling', qq({"url":"ws://127.0.0.1:$ENV{TEST_NGINX_B1_PORT}",)
                  . qq("connections":4242}));
-ok(defined wait_for(sub { $_[0] =~ /"connections":4242/ }, 2),
+ok(defined wait_for(sub { RoomAffinity::json_diff($_[0], { upstreams => {
+       chat => { backends => { RoomAffinity::b(1, { report => {
+           connections => 4242 } }) } } } }) eq '' }, 2),
    'a report published after the takeover is applied');
 
 my $r = $http->get("http://127.0.0.1:$port/?room=after");

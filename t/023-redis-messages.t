@@ -11,13 +11,7 @@ RoomAffinity::start_control(redis => 1);
 our $backends = RoomAffinity::backends(2);
 our $config = RoomAffinity::redis_locations();
 our ($A, $B) = RoomAffinity::urls(2);
-our $upstream = <<'END';
-upstream chat {
-    room_affinity $arg_room zone=msg:1m;
-    server 127.0.0.1:$TEST_NGINX_B1_PORT;
-    server 127.0.0.1:$TEST_NGINX_B2_PORT;
-}
-END
+our $upstream = RoomAffinity::upstream('zone=msg b1 b2');
 
 sub sig { RoomAffinity::pub("signaling", $_[0]) }
 
@@ -56,7 +50,19 @@ $main::backends"
 RoomAffinity::seq("/ready", main::sig(qq({"url":"$main::A","connections":5})),
     (map { main::sig($_) } @main::bad), "/?room=x", "/status")
 --- response_body_like eval
-qr/\Aslept\nsubscribed\n(published :1\n){17}b[12]\n.*"report":\{"age_ms":\d+,"connections":5,"draining":false\}.*"applied":1,"unknown_backend":0,"rejected":16,"rejected_by_reason":\{"too_large":1,"json":4,"dup_key":1,"url":3,"type":2,"range":4,"missing":1\}/s
+RoomAffinity::json_like({
+    upstreams => { chat => { backends => {
+        RoomAffinity::b(1, { report => { age_ms => RoomAffinity::count(),
+                                         connections => 5,
+                                         cpu => RoomAffinity::absent(),
+                                         capacity => RoomAffinity::absent(),
+                                         draining => JSON::PP::false } }) } } },
+    redis => { messages => {
+        applied => 1, unknown_backend => 0, rejected => 16,
+        rejected_by_reason => { too_large => 1, json => 4, dup_key => 1,
+                                url => 3, type => 2, range => 4,
+                                missing => 1 } } } },
+  qr/slept\nsubscribed\n(?:published :1\n){17}b[12]\n/)
 --- error_log eval
 [qr/ignored redis message on "signaling": json \(truncated JSON\), \d+ bytes "\{"url":/,
  qr/ignored redis message on "signaling": too_large/,
@@ -80,7 +86,9 @@ $main::backends"
 --- request eval
 RoomAffinity::seq("/ready", (map { main::sig("{bad$_") } 1..20), "/status")
 --- response_body_like eval
-qr/"rejected":20,"rejected_by_reason":\{"too_large":0,"json":20,/
+RoomAffinity::json_like({ redis => { messages => { rejected => 20,
+    rejected_by_reason => { too_large => 0, json => 20 } } } },
+  qr/slept\nsubscribed\n(?:published :1\n){20}/)
 --- grep_error_log eval
 qr/ignored redis message on "signaling": json/
 --- grep_error_log_out
@@ -101,6 +109,12 @@ RoomAffinity::seq("/ready",
                       qq({"url":"$main::B","connections":22})),
     "/status")
 --- response_body_like eval
-qr/\Aslept\nsubscribed\npublished :0\npublished :1\n.*"server":"127\.0\.0\.1:\d+","url":"","weight":1,[^{}]*"registered":false[^{}]*\},.*"connections":22,.*"applied":1,/s
+RoomAffinity::json_like({
+    upstreams => { chat => { backends => {
+        RoomAffinity::b(1, { url => "", weight => 1, registered => JSON::PP::false,
+                             report => RoomAffinity::absent() }),
+        RoomAffinity::b(2, { report => { connections => 22 } }) } } },
+    redis => { messages => { applied => 1 } } },
+  qr/slept\nsubscribed\npublished :0\npublished :1\n/)
 --- error_log
 subscribed to "app1:register" and "app1:signaling"

@@ -88,7 +88,8 @@ sub get {
 for my $port ($base, $base + 1) {
     my $ok = 0;
     for (1 .. 250) {
-        if (get($port, '/status') =~ /"connected":true/) { $ok = 1; last }
+        my $st = eval { JSON::PP->new->decode(get($port, '/status')) };
+        if ($st && ref $st->{redis} && $st->{redis}{connected}) { $ok = 1; last }
         sleep 0.02;
     }
     ok($ok, "instance on port $port subscribed");

@@ -24,12 +24,25 @@ our $urls = join '', map {
 our $servers = RoomAffinity::servers(4);
 
 # a join answer {"url":"ws://bN.test/chat","FIELD":"ROOM","new":NEW}, bN
-# the room's backend (as proxied answers and WebSockets name it too)
+# the room's backend (as proxied answers and WebSockets name it too); NEW
+# is "true", "false", or either when not given; ROOM as it reads decoded
 sub joined {
     my ($room, $new, $field) = @_;
     $field //= 'roomName';
-    $new //= '(?:true|false)';
-    return qr!\A\{"url":"ws://(b\d)\.test/chat","\Q$field\E":"\Q$room\E","new":$new\}\r\n\z(?(?{ RoomAffinity::same_backend($room, $1) })|(*FAIL))!;
+    return RoomAffinity::json_is_answer({
+        url => RoomAffinity::check("ws://bN.test/chat, bN the room's backend",
+            sub { $_[0] =~ m!\Aws://(b\d)\.test/chat\z!
+                  && RoomAffinity::same_backend($room, $1) }),
+        $field => $room,
+        new => !defined $new ? RoomAffinity::boolean()
+             : $new eq 'true' ? JSON::PP::true : JSON::PP::false });
+}
+
+# a join answer naming exactly this url
+sub joined_at {
+    my ($url, $room, $new) = @_;
+    return RoomAffinity::json_is_answer({ url => $url, roomName => $room,
+        new => $new eq 'true' ? JSON::PP::true : JSON::PP::false });
 }
 
 # the first join of a room in TEST 23: on b1 or on b9 (the dead one)
@@ -37,26 +50,43 @@ our %placed;
 
 sub placed_on {
     my ($room) = @_;
-    return qr!\A\{"url":"ws://(b[19])\.test/chat","roomName":"$room","new":true\}\r\n\z(?{ $main::placed{$room} = $1 })!;
+    return RoomAffinity::json_is_answer({
+        url => RoomAffinity::check("ws://b1.test/chat or ws://b9.test/chat",
+            sub { $_[0] =~ m!\Aws://(b[19])\.test/chat\z!
+                  && ($main::placed{$room} = $1) }),
+        roomName => $room, new => JSON::PP::true });
 }
 
 # the status counts at least the joins that were on b9 as moved, and there
 # were some
 sub moved_from_b9 {
     my ($prefix) = @_;
-    return qr!"moved":(\d+)(?(?{ my $n = grep { /^\Q$prefix\E/ && $main::placed{$_} eq 'b9' } keys %main::placed; $n > 0 && $1 >= $n })|(*FAIL))!;
+    return RoomAffinity::json_like({ upstreams => { chat => { zone => {
+        moved => RoomAffinity::check("at least the rooms placed on b9",
+            sub { my $n = grep { /^\Q$prefix\E/ && $main::placed{$_} eq 'b9' }
+                           keys %main::placed;
+                  $n > 0 && $_[0] >= $n }) } } } });
 }
 
 # the status JSON counts n placements in all
 sub placed_total {
     my ($n) = @_;
-    return qr{\A(?(?{ my $t = 0; $t += $_ for m!"placed":(\d+)!g; $t == $n })|(*FAIL))};
+    return RoomAffinity::json_like({ upstreams => RoomAffinity::each_of({
+        backends => RoomAffinity::check("$n placements in all",
+            sub { my $t = 0; $t += $_->{placed} for @{ $_[0] }; $t == $n }) }) });
 }
 
-# the same with a regex for the (escaped) reason
+# the status JSON of the upstream "chat": its zone holds n rooms
+sub zone_rooms {
+    my ($zone, $n) = @_;
+    return RoomAffinity::json_like({ upstreams => { chat => { zone => {
+        name => $zone, rooms => $n } } } });
+}
+
+# an error answer, with a regex for the reason (as it reads decoded)
 sub error_like {
     my ($code, $reason) = @_;
-    return qr!\A\{"error":"\Q$code\E","reason":"$reason"\}\r\n\z!;
+    return RoomAffinity::error_json($code, qr/\A$reason\z/);
 }
 
 # a body of exactly $len bytes that joins $room
@@ -143,9 +173,9 @@ main::joined("headers", "true")
 --- response_body_like eval
 [ main::joined("caf\x{c3}\x{a9} au lait+1", "true"),
   main::joined("caf\x{c3}\x{a9} au lait+1", "false"),
-  main::joined('say \"hi\"\\\\', "true"),
-  main::joined('say \"hi\"\\\\', "false"),
-  qr/"room":"say \\"hi\\"\\\\","upstream":"chat"/ ]
+  main::joined('say "hi"\\', "true"),
+  main::joined('say "hi"\\', "false"),
+  RoomAffinity::json_is_answer({ room => 'say "hi"\\', upstream => "chat" }) ]
 
 
 
@@ -180,8 +210,8 @@ main::joined("headers", "true")
     location = /join { room_affinity_join chat; }
 --- request
 GET /join?roomName=plain
---- response_body eval
-qq({"url":"ws://127.0.0.1:$ENV{TEST_NGINX_B1_PORT}","roomName":"plain","new":true}\r\n)
+--- response_body_like eval
+main::joined_at("ws://127.0.0.1:$ENV{TEST_NGINX_B1_PORT}", "plain", "true")
 
 
 
@@ -203,7 +233,8 @@ RoomAffinity::redis_locations() . "
   "GET /join?roomName=registered" ]
 --- response_body_like eval
 [ qr/^subscribed$/, qr/^published :1$/,
-  qr!\A\{"url":"ws://127\.0\.0\.1:$ENV{TEST_NGINX_B1_PORT}/socket\?v=2","roomName":"registered","new":true\}\r\n\z! ]
+  main::joined_at("ws://127.0.0.1:$ENV{TEST_NGINX_B1_PORT}/socket?v=2",
+                  "registered", "true") ]
 
 
 
@@ -217,7 +248,7 @@ RoomAffinity::redis_locations() . "
   "GET /status", "GET /status" ]
 --- response_body_like eval
 [ (map { main::joined("spread-$_", "true") } 1 .. 50),
-  qr/"zone":\{"name":"j8","rooms":50,/,
+  main::zone_rooms("j8", 50),
   RoomAffinity::rooms_between(11, 14) ]
 
 
@@ -242,8 +273,11 @@ my @u = RoomAffinity::urls(4);
   "GET /status" ]
 --- response_body_like eval
 [ qr/^subscribed$/, (map { qr/^published :1$/ } 1 .. 4),
-  (map { qr{\A\{"url":"ws://127\.0\.0\.1:(?!$ENV{TEST_NGINX_B1_PORT}")\d+","roomName":"load-$_","new":true\}\r\n\z} } 1 .. 30),
-  qr/\A\{"upstreams":\{"chat":\{"backends":\[\{"server":"127\.0\.0\.1:$ENV{TEST_NGINX_B1_PORT}",[^{}]*"rooms":0,"pending":0,/ ]
+  (map { main::joined_at(qr{\Aws://127\.0\.0\.1:(?!$ENV{TEST_NGINX_B1_PORT}\z)\d+\z},
+                         "load-$_", "true") } 1 .. 30),
+  RoomAffinity::json_like({ upstreams => { chat => { backends => [
+      { server => "127.0.0.1:$ENV{TEST_NGINX_B1_PORT}", rooms => 0,
+        pending => 0 }, {}, {}, {} ] } } }) ]
 
 
 
@@ -282,7 +316,10 @@ my @u = RoomAffinity::urls(4);
   "GET /status" ]
 --- response_body_like eval
 [ main::joined("reserved", "true"),
-  qr/"rooms":1,"pending":1,"placed":1,/,
+  RoomAffinity::json_like({ upstreams => { chat => { backends =>
+      RoomAffinity::check("one backend with rooms, pending, placed 1",
+          sub { 1 == grep { $_->{rooms} == 1 && $_->{pending} == 1
+                            && $_->{placed} == 1 } @{ $_[0] } }) } } }),
   RoomAffinity::sticky("reserved"), RoomAffinity::sticky("reserved"),
   main::placed_total(1) ]
 --- no_error_log
@@ -413,7 +450,7 @@ $main::backends"
   RoomAffinity::error_json("invalid_room", 'the query argument "roomName" is not UTF-8 text'),
   RoomAffinity::error_json("invalid_room", 'the query argument "roomName" has a bad %-escape'),
   RoomAffinity::error_json("invalid_room", 'the query argument "roomName" has a bad %-escape'),
-  qr/"zone":\{"name":"j14","rooms":0,/ ]
+  main::zone_rooms("j14", 0) ]
 
 
 
@@ -566,7 +603,7 @@ $main::backends"
                    'no server of upstream "chat" can take the room'),
   RoomAffinity::error_json("no_backend",
                    'no server of upstream "later" can take the room'),
-  qr/"zone":\{"name":"j21","rooms":0,/ ]
+  main::zone_rooms("j21", 0) ]
 
 
 
@@ -595,8 +632,7 @@ $main::backends"
 --- response_body_like eval
 [ (map { main::placed_on("m$_") } 1 .. 6),
   (map { qr/^b1$/ } 1 .. 4),
-  (map { qr!\A\{"url":"ws://b1\.test/chat","roomName":"m$_","new":false\}! }
-   1 .. 6),
+  (map { main::joined_at("ws://b1.test/chat", "m$_", "false") } 1 .. 6),
   main::moved_from_b9("m") ]
 
 
@@ -614,8 +650,8 @@ $main::backends"
         return 200 "b1\n";
 --- request
 GET /join?roomName=late
---- response_body eval
-qq({"url":"ws://127.0.0.1:$ENV{TEST_NGINX_B1_PORT}","roomName":"late","new":true}\r\n)
+--- response_body_like eval
+main::joined_at("ws://127.0.0.1:$ENV{TEST_NGINX_B1_PORT}", "late", "true")
 
 
 

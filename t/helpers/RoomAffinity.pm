@@ -277,7 +277,9 @@ sub control_loop {
             # until nginx's status says the subscriber link is up
             $out = 'not subscribed';
             for (1 .. 500) {
-                if (http_get($q{port}, '/status') =~ /"connected":true/) {
+                my $st = eval { JSON::PP->new->decode(
+                                    http_get($q{port}, '/status')) };
+                if ($st && ref $st->{redis} && $st->{redis}{connected}) {
                     $out = 'subscribed';
                     last;
                 }
@@ -449,6 +451,58 @@ sub backend_servers {
     } @_;
 }
 
+# An "upstream {}" block from one line (the "--- upstream" section):
+#
+#   [NAME] [$KEY] zone=ZONE[:SIZE] [PARAM=VALUE ...] SERVER ... [keepalive=N]
+#
+# NAME defaults to "chat", $KEY to $arg_room, SIZE to 1m; other PARAM=VALUE
+# words (ttl=1s) are room_affinity parameters; a SERVER is bN (backend N),
+# "dead" (a port nothing listens on) or "include=FILE", each bN or dead
+# followed by its server parameters after colons (b3:weight=2,
+# b1:down, dead:max_fails=1:fail_timeout=60s).
+#
+#   upstream("zone=s1 b1 b2:backup") gives
+#   upstream chat {
+#       room_affinity $arg_room zone=s1:1m;
+#       server 127.0.0.1:$TEST_NGINX_B1_PORT;
+#       server 127.0.0.1:$TEST_NGINX_B2_PORT backup;
+#   }
+sub upstream {
+    my ($line) = @_;
+    my ($name, $key, @ra, @body);
+
+    for my $w (split ' ', $line) {
+        if ($w =~ /^(b(\d+)|dead)((?::[^:\s]+)*)$/) {
+            my $port = defined $2 ? "B$2" : 'DEAD';
+            my @p = grep { length } split /:/, $3;
+            push @body, join(' ', "server 127.0.0.1:\$TEST_NGINX_${port}_PORT",
+                             @p) . ';';
+        } elsif ($w =~ /^include=(\S+)$/) {
+            push @body, "include $1;";
+        } elsif ($w =~ /^keepalive=(\d+)$/) {
+            push @body, "keepalive $1;";
+        } elsif ($w =~ /^zone=([\w-]+)(:\w+)?$/) {
+            push @ra, "zone=$1" . ($2 // ':1m');
+        } elsif ($w =~ /^\w+=/) {
+            push @ra, $w;
+        } elsif ($w =~ /^\$\w+$/ && !defined $key) {
+            $key = $w;
+        } elsif ($w =~ /^[\w.-]+$/ && !defined $name && !@body && !@ra) {
+            $name = $w;
+        } else {
+            die "--- upstream: cannot read \"$w\" in \"$line\"\n";
+        }
+    }
+
+    die "--- upstream: no zone= in \"$line\"\n" unless grep { /^zone=/ } @ra;
+    die "--- upstream: no server in \"$line\"\n"
+        unless grep { /^(server|include) / } @body;
+
+    return "    upstream " . ($name // 'chat') . " {\n"
+           . "        room_affinity " . join(' ', $key // '$arg_room', @ra)
+           . ";\n" . join('', map { "        $_\n" } @body) . "    }\n";
+}
+
 # the urls backends b1..bN report with
 sub urls {
     my ($n) = @_;
@@ -535,12 +589,12 @@ sub ws_sticky {
         same_backend($room, $1) })|(*FAIL))!;
 }
 
-# a JSON error answer, with the reason as it reads before JSON escaping
+# a JSON error answer {"error":CODE,"reason":REASON}, the reason as it
+# reads once decoded (a qr// for a reason that varies)
 sub error_json {
     my ($code, $reason) = @_;
 
-    $reason =~ s/(["\\])/\\$1/g;
-    return qr!\A\{"error":"\Q$code\E","reason":"\Q$reason\E"\}\r\n\z!;
+    return json_is_answer({ error => $code, reason => $reason });
 }
 
 # a chunked request body, in chunks of $size bytes
@@ -619,20 +673,26 @@ sub pids_at_least {
     return qr!\A(\d+)\n\z(?{ $pids{$1} = 1 })(?(?{ keys(%pids) >= $n })|(*FAIL))!;
 }
 
-# every backend of the status JSON holds between min and max rooms
+# every backend of every upstream of the status JSON holds between min and
+# max rooms (and there is at least one backend)
 sub rooms_in_range {
     my ($json, $min, $max) = @_;
 
-    my @r = ($json =~ m/"server":"[^"]*",[^{}]*?"rooms":(\d+)/g);
+    my $doc = eval { JSON::PP->new->decode($json) };
+    return '' unless ref $doc eq 'HASH' && ref $doc->{upstreams} eq 'HASH';
 
-    return @r && !grep { $_ < $min || $_ > $max } @r;
+    my @r = map { $_->{rooms} } map { @{ $_->{backends} // [] } }
+            values %{ $doc->{upstreams} };
+
+    return @r && !grep { !defined $_ || $_ < $min || $_ > $max } @r;
 }
 
 # the same, as a regex for response_body_like
 sub rooms_between {
     my ($min, $max) = @_;
 
-    return qr/\A(?(?{ rooms_in_range($_, $min, $max) })|(*FAIL))/;
+    return json_like({ upstreams => each_of({ backends => each_of({
+                           rooms => between($min, $max) }) }) });
 }
 
 # ---------------------------------------------------------------------
@@ -640,18 +700,40 @@ sub rooms_between {
 # ---------------------------------------------------------------------
 
 # Does the decoded value $got hold what $want says?  A hash wants those
-# keys (others may exist); an array wants exactly those elements; a hash
-# wanted of an array picks elements by their "server" (the status's
-# backends): { "127.0.0.1:1234" => { rooms => 2 } }; a qr// matches a
-# string or number; a code ref is a predicate; undef wants null;
-# JSON::PP::true / false want booleans; anything else is compared as a
-# string.  Returns "" when it does, else where and how it differs.
+# keys (others may exist: fields are added over time); an array wants
+# exactly those elements; a hash wanted of an array picks elements by
+# their "server" (the status's backends): { "127.0.0.1:1234" => { rooms
+# => 2 } }; a qr// matches a string or number; a code ref is a predicate
+# ($_ is the value); undef wants null; JSON::PP::true / false want
+# booleans; present(), absent(), between(), each_of() and boolean() below
+# say more; anything else is compared as a string (so 5 wants 5 or "5",
+# and "5.50" wants the number as printed only if JSON gave a string).
+# Returns "" when it does, else where and how it differs.
 sub json_diff {
     my ($got, $want, $at) = @_;
     $at //= '';
 
     if (!defined $want) {
         return defined $got ? "$at: want null, got " . _show($got) : '';
+    }
+    if (ref $want eq 'RoomAffinity::Check') {
+        local $_ = $got;
+        return $want->{test}->($got)
+               ? '' : "$at: want $want->{what}, got " . _show($got);
+    }
+    if (ref $want eq 'RoomAffinity::Each') {
+        my @el = ref $got eq 'ARRAY' ? @$got
+               : ref $got eq 'HASH' ? map { $got->{$_} } sort keys %$got
+               : return "$at: want an array or object, got " . _show($got);
+        return "$at: want " . ($want->{count} // 'some') . " elements, got "
+               . @el
+            if defined $want->{count} ? @el != $want->{count} : !@el;
+        my @keys = ref $got eq 'HASH' ? sort keys %$got : 0 .. $#el;
+        for my $i (0 .. $#el) {
+            my $d = json_diff($el[$i], $want->{want}, "$at\[$keys[$i]]");
+            return $d if $d;
+        }
+        return '';
     }
     if (ref $want eq 'CODE') {
         local $_ = $got;
@@ -680,7 +762,14 @@ sub json_diff {
     if (ref $want eq 'HASH') {
         return "$at: want an object, got " . _show($got) unless ref $got eq 'HASH';
         for my $key (sort keys %$want) {
+            if (ref $want->{$key} eq 'RoomAffinity::Absent') {
+                return "$at.$key: want no such key, got "
+                       . _show($got->{$key})
+                    if exists $got->{$key};
+                next;
+            }
             return "$at.$key: missing" unless exists $got->{$key};
+            next if ref $want->{$key} eq 'RoomAffinity::Present';
             my $d = json_diff($got->{$key}, $want->{$key}, "$at.$key");
             return $d if $d;
         }
@@ -700,6 +789,50 @@ sub json_diff {
     return '';
 }
 
+# the key is there, whatever its value (null too)
+sub present { return bless [], 'RoomAffinity::Present' }
+
+# the key is not there
+sub absent { return bless [], 'RoomAffinity::Absent' }
+
+# a value for which the code ref holds, described as $what in a mismatch
+sub check {
+    my ($what, $test) = @_;
+    return bless { what => $what, test => $test }, 'RoomAffinity::Check';
+}
+
+# a number from min to max, both included
+sub between {
+    my ($min, $max) = @_;
+    return bless { what => "a number from $min to $max", test => sub {
+        defined $_[0] && !ref $_[0]
+        && $_[0] =~ /^-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?$/
+        && $_[0] >= $min && $_[0] <= $max
+    } }, 'RoomAffinity::Check';
+}
+
+# a non-negative integer (a counter, an age in ms, a pid)
+sub count {
+    return bless { what => 'a non-negative integer', test => sub {
+        defined $_[0] && !ref $_[0] && !JSON::PP::is_bool($_[0])
+        && $_[0] =~ /^\d+$/
+    } }, 'RoomAffinity::Check';
+}
+
+# true or false, either
+sub boolean {
+    return bless { what => 'true or false',
+                   test => sub { JSON::PP::is_bool($_[0]) } },
+                 'RoomAffinity::Check';
+}
+
+# every element of an array (or every value of an object) is what $want
+# says; there are $n of them, or at least one when $n is not given
+sub each_of {
+    my ($want, $n) = @_;
+    return bless { want => $want, count => $n }, 'RoomAffinity::Each';
+}
+
 sub _show {
     my ($v) = @_;
     return 'null' unless defined $v;
@@ -708,13 +841,25 @@ sub _show {
 
 # a regex for response_body_like (or the expected value of a check): the
 # body, optionally after a prefix matched by $before (the lines a seq()
-# prints first), is one JSON document that json_diff() accepts; a
-# mismatch is printed as a diagnostic
+# prints first) and before a suffix matched by $after (e.g. qr/\r\n/ for
+# the exact ending of an answer), is one JSON document that json_diff()
+# accepts; a mismatch is printed as a diagnostic
 sub json_like {
-    my ($want, $before) = @_;
+    my ($want, $before, $after) = @_;
     $before //= qr//;
 
-    return qr/\A$before(?(?{ _json_ok($want, substr($_, pos())) })|(*FAIL))/s;
+    return qr/\A$before(?<json>.*)\z(?(?{ _json_ok($want, $+{json}) })|(*FAIL))/s
+        unless defined $after;
+
+    return qr/\A$before(?<json>.*?)$after\z(?(?{
+        _json_ok($want, $+{json}) })|(*FAIL))/s;
+}
+
+# the same for a whole answer ending in CRLF, as every JSON answer of the
+# module (join, error, one room) does
+sub json_is_answer {
+    my ($want) = @_;
+    return json_like($want, undef, qr/\r\n/);
 }
 
 sub _json_ok {
@@ -757,6 +902,14 @@ sub new_block {
         die "--- backends: want numbers, got \"$list\"\n" if grep { !/^\d+$/ } @n;
         $block->set_value(http_config => ($block->http_config // '')
                                           . backend_servers(@n));
+    }
+
+    # "--- upstream": one "upstream {}" block a line, written with
+    # upstream() above, added to the block's http_config
+    my $ups = $block->can('upstream') ? $block->upstream : undef;
+    if (defined $ups) {
+        $block->set_value(http_config => ($block->http_config // '')
+            . join '', map { upstream($_) } grep { /\S/ } split /\n/, $ups);
     }
 
     my $setup = $block->can('setup') ? $block->setup : undef;

@@ -10,6 +10,7 @@
 #define RA_SHARE_H
 
 #include "ra_module.h"
+#include "ra_sign.h"
 
 
 #pragma GCC visibility push(hidden)
@@ -20,6 +21,9 @@
 #define RA_SHARE_DRAIN         64        /* placements sent per drain */
 #define RA_SHARE_RACE          2000      /* ms a new room's placement may be
                                             replaced by a smaller instance's */
+#define RA_SHARE_RATE          1000      /* placements/s other instances may
+                                            make in an upstream, default */
+#define RA_SHARE_LOG_INTERVAL  5000      /* ms between logs of refusals */
 
 
 typedef struct {
@@ -43,12 +47,24 @@ typedef struct {
     ngx_uint_t          received;
     ngx_uint_t          adopted;
     ngx_uint_t          dropped;
+    ngx_uint_t          refused;      /* over the rate, or no free memory */
 } ra_share_sh_t;
+
+
+/* per upstream, in the subscriber: the placements others may still make */
+typedef struct {
+    ngx_msec_t          last;
+    ngx_uint_t          tokens;       /* in thousandths of a placement */
+} ra_share_bucket_t;
 
 
 struct ra_share_s {
     ngx_slab_pool_t    *shpool;       /* the room_affinity_redis zone's */
     ra_share_sh_t      *sh;
+    ra_sign_conf_t     *sign;         /* signs what is published, or NULL */
+    ngx_uint_t          rate;         /* share_rate=, placements/s */
+    ra_share_bucket_t  *buckets;      /* per upstream, allocated on use */
+    ngx_uint_t          nbuckets;
 };
 
 

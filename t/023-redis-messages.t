@@ -56,7 +56,7 @@ $main::backends"
 RoomAffinity::seq("/ready", main::sig(qq({"url":"$main::A","connections":5})),
     (map { main::sig($_) } @main::bad), "/?room=x", "/status")
 --- response_body_like eval
-qr/\Aslept\nsubscribed\n(published :1\n){17}b[12]\n.*"report":\{"age_ms":\d+,"connections":5,"draining":false\}.*"applied":1,"unknown_backend":0,"rejected":16,"rejected_by_reason":\{"too_large":1,"json":4,"dup_key":1,"url":3,"type":2,"range":4,"missing":1\}/s
+qr/\Aslept\nsubscribed\n(published :1\n){17}b[12]\n.*"report":\{"age_ms":\d+,"connections":5,"draining":false\}.*"applied":1,"unknown_backend":0,"rejected":16,"rejected_by_reason":\{"too_large":1,"json":4,"dup_key":1,"url":3,"type":2,"range":4,"missing":1,"signature":0\}/s
 --- error_log eval
 [qr/ignored redis message on "signaling": json \(truncated JSON\), \d+ bytes "\{"url":/,
  qr/ignored redis message on "signaling": too_large/,

@@ -22,6 +22,7 @@ use IO::Socket::INET;
 use Digest::SHA qw(hmac_sha256_hex);
 use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(sleep time);
+use POSIX ();
 
 use lib 't/helpers';
 use RoomAffinity;
@@ -92,7 +93,13 @@ sub start_redis {
     }
 
     for (1 .. 300) {
-        return $pid if RoomAffinity::redis_ping($rport);
+        if (RoomAffinity::redis_ping($rport)) {
+            # not another redis-server left on the port
+            sleep 0.1;
+            die "redis-server with docker/redis-users.acl did not start"
+                if waitpid($pid, POSIX::WNOHANG()) != 0;
+            return $pid;
+        }
         sleep 0.01;
     }
 

@@ -14,8 +14,7 @@
 #include "ra_share.h"
 
 
-static ngx_uint_t ra_share_allow(ra_share_t *share, ra_srv_conf_t *rcf,
-    ngx_log_t *log);
+static ngx_uint_t ra_share_allow(ra_share_t *share, ra_srv_conf_t *rcf);
 static void ra_share_refused(ra_share_t *share, const char *why,
     ngx_log_t *log);
 
@@ -221,8 +220,9 @@ ra_share_take(ra_share_t *share, size_t *len, ngx_log_t *log)
 
 /*
  * A placement another instance published: recorded when the room is not
- * known here, adopted when it moves the room or wins the race for a new
- * one; our own come back and are ignored.  RA_MSG_OK, or why the message
+ * known here (in free memory only, and at most share_rate= a second),
+ * adopted when it moves the room or wins the race for a new one; our own
+ * come back and are ignored.  RA_MSG_OK, or why the message
  * is not a placement (the caller logs it).
  */
 
@@ -266,7 +266,7 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
         return RA_MSG_OK;
     }
 
-    if (!ra_share_allow(share, rcf, log)) {
+    if (!ra_share_allow(share, rcf)) {
         ra_share_refused(share, "more than share_rate= placements per second",
                          log);
         return RA_MSG_OK;
@@ -351,7 +351,7 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
  */
 
 static ngx_uint_t
-ra_share_allow(ra_share_t *share, ra_srv_conf_t *rcf, ngx_log_t *log)
+ra_share_allow(ra_share_t *share, ra_srv_conf_t *rcf)
 {
     ngx_msec_t          now, elapsed;
     ngx_uint_t          full;

@@ -165,10 +165,10 @@ size_t
 ra_sign_prefix(const ra_sign_key_t *key, const char *kind, int64_t ts,
     const char *data, size_t len, char *buf)
 {
-    int             n;
-    size_t          i;
-    unsigned char   mac[RA_SIGN_MAC_LEN];
-    static const char  hex[] = "0123456789abcdef";
+    int                 n;
+    size_t              i;
+    unsigned char       mac[RA_SIGN_MAC_LEN];
+    static const char   hex[] = "0123456789abcdef";
 
     if (ts < 0 || ra_sign_mac(key, kind, ts, data, len, mac) != 0) {
         return 0;

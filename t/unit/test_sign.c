@@ -134,8 +134,10 @@ test_line(void)
     char             buf[RA_SIGN_PREFIX_MAX + 256], bad[sizeof(buf)];
     size_t           n, len, plen, i, refused;
     const char      *payload;
-    const char      *body = "{\"url\":\"ws://10.0.0.11:3000\",\"connections\":5}";
+    const char      *body;
     ra_sign_conf_t   conf, other;
+
+    body = "{\"url\":\"ws://10.0.0.11:3000\",\"connections\":5}";
 
     memset(&conf, 0, sizeof(conf));
     memcpy(conf.keys[0].data, "0123456789abcdef0123456789abcdef", 32);

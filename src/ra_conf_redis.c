@@ -267,8 +267,9 @@ static char *
 ra_conf_redis_key(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value,
     size_t skip, ngx_uint_t n)
 {
-    ngx_str_t    path;
-    const char  *err;
+    ngx_str_t        path;
+    const char      *err;
+    ngx_file_info_t  fi;
 
     path.data = value->data + skip;
     path.len = value->len - skip;
@@ -306,6 +307,16 @@ ra_conf_redis_key(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value,
     }
 
     rc->sign->nkeys = rc->sign->keys[1].len ? 2 : 1;
+
+    /* whoever can read the key can forge any message */
+
+    if (ngx_file_info(path.data, &fi) != NGX_FILE_ERROR
+        && (ngx_file_access(&fi) & 0077))
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "the key file \"%V\" is readable by other "
+                           "users than its owner", &path);
+    }
 
     return NGX_CONF_OK;
 }

@@ -74,6 +74,9 @@ for (['key', "$key\n"], ['key_next', $key_next], ['other', $other]) {
     close $fh;
 }
 
+chmod 0644, "$root/conf/key";
+chmod 0600, "$root/conf/key_next";
+
 $redis_pid = start_redis();
 
 # ---------------------------------------------------------------------
@@ -342,6 +345,13 @@ $s = start_nginx("room_affinity_redis 127.0.0.1:$rport user=nginx "
                  . "password=$npw key=key key_next=key_next share_rate=5");
 ok($s->{redis}{connected}, 'nginx logged in as the ACL user "nginx" and subscribed');
 ok($s->{redis}{signed}, 'the status says messages must be signed');
+
+my $startup = error_log() . do {
+    open my $e, '<', "$root/logs/stderr.log"; local $/; <$e> // '' };
+like($startup, qr/the key file "[^"]*\/key" is readable by other users/,
+     'a key file readable by others is warned about');
+unlike($startup, qr/the key file "[^"]*key_next" is readable/,
+       'a key file of mode 0600 is not');
 
 $s = wait_for(sub { $_[0]{redis}{snapshots} >= 1
                     && rejected($_[0], 'signature') >= 2 });

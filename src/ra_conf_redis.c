@@ -10,6 +10,8 @@
 
 static char *ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc,
     ngx_str_t *value);
+static char *ra_conf_redis_key(ngx_conf_t *cf, ra_redis_conf_t *rc,
+    ngx_str_t *value, size_t skip, ngx_uint_t n);
 
 
 char *
@@ -19,7 +21,8 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t         *value, s, prefix, name;
     ngx_int_t          n;
-    ngx_uint_t         i;
+    ngx_uint_t         i, has_next;
+    ngx_msec_t         window;
     ra_redis_conf_t   *rc;
 
     if (rmcf->redis) {
@@ -41,6 +44,9 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->share_on = 1;
     rc->backoff = RA_REDIS_BACKOFF_MAX;
     rc->connect_timeout = RA_REDIS_CONNECT_TIMEOUT;
+    rc->share.rate = RA_SHARE_RATE;
+    window = 300000;
+    has_next = 0;
     ngx_str_null(&prefix);
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -53,6 +59,64 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "user=")) {
+            rc->user.data = value[i].data + sizeof("user=") - 1;
+            rc->user.len = value[i].len - (sizeof("user=") - 1);
+
+            if (rc->user.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "key=")) {
+            if (ra_conf_redis_key(cf, rc, &value[i], sizeof("key=") - 1, 0)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "key_next=")) {
+            if (ra_conf_redis_key(cf, rc, &value[i], sizeof("key_next=") - 1,
+                                  1)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            has_next = 1;
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "key_window=")) {
+            s.data = value[i].data + sizeof("key_window=") - 1;
+            s.len = value[i].len - (sizeof("key_window=") - 1);
+
+            window = ngx_parse_time(&s, 0);
+            if (window == (ngx_msec_t) NGX_ERROR || window >= RA_TIME_MAX) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid time in \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "share_rate=")) {
+            n = ngx_atoi(value[i].data + sizeof("share_rate=") - 1,
+                         value[i].len - (sizeof("share_rate=") - 1));
+            if (n == NGX_ERROR || n == 0 || n > 1000000) {
+                goto invalid;
+            }
+
+            rc->share.rate = n;
             continue;
         }
 
@@ -134,6 +198,24 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (rc->user.len && rc->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"user=\" needs \"password=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sign) {
+        if (has_next && rc->sign->keys[0].len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"key_next=\" needs \"key=\"");
+            return NGX_CONF_ERROR;
+        }
+
+        /* whole seconds: the signed timestamps are */
+        rc->sign->window = (window + 999) / 1000;
+        rc->share.sign = rc->sign;
+    }
+
     /* channel and key names, NUL-terminated for hiredis */
 
     rc->channel_register.len = prefix.len + sizeof("register") - 1;
@@ -174,6 +256,67 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     rmcf->redis = rc;
     rmcf->share = rc->share_on ? &rc->share : NULL;
+
+    return NGX_CONF_OK;
+}
+
+
+/* key= (n 0) or key_next= (n 1): the file of a signing key */
+
+static char *
+ra_conf_redis_key(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value,
+    size_t skip, ngx_uint_t n)
+{
+    ngx_str_t        path;
+    const char      *err;
+    ngx_file_info_t  fi;
+
+    path.data = value->data + skip;
+    path.len = value->len - skip;
+
+    if (path.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    /* NUL-terminated either way: a word of the configuration is */
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sign == NULL) {
+        rc->sign = ngx_pcalloc(cf->pool, sizeof(ra_sign_conf_t));
+        if (rc->sign == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (rc->sign->keys[n].len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate parameter \"%V\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ra_sign_key_read((const char *) path.data, &rc->sign->keys[n], &err)
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, errno, "%s \"%V\"", err,
+                           &path);
+        return NGX_CONF_ERROR;
+    }
+
+    rc->sign->nkeys = rc->sign->keys[1].len ? 2 : 1;
+
+    /* whoever can read the key can forge any message */
+
+    if (ngx_file_info(path.data, &fi) != NGX_FILE_ERROR
+        && (ngx_file_access(&fi) & 0077))
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "the key file \"%V\" is readable by other "
+                           "users than its owner", &path);
+    }
 
     return NGX_CONF_OK;
 }

@@ -44,7 +44,8 @@ static const char  *ra_msg_err_names[RA_MSG_ERR_COUNT] = {
     "url",
     "type",
     "range",
-    "missing"
+    "missing",
+    "signature"
 };
 
 

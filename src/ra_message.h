@@ -42,6 +42,8 @@ typedef enum {
     RA_MSG_ERR_RANGE,         /* negative, too large, NaN, fractional count */
     RA_MSG_ERR_MISSING,       /* signaling without connections, cpu and
                                  draining */
+    RA_MSG_ERR_SIGNATURE,     /* with a key configured: unsigned, badly
+                                 signed or outside the window (ra_sign.c) */
     RA_MSG_ERR_COUNT          /* number of reasons, not a reason */
 } ra_msg_err_e;
 

@@ -14,6 +14,7 @@
  *   ra_route.c       the room's backend: found, placed or moved
  *   ra_balancer.c    the nginx upstream balancer hooks
  *   ra_share.c       placements shared with other nginx instances
+ *   ra_sign.c        signed Redis messages: HMAC-SHA256 (plain C)
  *   ra_hiredis.c     hiredis on nginx's event loop (the adapter)
  *   ra_redis.c       the Redis links: election, reconnection, snapshot
  *   ra_redis_in.c    what arrives from Redis, to whom it goes

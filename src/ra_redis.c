@@ -355,12 +355,20 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
     /* the commands are queued and written once connected */
 
     if (rc->password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = sizeof("AUTH") - 1;
-        argv[1] = (const char *) rc->password.data;
-        argvlen[1] = rc->password.len;
-        redisAsyncCommandArgv(ac, ra_redis_reply, (void *) "AUTH", 2, argv,
-                              argvlen);
+        /* "AUTH user password": a Redis 6 ACL user (user=) */
+        argc = 0;
+        argv[argc] = "AUTH";
+        argvlen[argc++] = sizeof("AUTH") - 1;
+
+        if (rc->user.len) {
+            argv[argc] = (const char *) rc->user.data;
+            argvlen[argc++] = rc->user.len;
+        }
+
+        argv[argc] = (const char *) rc->password.data;
+        argvlen[argc++] = rc->password.len;
+        redisAsyncCommandArgv(ac, ra_redis_reply, (void *) "AUTH", (int) argc,
+                              argv, argvlen);
     }
 
     if (rc->db && !link->subscriber) {

@@ -27,7 +27,7 @@
 
 
 /* what the instance's subscriber shares with every worker */
-#define RA_REDIS_ZONE_VERSION  4        /* layout of ra_redis_sh_t and of
+#define RA_REDIS_ZONE_VERSION  5        /* layout of ra_redis_sh_t and of
                                            the outbox (ra_share.h) */
 
 
@@ -55,6 +55,7 @@ struct ra_redis_conf_s {
     ngx_str_t           host;         /* numeric, NUL-terminated */
     ngx_str_t           unix_path;    /* NUL-terminated, or empty */
     ngx_int_t           port;
+    ngx_str_t           user;         /* Redis 6 ACL user, or empty */
     ngx_str_t           password;
     ngx_int_t           db;
     ngx_str_t           channel_register;
@@ -65,6 +66,7 @@ struct ra_redis_conf_s {
     ngx_flag_t          share_on;
     ngx_msec_t          backoff;      /* cap */
     ngx_msec_t          connect_timeout;
+    ra_sign_conf_t     *sign;         /* key=: messages must be signed */
     ngx_shm_zone_t     *shm_zone;
     ngx_slab_pool_t    *shpool;
     ra_redis_sh_t      *sh;

@@ -19,6 +19,8 @@ static void ra_redis_in_report(ra_redis_conf_t *rc, ra_msg_type_e type,
 static void ra_redis_in_reject(ra_redis_conf_t *rc, ra_msg_err_e err,
     ngx_str_t *channel, const char *detail, const char *data, size_t len,
     ngx_log_t *log);
+static ngx_int_t ra_redis_in_verify(ra_redis_conf_t *rc, const char *kind,
+    ngx_str_t *channel, const char **data, size_t *len, ngx_log_t *log);
 
 
 /* per worker: when each reason was last logged, and how many since */
@@ -52,6 +54,12 @@ ra_redis_in_message(ra_redis_conf_t *rc, ngx_str_t *channel,
                && ngx_strncmp(channel->data, rc->channel_rooms.data,
                               channel->len) == 0)
     {
+        if (ra_redis_in_verify(rc, "rooms", channel, &data, &len, log)
+            != NGX_OK)
+        {
+            return;
+        }
+
         err = ra_share_receive(&rc->share, data, len, log, &detail);
 
         if (err != RA_MSG_OK) {
@@ -161,6 +169,16 @@ ra_redis_in_report(ra_redis_conf_t *rc, ra_msg_type_e type,
     ra_msg_err_e     err;
     ra_main_conf_t  *rmcf;
 
+    /* a message or a snapshot entry: a snapshot entry is a signaling one */
+
+    if (ra_redis_in_verify(rc, type == RA_MSG_REGISTER ? "register"
+                                                        : "signaling",
+                           channel, &data, &len, log)
+        != NGX_OK)
+    {
+        return;
+    }
+
     err = ra_msg_parse(type, data, len, &msg, &detail);
 
     if (err != RA_MSG_OK) {
@@ -191,6 +209,54 @@ ra_redis_in_report(ra_redis_conf_t *rc, ra_msg_type_e type,
                            "no upstream server matches the url",
                            msg.url, msg.url_len, log);
     }
+}
+
+
+/*
+ * With a key (room_affinity_redis key=), only a message signed with it,
+ * within the window, is read; without, a signature line is dropped
+ * unchecked, so that backends may sign before nginx checks.  *data and
+ * *len become the message without the line.
+ */
+
+static ngx_int_t
+ra_redis_in_verify(ra_redis_conf_t *rc, const char *kind, ngx_str_t *channel,
+    const char **data, size_t *len, ngx_log_t *log)
+{
+    size_t          plen;
+    const char     *payload, *detail;
+    ra_sign_msg_t   sm;
+
+    if (rc->sign == NULL) {
+        if (ra_sign_split(*data, *len, &sm) == RA_SIGN_OK) {
+            *data = sm.payload;
+            *len = sm.payload_len;
+        }
+
+        return NGX_OK;
+    }
+
+    if (*len > RA_MSG_MAX_LEN + RA_SIGN_PREFIX_MAX) {
+        /* no HMAC over megabytes: no message is that long */
+        ra_redis_in_reject(rc, RA_MSG_ERR_TOO_LARGE, channel,
+                           "message is too long to be checked", *data, *len,
+                           log);
+        return NGX_DECLINED;
+    }
+
+    if (ra_sign_verify(rc->sign, kind, *data, *len, (int64_t) ngx_time(),
+                       &payload, &plen, &detail)
+        != RA_SIGN_OK)
+    {
+        ra_redis_in_reject(rc, RA_MSG_ERR_SIGNATURE, channel, detail, *data,
+                           *len, log);
+        return NGX_DECLINED;
+    }
+
+    *data = payload;
+    *len = plen;
+
+    return NGX_OK;
 }
 
 

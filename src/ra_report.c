@@ -29,11 +29,17 @@
 #include "ra_report.h"
 
 
+#define RA_REPORT_LOG_INTERVAL  5000   /* ms between logs of refused urls */
+
+
 static void ra_report_apply(ra_srv_conf_t *rcf, ra_shctx_t *sh,
     ra_backend_t *be, ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot,
-    ngx_msec_t now);
+    ngx_uint_t url_ok, ngx_msec_t now);
 static ngx_uint_t ra_report_seen(ra_srv_conf_t *rcf, ra_shctx_t *sh,
     ra_backend_t *be, ngx_msec_t now);
+static ngx_uint_t ra_report_url_plain(ra_msg_t *msg);
+static void ra_report_url_refused(ra_msg_t *msg, ngx_str_t *server,
+    ngx_log_t *log);
 
 
 /*
@@ -48,7 +54,7 @@ ra_report_receive(ra_main_conf_t *rmcf, ra_msg_t *msg, ra_msg_type_e type,
     u_char            hostport[RA_MSG_HOSTPORT_LEN];
     size_t            hlen;
     ngx_int_t         n;
-    ngx_uint_t        i, k, matched;
+    ngx_uint_t        i, k, matched, url_ok;
     ngx_msec_t        now;
     ra_peers_t       *pt;
     ra_peer_map_t    *pm;
@@ -84,9 +90,22 @@ ra_report_receive(ra_main_conf_t *rmcf, ra_msg_t *msg, ra_msg_type_e type,
 
             matched = 1;
 
+            /*
+             * the join API answers with what the configuration allows:
+             * the server's room_affinity_url (a message matched it
+             * exactly), else ws://host:port and nothing after it
+             */
+
+            url_ok = ra_peers_conf_url(rcf, pm->peer) != NULL
+                     || ra_report_url_plain(msg);
+
+            if (!url_ok) {
+                ra_report_url_refused(msg, &pm->peer->name, log);
+            }
+
             ngx_shmtx_lock(&ctx->shpool->mutex);
             ra_report_apply(rcf, ctx->sh, &ctx->sh->backends[pm->slot], msg,
-                            type, snapshot, now);
+                            type, snapshot, url_ok, now);
             ngx_shmtx_unlock(&ctx->shpool->mutex);
 
             ngx_log_debug7(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -104,11 +123,62 @@ ra_report_receive(ra_main_conf_t *rmcf, ra_msg_t *msg, ra_msg_type_e type,
 }
 
 
+/*
+ * A url with a scheme, a path, a query or a fragment of its own (say
+ * "wss://host:port/phish?next=..."): whoever may publish could send the
+ * clients of the join API anywhere on that host and port
+ */
+
+static ngx_uint_t
+ra_report_url_plain(ra_msg_t *msg)
+{
+    size_t   i;
+
+    if (msg->url_len <= sizeof("ws://") - 1
+        || ngx_strncmp(msg->url, "ws://", sizeof("ws://") - 1) != 0)
+    {
+        return 0;
+    }
+
+    for (i = sizeof("ws://") - 1; i < msg->url_len; i++) {
+        if (msg->url[i] == '/' || msg->url[i] == '?' || msg->url[i] == '#'
+            || msg->url[i] == '@' || msg->url[i] == '\\')
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* logged at most once an interval by this worker: the report applies */
+
+static void
+ra_report_url_refused(ra_msg_t *msg, ngx_str_t *server, ngx_log_t *log)
+{
+    static ngx_msec_t  logged;
+
+    if (logged && ngx_current_msec - logged < RA_REPORT_LOG_INTERVAL) {
+        return;
+    }
+
+    logged = ngx_current_msec ? ngx_current_msec : 1;
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "room_affinity: url \"%*s\" of a report for \"%V\" not "
+                  "used by the join API: only ws://host:port, or the "
+                  "server's room_affinity_url, is", ngx_min(msg->url_len, 96),
+                  msg->url, server);
+}
+
+
 /* the caller holds the zone's mutex */
 
 static void
 ra_report_apply(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
-    ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot, ngx_msec_t now)
+    ra_msg_t *msg, ra_msg_type_e type, ngx_uint_t snapshot, ngx_uint_t url_ok,
+    ngx_msec_t now)
 {
     if (snapshot && be->has_report) {
         /*
@@ -119,7 +189,7 @@ ra_report_apply(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
         return;
     }
 
-    if (!be->url_len || type == RA_MSG_REGISTER || snapshot) {
+    if (url_ok && (!be->url_len || type == RA_MSG_REGISTER || snapshot)) {
         ngx_memcpy(be->url, msg->url, msg->url_len);
         be->url_len = msg->url_len;
     }

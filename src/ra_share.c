@@ -22,12 +22,19 @@
 #include "ra_report.h"
 
 
+static u_char *ra_share_encode(ra_share_t *share, ra_msg_room_t *m,
+    size_t *len, ngx_log_t *log);
 static u_char *ra_share_next_count(ra_share_t *share, ra_main_conf_t *rmcf,
     size_t *len, ngx_log_t *log);
 static void ra_share_tick(ra_main_conf_t *rmcf, ngx_msec_t now);
 static void ra_share_expire(ra_shctx_t *sh, ngx_msec_t now);
 static ra_msg_err_e ra_share_count(ra_share_t *share, ra_msg_room_t *m,
     ngx_log_t *log, const char **detail);
+
+
+static ngx_uint_t ra_share_allow(ra_share_t *share, ra_srv_conf_t *rcf);
+static void ra_share_refused(ra_share_t *share, const char *why,
+    ngx_log_t *log);
 
 
 ngx_int_t
@@ -201,12 +208,10 @@ ra_share_take(ra_share_t *share, size_t *len, ngx_log_t *log)
     m.room = (const char *) e.room;
     m.room_len = e.room_len;
 
-    msg = ngx_alloc(ra_msg_room_size(&m), log);
+    msg = ra_share_encode(share, &m, len, log);
     if (msg == NULL) {
         return NULL;
     }
-
-    *len = ra_msg_room_encode(&m, (char *) msg);
 
     ngx_shmtx_lock(&share->shpool->mutex);
     sh->published++;
@@ -216,10 +221,55 @@ ra_share_take(ra_share_t *share, size_t *len, ngx_log_t *log)
 }
 
 
+/* a message, signed when a key is configured, in ngx_alloc()'s memory */
+
+static u_char *
+ra_share_encode(ra_share_t *share, ra_msg_room_t *m, size_t *len,
+    ngx_log_t *log)
+{
+    size_t   plen;
+    u_char  *msg, line[RA_SIGN_PREFIX_MAX];
+
+    /* room for the signature line, written once the message is */
+
+    plen = share->sign ? RA_SIGN_PREFIX_MAX : 0;
+
+    msg = ngx_alloc(plen + ra_msg_room_size(m), log);
+    if (msg == NULL) {
+        return NULL;
+    }
+
+    *len = ra_msg_room_encode(m, (char *) msg + plen);
+
+    if (share->sign == NULL) {
+        return msg;
+    }
+
+    plen = ra_sign_prefix(&share->sign->keys[0], "rooms", (int64_t) ngx_time(),
+                          (char *) msg + RA_SIGN_PREFIX_MAX, *len,
+                          (char *) line);
+    if (plen == 0) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "room_affinity: cannot sign a message to the rooms "
+                      "channel");
+        ngx_free(msg);
+        return NULL;
+    }
+
+    /* the line just before the message, at the start of the buffer */
+    ngx_memmove(msg + plen, msg + RA_SIGN_PREFIX_MAX, *len);
+    ngx_memcpy(msg, line, plen);
+    *len += plen;
+
+    return msg;
+}
+
+
 /*
  * A placement another instance published: recorded when the room is not
- * known here, adopted when it moves the room or wins the race for a new
- * one; our own come back and are ignored.  RA_MSG_OK, or why the message
+ * known here (in free memory only, and at most share_rate= a second),
+ * adopted when it moves the room or wins the race for a new one; our own
+ * come back and are ignored.  RA_MSG_OK, or why the message
  * is not a placement (the caller logs it).
  */
 
@@ -227,6 +277,7 @@ ra_msg_err_e
 ra_share_receive(ra_share_t *share, const char *data, size_t len,
     ngx_log_t *log, const char **detail)
 {
+    void            *p;
     uint32_t         hash;
     ngx_int_t        slot;
     ngx_uint_t       adopt;
@@ -266,6 +317,12 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
         return RA_MSG_OK;
     }
 
+    if (!ra_share_allow(share, rcf)) {
+        ra_share_refused(share, "more than share_rate= placements per second",
+                         log);
+        return RA_MSG_OK;
+    }
+
     ctx = rcf->shm_zone->data;
     sh = ctx->sh;
     hash = (uint32_t) ra_hash(m.room, m.room_len);
@@ -283,6 +340,23 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
     r = ra_room_lookup(sh, hash, (u_char *) m.room, m.room_len);
 
     if (r == NULL) {
+        /*
+         * another instance's room never evicts one of ours: it is
+         * recorded only in free memory (freed and taken again under the
+         * same lock, ra_room_create() then finds it)
+         */
+
+        p = ngx_slab_alloc_locked(ctx->shpool,
+                                  offsetof(ra_room_t, data) + m.room_len);
+
+        if (p == NULL) {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            ra_share_refused(share, "the zone is full", log);
+            return RA_MSG_OK;
+        }
+
+        ngx_slab_free_locked(ctx->shpool, p);
+
         r = ra_room_create(ctx, hash, (u_char *) m.room, m.room_len,
                            ngx_current_msec, log);
         if (r != NULL) {
@@ -399,12 +473,11 @@ ra_share_next_count(ra_share_t *share, ra_main_conf_t *rmcf, size_t *len,
             m.backend = (const char *) name;
             m.room = (const char *) count;
 
-            msg = ngx_alloc(ra_msg_room_size(&m), log);
+            msg = ra_share_encode(share, &m, len, log);
             if (msg == NULL) {
                 return NULL;
             }
 
-            *len = ra_msg_room_encode(&m, (char *) msg);
             sh->counts_sent++;
 
             return msg;
@@ -555,6 +628,95 @@ ra_share_count(ra_share_t *share, ra_msg_room_t *m, ngx_log_t *log,
     ngx_shmtx_unlock(&share->shpool->mutex);
 
     return RA_MSG_OK;
+}
+
+
+/*
+ * A token bucket per upstream, in the subscriber's memory: at most rate
+ * placements a second from the other instances, rate at once
+ */
+
+static ngx_uint_t
+ra_share_allow(ra_share_t *share, ra_srv_conf_t *rcf)
+{
+    ngx_msec_t          now, elapsed;
+    ngx_uint_t          full;
+    ra_main_conf_t     *rmcf;
+    ra_share_bucket_t  *b;
+
+    if (share->buckets == NULL) {
+        rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_room_affinity_module);
+
+        /* the cycle's pool: a reload brings a new configuration */
+        share->buckets = ngx_pcalloc(ngx_cycle->pool,
+                                     rmcf->upstreams.nelts
+                                     * sizeof(ra_share_bucket_t));
+        if (share->buckets == NULL) {
+            return 0;
+        }
+
+        share->nbuckets = rmcf->upstreams.nelts;
+    }
+
+    if (rcf->index >= share->nbuckets) {
+        return 0;
+    }
+
+    b = &share->buckets[rcf->index];
+    now = ngx_current_msec;
+    full = share->rate * 1000;
+
+    if (b->last == 0) {
+        b->tokens = full;
+
+    } else {
+        elapsed = now - b->last;
+
+        /* rate per second is rate thousandths per ms */
+        if (elapsed >= 1000) {
+            b->tokens = full;
+
+        } else {
+            b->tokens = ngx_min(full, b->tokens + elapsed * share->rate);
+        }
+    }
+
+    b->last = now ? now : 1;
+
+    if (b->tokens < 1000) {
+        return 0;
+    }
+
+    b->tokens -= 1000;
+
+    return 1;
+}
+
+
+/* counted, and logged at most once an interval by this worker */
+
+static void
+ra_share_refused(ra_share_t *share, const char *why, ngx_log_t *log)
+{
+    static ngx_msec_t  logged;
+    static ngx_uint_t  suppressed;
+
+    ngx_shmtx_lock(&share->shpool->mutex);
+    share->sh->refused++;
+    ngx_shmtx_unlock(&share->shpool->mutex);
+
+    if (logged && ngx_current_msec - logged < RA_SHARE_LOG_INTERVAL) {
+        suppressed++;
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "room_affinity: refused a placement of another instance: "
+                  "%s, %ui similar since last log", why, suppressed);
+
+    logged = ngx_current_msec ? ngx_current_msec : 1;
+    suppressed = 0;
 }
 
 

@@ -10,6 +10,7 @@
 #define RA_SHARE_H
 
 #include "ra_module.h"
+#include "ra_sign.h"
 
 
 #pragma GCC visibility push(hidden)
@@ -23,6 +24,9 @@
 #define RA_SHARE_COUNT_TICK    250       /* ms between counts sent */
 #define RA_SHARE_COUNT_ALL     2000      /* ms between counts sent unchanged */
 #define RA_SHARE_REMOTE_TTL    6000      /* ms an instance's counts last */
+#define RA_SHARE_RATE          1000      /* placements/s other instances may
+                                            make in an upstream, default */
+#define RA_SHARE_LOG_INTERVAL  5000      /* ms between logs of refusals */
 
 
 typedef struct {
@@ -59,12 +63,24 @@ typedef struct {
     unsigned            count_all:1;
     ngx_uint_t          counts_sent;
     ngx_uint_t          counts_received;
+    ngx_uint_t          refused;      /* over the rate, or no free memory */
 } ra_share_sh_t;
+
+
+/* per upstream, in the subscriber: the placements others may still make */
+typedef struct {
+    ngx_msec_t          last;
+    ngx_uint_t          tokens;       /* in thousandths of a placement */
+} ra_share_bucket_t;
 
 
 struct ra_share_s {
     ngx_slab_pool_t    *shpool;       /* the room_affinity_redis zone's */
     ra_share_sh_t      *sh;
+    ra_sign_conf_t     *sign;         /* signs what is published, or NULL */
+    ngx_uint_t          rate;         /* share_rate=, placements/s */
+    ra_share_bucket_t  *buckets;      /* per upstream, allocated on use */
+    ngx_uint_t          nbuckets;
 };
 
 

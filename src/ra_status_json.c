@@ -232,10 +232,12 @@ ra_status_redis(u_char *p, ra_redis_conf_t *rc, ngx_msec_t now)
     p = ngx_sprintf(p, "},\"rooms_shared\":{\"enabled\":%s,"
                     "\"published\":%ui,\"received\":%ui,\"adopted\":%ui,"
                     "\"dropped\":%ui,\"counts_sent\":%ui,"
-                    "\"counts_received\":%ui}}",
+                    "\"counts_received\":%ui,\"refused\":%ui},"
+                    "\"signed\":%s}",
                     rc->share_on ? "true" : "false", share.published,
                     share.received, share.adopted, share.dropped,
-                    share.counts_sent, share.counts_received);
+                    share.counts_sent, share.counts_received,
+                    share.refused, rc->sign ? "true" : "false");
 
     return p;
 }

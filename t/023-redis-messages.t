@@ -61,7 +61,7 @@ RoomAffinity::json_like({
         applied => 1, unknown_backend => 0, rejected => 16,
         rejected_by_reason => { too_large => 1, json => 4, dup_key => 1,
                                 url => 3, type => 2, range => 4,
-                                missing => 1 } } } },
+                                missing => 1, signature => 0 } } } },
   qr/slept\nsubscribed\n(?:published :1\n){17}b[12]\n/)
 --- error_log eval
 [qr/ignored redis message on "signaling": json \(truncated JSON\), \d+ bytes "\{"url":/,

@@ -659,16 +659,27 @@ ra_msg_room_parse(const char *data, size_t len, ra_msg_room_t *m,
     }
 
     if (f[2][0] == RA_MSG_ROOM_COUNT) {
-        if (end - nl - 1 > 9) {
-            *detail = "count too large";
-            return RA_MSG_ERR_JSON;
-        }
+        /* one or two numbers, a space between */
+
+        i = 0;
+        flen[0] = 0;
 
         for (p = nl + 1; p < end; p++) {
-            if (*p < '0' || *p > '9') {
-                *detail = "count is not a decimal number";
+            if (*p == ' ' && flen[0] && i == 0) {
+                i = 1;
+                flen[0] = 0;
+                continue;
+            }
+
+            if (*p < '0' || *p > '9' || ++flen[0] > 9) {
+                *detail = "count is not one or two decimal numbers";
                 return RA_MSG_ERR_JSON;
             }
+        }
+
+        if (flen[0] == 0) {
+            *detail = "count is not one or two decimal numbers";
+            return RA_MSG_ERR_JSON;
         }
     }
 

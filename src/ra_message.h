@@ -100,9 +100,10 @@ int ra_msg_url_hostport(const char *url, size_t len, char *buf, size_t size);
  * connections an instance holds to a backend.
  *
  *     "1 <instance: 16 hex digits> <n|m> <upstream> <backend>\n<room>"
- *     "1 <instance> c <upstream> <backend>\n<connections, decimal>"
+ *     "1 <instance> c <upstream> <backend>\n<connections>[ <joins>]"
  *
- * n: a new room, m: a moved room, c: a count.  The upstream and the
+ * n: a new room, m: a moved room, c: a count (decimal, 9 digits at most
+ * each).  The upstream and the
  * backend are names without spaces; the room is every byte after the
  * newline.
  */

@@ -15,6 +15,9 @@
  *
  *     estimate = max(0, reported + (live + remote_live) - seen) + joins
  *
+ * where joins counts the join answers of every instance (theirs come with
+ * their counts).
+ *
  * "seen" is what the instances held when the report was taken: their count
  * report_lag ms before it landed (from the samples in hist[]), or now if
  * fewer connections are held now, so that a connection opened just before
@@ -208,6 +211,11 @@ ra_report_apply(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
         be->pending = 0;
         sh->joins_total -= be->joins;
         be->joins = 0;
+
+        /* every instance takes the report in: their joins are in it too */
+        sh->remote_joins_total -= be->remote_joins;
+        be->remote_joins = 0;
+        ngx_memzero(be->remote_j, sizeof(be->remote_j));
         be->seen = ra_report_seen(rcf, sh, be, now);
 
         be->has_connections = msg->has_connections;
@@ -372,7 +380,7 @@ ra_report_estimate(ra_backend_t *be)
         est = 0;
     }
 
-    est += be->joins;
+    est += be->joins + be->remote_joins;
 
     return (est > RA_PL_LOAD_MAX) ? RA_PL_LOAD_MAX : (uint32_t) est;
 }
@@ -397,8 +405,9 @@ ra_report_total(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
         return be ? be->pending : sh->pending_total;
     }
 
-    return be ? be->live + be->remote_live + be->joins
-              : sh->live_total + sh->remote_total + sh->joins_total;
+    return be ? be->live + be->remote_live + be->joins + be->remote_joins
+              : sh->live_total + sh->remote_total + sh->joins_total
+                + sh->remote_joins_total;
 }
 
 

@@ -405,7 +405,7 @@ static u_char *
 ra_share_next_count(ra_share_t *share, ra_main_conf_t *rmcf, size_t *len,
     ngx_log_t *log)
 {
-    u_char          *msg, count[NGX_INT_T_LEN];
+    u_char          *msg, count[2 * NGX_INT_T_LEN];
     ngx_msec_t       now;
     ra_backend_t    *be;
     ra_msg_room_t    m;
@@ -454,15 +454,21 @@ ra_share_next_count(ra_share_t *share, ra_main_conf_t *rmcf, size_t *len,
         while (sh->count_slot < zsh->nbackends) {
             be = &zsh->backends[sh->count_slot++];
 
-            if (be->live == be->published && !sh->count_all) {
+            if (be->live == be->published
+                && be->joins == be->published_joins
+                && !sh->count_all)
+            {
                 continue;
             }
 
             be->published = (uint32_t) be->live;
+            be->published_joins = (uint32_t) be->joins;
 
             m.backend_len = be->name_len;
             ngx_memcpy(name, be->name, be->name_len);
-            m.room_len = ngx_sprintf(count, "%uD", be->published) - count;
+            m.room_len = ngx_sprintf(count, "%uD %uD", be->published,
+                                     be->published_joins)
+                         - count;
 
             ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -538,6 +544,9 @@ ra_share_expire(ra_shctx_t *sh, ngx_msec_t now)
             be->remote_live -= be->remote[i];
             sh->remote_total -= be->remote[i];
             be->remote[i] = 0;
+            be->remote_joins -= be->remote_j[i];
+            sh->remote_joins_total -= be->remote_j[i];
+            be->remote_j[i] = 0;
         }
 
         sh->remote_id[i] = 0;
@@ -552,7 +561,7 @@ ra_share_count(ra_share_t *share, ra_msg_room_t *m, ngx_log_t *log,
     const char **detail)
 {
     size_t           i;
-    uint32_t         count;
+    uint32_t         count, joins;
     ngx_int_t        slot;
     ngx_uint_t       k;
     ngx_msec_t       now;
@@ -562,10 +571,17 @@ ra_share_count(ra_share_t *share, ra_msg_room_t *m, ngx_log_t *log,
     ra_srv_conf_t   *rcf;
     ra_main_conf_t  *rmcf;
 
-    count = 0;
+    /* "<connections>[ <joins>]", checked by ra_msg_room_parse() */
 
-    for (i = 0; i < m->room_len; i++) {
+    count = 0;
+    joins = 0;
+
+    for (i = 0; i < m->room_len && m->room[i] != ' '; i++) {
         count = count * 10 + (uint32_t) (m->room[i] - '0');
+    }
+
+    for (i++; i < m->room_len; i++) {
+        joins = joins * 10 + (uint32_t) (m->room[i] - '0');
     }
 
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
@@ -620,6 +636,9 @@ ra_share_count(ra_share_t *share, ra_msg_room_t *m, ngx_log_t *log,
     be->remote_live = be->remote_live - be->remote[k] + count;
     sh->remote_total = sh->remote_total - be->remote[k] + count;
     be->remote[k] = count;
+    be->remote_joins = be->remote_joins - be->remote_j[k] + joins;
+    sh->remote_joins_total = sh->remote_joins_total - be->remote_j[k] + joins;
+    be->remote_j[k] = joins;
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 

@@ -155,7 +155,7 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
         /* the load placement reads: every instance's connections */
 
         p = ngx_sprintf(p, ",\"remote_live\":%ui,\"joins\":%ui",
-                        snap.remote_live, snap.joins);
+                        snap.remote_live, snap.joins + snap.remote_joins);
 
         if (snap.has_report && snap.has_connections) {
             p = ngx_sprintf(p, ",\"estimate\":%uD",

@@ -44,6 +44,7 @@ typedef struct {
      */
     ngx_uint_t          remote_live;  /* other instances' connections */
     ngx_uint_t          joins;        /* join answers since the report */
+    ngx_uint_t          remote_joins; /* other instances' join answers */
     ngx_uint_t          seen;
 
     uint32_t            connections;  /* reported */
@@ -62,7 +63,9 @@ typedef struct {
 
     uint32_t            hist[RA_HIST_LEN];     /* live + remote_live */
     uint32_t            remote[RA_REMOTE_MAX]; /* by instance index */
+    uint32_t            remote_j[RA_REMOTE_MAX];
     uint32_t            published;    /* live last sent to the others */
+    uint32_t            published_joins;
 
     size_t              name_len;
     size_t              url_len;
@@ -118,6 +121,7 @@ typedef struct {
     ngx_uint_t          pending_total;
     ngx_uint_t          remote_total; /* sum of backends[].remote_live */
     ngx_uint_t          joins_total;
+    ngx_uint_t          remote_joins_total;
 
     /* the history of loads (hist[]), one sample a tick, newest at hist_pos */
     ngx_uint_t          hist_pos;

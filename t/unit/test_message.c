@@ -1235,6 +1235,23 @@ test_room_codec(void)
           && out.room_len == 5 && memcmp(out.room, "12345", 5) == 0,
           "room codec: a count");
 
+    err = ra_msg_room_parse("1 0123456789abcdef c u b\n12 3", 29, &out,
+                            &detail);
+    RA_OK(err == RA_MSG_OK && out.room_len == 4,
+          "room codec: a count and joins");
+
+    err = ra_msg_room_parse("1 0123456789abcdef c u b\n12 ", 28, &out,
+                            &detail);
+    RA_IS_INT(err, RA_MSG_ERR_JSON, "room codec: rejects a count ending in a space");
+
+    err = ra_msg_room_parse("1 0123456789abcdef c u b\n1 2 3", 30, &out,
+                            &detail);
+    RA_IS_INT(err, RA_MSG_ERR_JSON, "room codec: rejects three numbers");
+
+    err = ra_msg_room_parse("1 0123456789abcdef c u b\n 12", 28, &out,
+                            &detail);
+    RA_IS_INT(err, RA_MSG_ERR_JSON, "room codec: rejects a leading space");
+
     err = ra_msg_room_parse("1 0123456789abcdef c u b\n12x", 28, &out,
                             &detail);
     RA_IS_INT(err, RA_MSG_ERR_JSON, "room codec: rejects a count not decimal");

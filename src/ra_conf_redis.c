@@ -10,6 +10,8 @@
 
 static char *ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc,
     ngx_str_t *value);
+static ngx_int_t ra_conf_redis_time(ngx_conf_t *cf, ngx_str_t *value,
+    const char *name, ngx_msec_t *ms);
 
 
 char *
@@ -41,6 +43,9 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->share_on = 1;
     rc->backoff = RA_REDIS_BACKOFF_MAX;
     rc->connect_timeout = RA_REDIS_CONNECT_TIMEOUT;
+    rc->command_timeout = RA_REDIS_COMMAND_TIMEOUT;
+    rc->ping_interval = RA_REDIS_PING_INTERVAL;
+    rc->snapshot_max = RA_REDIS_SNAPSHOT_MAX;
     ngx_str_null(&prefix);
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -104,6 +109,35 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
+            continue;
+        }
+
+        switch (ra_conf_redis_time(cf, &value[i], "command_timeout=",
+                                   &rc->command_timeout))
+        {
+        case NGX_OK:
+            continue;
+        case NGX_ERROR:
+            return NGX_CONF_ERROR;
+        }
+
+        switch (ra_conf_redis_time(cf, &value[i], "ping_interval=",
+                                   &rc->ping_interval))
+        {
+        case NGX_OK:
+            continue;
+        case NGX_ERROR:
+            return NGX_CONF_ERROR;
+        }
+
+        if (ra_has_prefix(&value[i], "snapshot_max=")) {
+            n = ngx_atoi(value[i].data + sizeof("snapshot_max=") - 1,
+                         value[i].len - (sizeof("snapshot_max=") - 1));
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            rc->snapshot_max = n;
             continue;
         }
 
@@ -176,6 +210,39 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rmcf->share = rc->share_on ? &rc->share : NULL;
 
     return NGX_CONF_OK;
+}
+
+
+/* name=TIME: NGX_OK, NGX_DECLINED (another parameter) or NGX_ERROR */
+
+static ngx_int_t
+ra_conf_redis_time(ngx_conf_t *cf, ngx_str_t *value, const char *name,
+    ngx_msec_t *ms)
+{
+    size_t     len;
+    ngx_str_t  s;
+
+    len = ngx_strlen(name);
+
+    if (value->len < len || ngx_strncmp(value->data, name, len) != 0) {
+        return NGX_DECLINED;
+    }
+
+    s.data = value->data + len;
+    s.len = value->len - len;
+
+    *ms = ngx_parse_time(&s, 0);
+
+    if (*ms == (ngx_msec_t) NGX_ERROR || *ms < RA_REDIS_TICK
+        || *ms >= RA_TIME_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time in \"%V\", it must be at least "
+                           "%dms", value, RA_REDIS_TICK);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -1,0 +1,191 @@
+# A Redis that cannot be reached, takes the connection and never answers,
+# or stops answering is noticed in bounded time, the status says so, and
+# the links come back on their own once Redis answers; proxying never
+# stops meanwhile.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/helpers';
+use RoomAffinity;
+
+use IO::Socket::INET;
+use POSIX ();
+use Socket;
+use Time::HiRes qw(sleep time);
+
+# Redis is started by TEST 1, after the black hole below has let go
+RoomAffinity::start_control(redis => 0);
+
+# A black hole on Redis's port: takes nginx's connections, answers nothing,
+# and stops listening 300 ms after the first one (so that TEST 1 can start
+# the real Redis there) while it holds them open
+our $hole = fork();
+die "fork: $!" unless defined $hole;
+
+if ($hole == 0) {
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                  LocalPort => $ENV{TEST_NGINX_REDIS_PORT},
+                                  Listen => 16, ReuseAddr => 1)
+        or POSIX::_exit(1);
+    my ($first, @held);
+    my $start = time;
+
+    while ((!$first && time - $start < 60) || ($first && time - $first < 0.3))
+    {
+        my $rin = '';
+        vec($rin, fileno($l), 1) = 1;
+        next unless select($rin, undef, undef, 0.05);
+        my $c = $l->accept or next;
+        push @held, $c;
+        $first //= time;
+    }
+
+    close $l;
+    sleep 60 if @held;
+    POSIX::_exit(0);
+}
+
+# A listener whose accept queue is full: further SYNs are dropped, as by a
+# firewall, so a connect there only ends by a timeout
+socket(our $full, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+setsockopt($full, SOL_SOCKET, SO_REUSEADDR, 1);
+bind($full, pack_sockaddr_in($ENV{TEST_NGINX_B4_PORT}, inet_aton('127.0.0.1')))
+    or die "bind: $!";
+listen($full, 0) or die "listen: $!";
+our @queued = map {
+    IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                          PeerPort => $ENV{TEST_NGINX_B4_PORT}, Blocking => 0)
+} 1 .. 3;
+
+END {
+    local $?;    # reaping the black hole must not set our exit code
+
+    if ($hole) {
+        kill 'KILL', $hole;
+        waitpid $hole, 0;
+    }
+}
+
+our $backends = RoomAffinity::backends(2);
+our $config = RoomAffinity::redis_locations() . <<'END';
+    location = /prom {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/prometheus-check?port=$server_port;
+    }
+END
+our ($A, $B) = RoomAffinity::urls(2);
+our $upstream = <<'END';
+upstream chat {
+    room_affinity $arg_room zone=live:1m;
+    server 127.0.0.1:$TEST_NGINX_B1_PORT;
+    server 127.0.0.1:$TEST_NGINX_B2_PORT;
+}
+END
+
+# the status, n times, ms apart: a poll with a deadline
+sub poll {
+    my ($n, $ms) = @_;
+    return map { ("/ctl/sleep?wait=$ms", "/status") } 1 .. $n;
+}
+
+master_on();
+workers(2);
+no_shuffle();
+no_root_location();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a Redis that takes the connection and never answers: noticed in command_timeout, reconnected, recovered once a real Redis is there
+--- http_config eval
+"room_affinity_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}
+    connect_timeout=500ms command_timeout=1s ping_interval=500ms
+    backoff=400ms;
+$main::upstream
+$main::backends"
+--- config eval: $main::config
+--- request eval
+RoomAffinity::seq("/?room=a", main::poll(30, 100), "/ctl/redis/start",
+    "/ready",
+    RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":100})),
+    RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+    "/?room=n1", "/status")
+--- timeout: 20
+--- response_body_like eval
+qr/\Aslept\nb[12]\n(?:slept\n[^\n]*\n)*?slept\n[^\n]*"connected":false,[^\n]*"state":"failed"[^\n]*\n.*ok\nsubscribed\npublished :1\npublished :1\nb2\n[^\n]*"connected":true,[^\n]*"state":"subscribed","last_reply_age_ms":\d+,/s
+--- error_log eval
+qr/redis "127\.0\.0\.1:\d+" subscriber link command: no answer in 1\d\d\d ms, retrying in \d+ ms/
+--- no_error_log
+[crit]
+
+
+
+=== TEST 2: a connect whose SYNs are dropped ends at connect_timeout
+--- http_config eval
+"room_affinity_redis 127.0.0.1:$ENV{TEST_NGINX_B4_PORT}
+    connect_timeout=500ms backoff=400ms;
+$main::upstream
+$main::backends"
+--- config eval: $main::config
+--- request eval
+RoomAffinity::seq("/?room=a", main::poll(30, 100))
+--- timeout: 20
+--- response_body_like eval
+qr/\Aslept\nb[12]\n(?:slept\n[^\n]*\n)*?slept\n[^\n]*"connected":false,[^\n]*"last_error":"connect: timed out"[^\n]*"state":"failed"/s
+--- error_log eval
+qr/redis "127\.0\.0\.1:\d+" subscriber link connect: timed out, retrying in \d+ ms/
+--- no_error_log
+[crit]
+
+
+
+=== TEST 3: a stopped Redis (SIGSTOP): stalled, then failed, and subscribed again after SIGCONT; proxying goes on
+--- http_config eval
+"room_affinity_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}
+    command_timeout=2s ping_interval=500ms backoff=400ms;
+$main::upstream
+$main::backends"
+--- config eval: $main::config
+--- request eval
+RoomAffinity::seq("/ctl/redis/start", "/ready",
+    RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":5})),
+    "/ctl/redis/signal?sig=STOP", "/?room=s1", main::poll(60, 100),
+    "/ctl/redis/signal?sig=CONT", "/ready", "/status")
+--- timeout: 30
+--- response_body_like eval
+qr/\Aslept\nok\nsubscribed\npublished :1\nsignalled STOP\nb[12]\n(?:slept\n[^\n]*\n)*?slept\n[^\n]*"connected":true,[^\n]*"state":"stalled"[^\n]*\n(?:slept\n[^\n]*\n)*?slept\n[^\n]*"connected":false,[^\n]*"state":"failed".*signalled CONT\nsubscribed\n[^\n]*"connected":true,"subscriber_pid":\d+,"connects":2,[^\n]*"state":"subscribed"/s
+--- error_log eval
+qr/redis "127\.0\.0\.1:\d+" (subscriber link liveness check|command link command): no answer in \d+ ms/
+--- no_error_log
+[crit]
+
+
+
+=== TEST 4: the state in the Prometheus exposition
+--- http_config eval
+"room_affinity_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
+$main::upstream
+$main::backends"
+--- config eval: $main::config
+--- request eval
+RoomAffinity::seq("/ctl/redis/start", "/ready", "/prom")
+--- response_body_like eval
+qr/\Aslept\nok\nsubscribed\nparsed \d+ families.*\nroom_affinity_redis_state state=connecting 0\.0\nroom_affinity_redis_state state=subscribed 1\.0\nroom_affinity_redis_state state=stalled 0\.0\nroom_affinity_redis_state state=failed 0\.0\nroom_affinity_redis_last_reply_age_seconds  \d+\.\d+\n/s
+
+
+
+=== TEST 5: times below the tick are refused
+--- http_config
+    room_affinity_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=50ms;
+--- config
+--- must_die
+--- error_log
+invalid time in "command_timeout=50ms", it must be at least 200ms
+
+
+
+=== TEST 6: ping_interval is checked alike
+--- http_config
+    room_affinity_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT ping_interval=1x;
+--- config
+--- must_die
+--- error_log
+invalid time in "ping_interval=1x"

@@ -35,10 +35,6 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (ra_conf_redis_address(cf, rc, &value[1]) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
     rc->snapshot = 1;
     rc->share_on = 1;
     rc->backoff = RA_REDIS_BACKOFF_MAX;
@@ -141,6 +137,11 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "resolve") == 0) {
+            rc->resolve = 1;
+            continue;
+        }
+
         if (ngx_strcmp(value[i].data, "snapshot=off") == 0) {
             rc->snapshot = 0;
             continue;
@@ -165,6 +166,12 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* after the parameters: "resolve" changes how it is read */
+
+    if (ra_conf_redis_address(cf, rc, &value[1]) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -266,15 +273,61 @@ ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value)
                        rc->unix_path.len);
         *p = '\0';
 
+        rc->resolve = 0;
         return NGX_CONF_OK;
     }
 
-    /* hiredis resolves with a blocking call: resolve here, once */
+    /*
+     * hiredis resolves with a blocking call: resolve here, once, or with
+     * "resolve" by nginx's resolver at run time (an address needs none)
+     */
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
     u.url = *value;
     u.default_port = RA_REDIS_PORT;
+
+    if (rc->resolve) {
+        u.no_resolve = 1;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+            if (u.err) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "%s in redis address \"%V\"", u.err,
+                                   value);
+            }
+
+            return NGX_CONF_ERROR;
+        }
+
+        if (u.host.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid redis address \"%V\"", value);
+            return NGX_CONF_ERROR;
+        }
+
+        if (u.naddrs == 0) {
+            /* a name: resolved by each subscriber before it connects */
+
+            rc->host.data = ngx_pnalloc(cf->pool, u.host.len + 1);
+            if (rc->host.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            p = ngx_cpymem(rc->host.data, u.host.data, u.host.len);
+            *p = '\0';
+            rc->host.len = u.host.len;
+            rc->port = u.port ? u.port : RA_REDIS_PORT;
+            rc->clcf = ngx_http_conf_get_module_loc_conf(cf,
+                                                         ngx_http_core_module);
+            return NGX_CONF_OK;
+        }
+
+        rc->resolve = 0;
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.url = *value;
+        u.default_port = RA_REDIS_PORT;
+    }
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         if (u.err) {

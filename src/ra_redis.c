@@ -51,6 +51,9 @@ typedef struct {
     ngx_msec_t          next;         /* no connect before */
     ra_redis_link_t     sub;
     ra_redis_link_t     cmd;
+    ngx_resolver_ctx_t *resolving;    /* a name being resolved */
+    ngx_uint_t          resolved;     /* host holds its address */
+    u_char              host[NGX_SOCKADDR_STRLEN + 1];
 } ra_redis_worker_t;
 
 
@@ -59,6 +62,9 @@ static void ra_redis_tick(ngx_event_t *ev);
 static ngx_uint_t ra_redis_elect(ra_redis_conf_t *rc, ngx_msec_t now);
 static ngx_int_t ra_redis_watch(ra_redis_link_t *link, ngx_msec_t now);
 static void ra_redis_watch_state(ra_redis_conf_t *rc);
+static void ra_redis_resolve(ra_redis_conf_t *rc);
+static void ra_redis_resolved(ngx_resolver_ctx_t *ctx);
+static void ra_redis_resolve_stop(void);
 static ngx_int_t ra_redis_open(ra_redis_link_t *link, ngx_log_t *log);
 static void ra_redis_connected(const redisAsyncContext *ac, int status);
 static void ra_redis_disconnected(const redisAsyncContext *ac, int status);
@@ -86,6 +92,17 @@ ra_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ra_redis_conf_t  *rc;
 
     rc = shm_zone->data;
+
+    if (rc->resolve
+        && (rc->clcf->resolver == NULL
+            || rc->clcf->resolver->connections.nelts == 0))
+    {
+        /* the http{} configuration is complete only now */
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "room_affinity_redis \"%V\" with \"resolve\" needs "
+                      "a \"resolver\" in http{}", &rc->address);
+        return NGX_ERROR;
+    }
 
     if (orc) {
         /* nginx -s reload: keep the instance id and the outbox */
@@ -196,6 +213,7 @@ ra_redis_exit_process(ngx_cycle_t *cycle)
 static void
 ra_redis_release(ra_redis_conf_t *rc)
 {
+    ra_redis_resolve_stop();
     ra_redis_close(&ra_redis_w.sub);
     ra_redis_close(&ra_redis_w.cmd);
 
@@ -246,7 +264,11 @@ ra_redis_tick(ngx_event_t *ev)
             ra_redis_close(&ra_redis_w.sub);
             ra_redis_close(&ra_redis_w.cmd);
 
-            if (ra_redis_open(&ra_redis_w.sub, ev->log) == NGX_OK) {
+            if (rc->resolve && !ra_redis_w.resolved) {
+                /* the links open at the tick after the answer */
+                ra_redis_resolve(rc);
+
+            } else if (ra_redis_open(&ra_redis_w.sub, ev->log) == NGX_OK) {
                 (void) ra_redis_open(&ra_redis_w.cmd, ev->log);
             }
 
@@ -256,9 +278,12 @@ ra_redis_tick(ngx_event_t *ev)
             ra_redis_watch_state(rc);
         }
 
-    } else if (ra_redis_w.sub.ac || ra_redis_w.cmd.ac) {
+    } else if (ra_redis_w.sub.ac || ra_redis_w.cmd.ac
+               || ra_redis_w.resolving)
+    {
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
                       "room_affinity: another worker subscribes to redis");
+        ra_redis_resolve_stop();
         ra_redis_close(&ra_redis_w.sub);
         ra_redis_close(&ra_redis_w.cmd);
     }
@@ -457,6 +482,96 @@ ra_redis_watch_state(ra_redis_conf_t *rc)
 }
 
 
+/*
+ * "resolve": the name is resolved by nginx's resolver before every
+ * (re)connection after a failure, so a Redis that moved is found; the
+ * resolver caches answers for their TTL (or its valid=)
+ */
+
+static void
+ra_redis_resolve(ra_redis_conf_t *rc)
+{
+    ngx_resolver_ctx_t  *ctx;
+
+    if (ra_redis_w.resolving) {
+        return;
+    }
+
+    ctx = ngx_resolve_start(rc->clcf->resolver, NULL);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ra_redis_failed(&ra_redis_w.sub, "resolve",
+                        ctx ? "no resolver defined" : "out of memory");
+        return;
+    }
+
+    ctx->name = rc->host;
+    ctx->handler = ra_redis_resolved;
+    ctx->data = rc;
+    /* http{}'s own conf is never merged: unset without the directive */
+    ctx->timeout = rc->clcf->resolver_timeout == NGX_CONF_UNSET_MSEC
+                   ? 30000 : rc->clcf->resolver_timeout;
+
+    /* the handler may run before ngx_resolve_name() returns */
+    ra_redis_w.resolving = ctx;
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        /* ngx_resolve_name() freed it */
+        ra_redis_w.resolving = NULL;
+        ra_redis_failed(&ra_redis_w.sub, "resolve", "cannot start");
+    }
+}
+
+
+static void
+ra_redis_resolved(ngx_resolver_ctx_t *ctx)
+{
+    ra_redis_conf_t  *rc = ctx->data;
+
+    u_char      text[NGX_SOCKADDR_STRLEN];
+    size_t      len;
+    ngx_int_t   state;
+
+    ra_redis_w.resolving = NULL;
+
+    state = ctx->state;
+
+    if (state || ctx->naddrs == 0) {
+        ngx_resolve_name_done(ctx);
+        ra_redis_failed(&ra_redis_w.sub, "resolve",
+                        state ? ngx_resolver_strerror(state)
+                              : "no address");
+        return;
+    }
+
+    /* without brackets: hiredis takes an IPv6 address bare */
+    len = ngx_sock_ntop(ctx->addrs[0].sockaddr, ctx->addrs[0].socklen, text,
+                        NGX_SOCKADDR_STRLEN, 0);
+
+    ngx_resolve_name_done(ctx);
+
+    ngx_memcpy(ra_redis_w.host, text, len);
+    ra_redis_w.host[len] = '\0';
+    ra_redis_w.resolved = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ra_redis_w.log, 0,
+                   "room_affinity: redis \"%V\" resolved to %s",
+                   &rc->host, ra_redis_w.host);
+
+    ra_redis_w.next = ngx_current_msec;
+}
+
+
+static void
+ra_redis_resolve_stop(void)
+{
+    if (ra_redis_w.resolving) {
+        ngx_resolve_name_done(ra_redis_w.resolving);
+        ra_redis_w.resolving = NULL;
+    }
+}
+
+
 static ngx_int_t
 ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
 {
@@ -472,7 +587,9 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
         ac = redisAsyncConnectUnix((char *) rc->unix_path.data);
 
     } else {
-        ac = redisAsyncConnect((char *) rc->host.data, (int) rc->port);
+        ac = redisAsyncConnect(rc->resolve ? (char *) ra_redis_w.host
+                                           : (char *) rc->host.data,
+                               (int) rc->port);
     }
 
     if (ac == NULL) {
@@ -625,6 +742,9 @@ ra_redis_failed(ra_redis_link_t *link, const char *what, const char *err)
     }
 
     jitter = ngx_random() % (ra_redis_w.backoff / 2 + 1);
+
+    /* the next attempt asks the resolver again */
+    ra_redis_w.resolved = 0;
     ra_redis_w.next = ngx_current_msec + ra_redis_w.backoff / 2 + jitter;
 
     ngx_log_error(NGX_LOG_ERR, ra_redis_w.log, 0,

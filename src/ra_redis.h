@@ -68,7 +68,8 @@ typedef struct {
 
 struct ra_redis_conf_s {
     ngx_str_t           address;      /* as configured, for the status */
-    ngx_str_t           host;         /* numeric, NUL-terminated */
+    ngx_str_t           host;         /* numeric (a name with resolve),
+                                         NUL-terminated */
     ngx_str_t           unix_path;    /* NUL-terminated, or empty */
     ngx_int_t           port;
     ngx_str_t           password;
@@ -81,6 +82,8 @@ struct ra_redis_conf_s {
     ngx_flag_t          share_on;
     ngx_msec_t          backoff;      /* cap */
     ngx_msec_t          connect_timeout;
+    ngx_flag_t          resolve;      /* host is resolved at run time */
+    ngx_http_core_loc_conf_t  *clcf; /* of http{}: its resolver */
     ngx_msec_t          command_timeout;
     ngx_msec_t          ping_interval;
     ngx_uint_t          snapshot_max;

@@ -56,12 +56,46 @@ our @queued = map {
                           PeerPort => $ENV{TEST_NGINX_B4_PORT}, Blocking => 0)
 } 1 .. 3;
 
-END {
-    local $?;    # reaping the black hole must not set our exit code
+# A DNS server for "resolve": redis.test is 127.0.0.1, later.test is
+# unknown for its first 3 queries and 127.0.0.1 after, the rest unknown
+our $dns = fork();
+die "fork: $!" unless defined $dns;
 
-    if ($hole) {
-        kill 'KILL', $hole;
-        waitpid $hole, 0;
+if ($dns == 0) {
+    my $u = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                  LocalPort => $ENV{TEST_NGINX_B3_PORT},
+                                  Proto => 'udp', ReuseAddr => 1)
+        or POSIX::_exit(1);
+    my %asked;
+
+    while (defined $u->recv(my $q, 512)) {
+        next if length $q < 17;
+        my ($id) = unpack 'n', $q;
+        my ($name, $off) = ('', 12);
+        while ((my $n = ord substr $q, $off, 1) > 0) {
+            $name .= substr($q, $off + 1, $n) . '.';
+            $off += $n + 1;
+        }
+        my $question = substr $q, 12, $off + 5 - 12;
+        my $type = unpack 'n', substr $q, $off + 1, 2;
+        my $known = $name eq 'redis.test.'
+                    || ($name eq 'later.test.' && ++$asked{$name} > 3);
+        my $answer = ($known && $type == 1)
+            ? pack('nnnNn', 0xc00c, 1, 1, 1, 4) . inet_aton('127.0.0.1')
+            : '';
+        $u->send(pack('nnnnnn', $id, 0x8180 | ($known ? 0 : 3), 1,
+                      $answer ? 1 : 0, 0, 0) . $question . $answer);
+    }
+
+    POSIX::_exit(0);
+}
+
+END {
+    local $?;    # reaping the helpers must not set our exit code
+
+    for my $pid (grep { $_ } $hole, $dns) {
+        kill 'KILL', $pid;
+        waitpid $pid, 0;
     }
 }
 
@@ -189,3 +223,50 @@ invalid time in "command_timeout=50ms", it must be at least 200ms
 --- must_die
 --- error_log
 invalid time in "ping_interval=1x"
+
+
+
+=== TEST 7: "resolve": the host name is resolved by nginx's resolver, at run time
+--- http_config eval
+"resolver 127.0.0.1:$ENV{TEST_NGINX_B3_PORT} ipv6=off valid=1s;
+room_affinity_redis redis.test:$ENV{TEST_NGINX_REDIS_PORT} resolve;
+$main::upstream
+$main::backends"
+--- config eval: $main::config
+--- request eval
+RoomAffinity::seq("/ctl/redis/start", "/ready", "/status")
+--- response_body_like eval
+qr/\Aslept\nok\nsubscribed\n[^\n]*"redis":\{"address":"redis\.test:\d+","connected":true,[^\n]*"state":"subscribed"/s
+--- no_error_log
+[crit]
+
+
+
+=== TEST 8: a name that does not resolve yet: nginx starts and proxies, the link fails with the resolver's error and connects once the name resolves
+--- http_config eval
+"resolver 127.0.0.1:$ENV{TEST_NGINX_B3_PORT} ipv6=off valid=1s;
+room_affinity_redis later.test:$ENV{TEST_NGINX_REDIS_PORT} resolve
+    backoff=400ms;
+$main::upstream
+$main::backends"
+--- config eval: $main::config
+--- request eval
+RoomAffinity::seq("/ctl/redis/start", "/?room=a", main::poll(20, 100),
+    "/ready", "/status")
+--- timeout: 20
+--- response_body_like eval
+qr/\Aslept\nok\nb[12]\n(?:slept\n[^\n]*\n)*?slept\n[^\n]*"connected":false,[^\n]*"last_error":"resolve: Host not found"[^\n]*"state":"failed".*\nsubscribed\n[^\n]*"address":"later\.test:\d+","connected":true,/s
+--- error_log eval
+qr/redis "later\.test:\d+" subscriber link resolve: Host not found, retrying in \d+ ms/
+--- no_error_log
+[crit]
+
+
+
+=== TEST 9: "resolve" without a resolver fails at start, naming the directive
+--- http_config
+    room_affinity_redis redis.test:$TEST_NGINX_REDIS_PORT resolve;
+--- config
+--- must_die
+--- error_log
+with "resolve" needs a "resolver" in http{}

@@ -12,35 +12,60 @@ use POSIX ();
 use Socket;
 use Time::HiRes qw(sleep time);
 
-# Redis is started by TEST 1, after the black hole below has let go
+# Redis is started by the blocks that need it
 RoomAffinity::start_control(redis => 0);
 
-# A black hole on Redis's port: takes nginx's connections, answers nothing,
-# and stops listening 300 ms after the first one (so that TEST 1 can start
-# the real Redis there) while it holds them open
+# A black hole on Redis's port, driven through nginx (/hole/open,
+# /hole/close, served on TEST_NGINX_DEAD_PORT): open, it takes nginx's
+# connections and answers nothing; closed, it stops listening (so that a
+# real Redis can start there) and keeps holding what it took
+our $parent = $$;
 our $hole = fork();
 die "fork: $!" unless defined $hole;
 
 if ($hole == 0) {
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                  LocalPort => $ENV{TEST_NGINX_REDIS_PORT},
-                                  Listen => 16, ReuseAddr => 1)
+    my $ctl = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                    LocalPort => $ENV{TEST_NGINX_DEAD_PORT},
+                                    Listen => 16, ReuseAddr => 1)
         or POSIX::_exit(1);
-    my ($first, @held);
-    my $start = time;
+    my ($l, @held);
 
-    while ((!$first && time - $start < 60) || ($first && time - $first < 0.3))
-    {
+    while (getppid() == $parent) {
         my $rin = '';
-        vec($rin, fileno($l), 1) = 1;
-        next unless select($rin, undef, undef, 0.05);
-        my $c = $l->accept or next;
-        push @held, $c;
-        $first //= time;
+        vec($rin, fileno($ctl), 1) = 1;
+        vec($rin, fileno($l), 1) = 1 if $l;
+        next unless select($rin, undef, undef, 1) > 0;
+
+        if ($l && vec($rin, fileno($l), 1)) {
+            my $c = $l->accept;
+            push @held, $c if $c;
+        }
+
+        next unless vec($rin, fileno($ctl), 1);
+        my $c = $ctl->accept or next;
+        my $req = <$c> // '';
+        while (defined(my $h = <$c>)) {
+            last if $h =~ /^\r?\n$/;
+        }
+        my $out = 'no';
+
+        if ($req =~ m{^GET /open} && !$l) {
+            $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                       LocalPort => $ENV{TEST_NGINX_REDIS_PORT},
+                                       Listen => 16, ReuseAddr => 1);
+            $out = $l ? 'hole open' : "cannot listen: $!";
+
+        } elsif ($req =~ m{^GET /close}) {
+            close $l if $l;
+            $l = undef;
+            $out = 'hole closed, ' . @held . ' held';
+        }
+
+        print $c "HTTP/1.0 200 OK\r\nContent-Length: " . (length($out) + 1)
+                 . "\r\n\r\n$out\n";
+        close $c;
     }
 
-    close $l;
-    sleep 60 if @held;
     POSIX::_exit(0);
 }
 
@@ -68,7 +93,11 @@ if ($dns == 0) {
         or POSIX::_exit(1);
     my %asked;
 
-    while (defined $u->recv(my $q, 512)) {
+    while (getppid() == $parent) {
+        my $rin = '';
+        vec($rin, fileno($u), 1) = 1;
+        next unless select($rin, undef, undef, 1) > 0;
+        next unless defined $u->recv(my $q, 512);
         next if length $q < 17;
         my ($id) = unpack 'n', $q;
         my ($name, $off) = ('', 12);
@@ -101,6 +130,9 @@ END {
 
 our $backends = RoomAffinity::backends(2);
 our $config = RoomAffinity::redis_locations() . <<'END';
+    location /hole/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_DEAD_PORT/;
+    }
     location = /prom {
         proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/prometheus-check?port=$server_port;
     }
@@ -137,14 +169,14 @@ $main::upstream
 $main::backends"
 --- config eval: $main::config
 --- request eval
-RoomAffinity::seq("/?room=a", main::poll(30, 100), "/ctl/redis/start",
-    "/ready",
+RoomAffinity::seq("/ctl/redis/stop", "/hole/open", "/?room=a",
+    main::poll(40, 100), "/hole/close", "/ctl/redis/start", "/ready",
     RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":100})),
     RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
     "/?room=n1", "/status")
 --- timeout: 20
 --- response_body_like eval
-qr/\Aslept\nb[12]\n(?:slept\n[^\n]*\n)*?slept\n[^\n]*"connected":false,[^\n]*"state":"failed"[^\n]*\n.*ok\nsubscribed\npublished :1\npublished :1\nb2\n[^\n]*"connected":true,[^\n]*"state":"subscribed","last_reply_age_ms":\d+,/s
+qr/\Aslept\nok\nhole open\nb[12]\n(?:slept\n[^\n]*\n)*?slept\n[^\n]*"connected":false,[^\n]*"last_error":"command: no answer in \d+ ms"[^\n]*"state":"failed"[^\n]*\n.*hole closed, [1-9]\d* held\nok\nsubscribed\npublished :1\npublished :1\nb2\n[^\n]*"connected":true,[^\n]*"state":"subscribed","last_reply_age_ms":\d+,/s
 --- error_log eval
 qr/redis "127\.0\.0\.1:\d+" subscriber link command: no answer in \d+ ms, retrying in \d+ ms/
 --- no_error_log

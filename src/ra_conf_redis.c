@@ -12,6 +12,8 @@ static char *ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc,
     ngx_str_t *value);
 static char *ra_conf_redis_key(ngx_conf_t *cf, ra_redis_conf_t *rc,
     ngx_str_t *value, size_t skip, ngx_uint_t n);
+static ngx_int_t ra_conf_redis_time(ngx_conf_t *cf, ngx_str_t *value,
+    const char *name, ngx_msec_t *ms);
 
 
 char *
@@ -36,10 +38,6 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (ra_conf_redis_address(cf, rc, &value[1]) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
     rc->snapshot = 1;
     rc->share_on = 1;
     rc->backoff = RA_REDIS_BACKOFF_MAX;
@@ -47,6 +45,9 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->share.rate = RA_SHARE_RATE;
     window = 300000;
     has_next = 0;
+    rc->command_timeout = RA_REDIS_COMMAND_TIMEOUT;
+    rc->ping_interval = RA_REDIS_PING_INTERVAL;
+    rc->snapshot_max = RA_REDIS_SNAPSHOT_MAX;
     ngx_str_null(&prefix);
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -171,6 +172,40 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        switch (ra_conf_redis_time(cf, &value[i], "command_timeout=",
+                                   &rc->command_timeout))
+        {
+        case NGX_OK:
+            continue;
+        case NGX_ERROR:
+            return NGX_CONF_ERROR;
+        }
+
+        switch (ra_conf_redis_time(cf, &value[i], "ping_interval=",
+                                   &rc->ping_interval))
+        {
+        case NGX_OK:
+            continue;
+        case NGX_ERROR:
+            return NGX_CONF_ERROR;
+        }
+
+        if (ra_has_prefix(&value[i], "snapshot_max=")) {
+            n = ngx_atoi(value[i].data + sizeof("snapshot_max=") - 1,
+                         value[i].len - (sizeof("snapshot_max=") - 1));
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            rc->snapshot_max = n;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "resolve") == 0) {
+            rc->resolve = 1;
+            continue;
+        }
+
         if (ngx_strcmp(value[i].data, "snapshot=off") == 0) {
             rc->snapshot = 0;
             continue;
@@ -214,6 +249,12 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         /* whole seconds: the signed timestamps are */
         rc->sign->window = (window + 999) / 1000;
         rc->share.sign = rc->sign;
+    }
+
+    /* after the parameters: "resolve" changes how it is read */
+
+    if (ra_conf_redis_address(cf, rc, &value[1]) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
     }
 
     /* channel and key names, NUL-terminated for hiredis */
@@ -322,6 +363,39 @@ ra_conf_redis_key(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value,
 }
 
 
+/* name=TIME: NGX_OK, NGX_DECLINED (another parameter) or NGX_ERROR */
+
+static ngx_int_t
+ra_conf_redis_time(ngx_conf_t *cf, ngx_str_t *value, const char *name,
+    ngx_msec_t *ms)
+{
+    size_t     len;
+    ngx_str_t  s;
+
+    len = ngx_strlen(name);
+
+    if (value->len < len || ngx_strncmp(value->data, name, len) != 0) {
+        return NGX_DECLINED;
+    }
+
+    s.data = value->data + len;
+    s.len = value->len - len;
+
+    *ms = ngx_parse_time(&s, 0);
+
+    if (*ms == (ngx_msec_t) NGX_ERROR || *ms < RA_REDIS_TICK
+        || *ms >= RA_TIME_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time in \"%V\", it must be at least "
+                           "%dms", value, RA_REDIS_TICK);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static char *
 ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value)
 {
@@ -342,15 +416,61 @@ ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value)
                        rc->unix_path.len);
         *p = '\0';
 
+        rc->resolve = 0;
         return NGX_CONF_OK;
     }
 
-    /* hiredis resolves with a blocking call: resolve here, once */
+    /*
+     * hiredis resolves with a blocking call: resolve here, once, or with
+     * "resolve" by nginx's resolver at run time (an address needs none)
+     */
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
     u.url = *value;
     u.default_port = RA_REDIS_PORT;
+
+    if (rc->resolve) {
+        u.no_resolve = 1;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+            if (u.err) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "%s in redis address \"%V\"", u.err,
+                                   value);
+            }
+
+            return NGX_CONF_ERROR;
+        }
+
+        if (u.host.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid redis address \"%V\"", value);
+            return NGX_CONF_ERROR;
+        }
+
+        if (u.naddrs == 0) {
+            /* a name: resolved by each subscriber before it connects */
+
+            rc->host.data = ngx_pnalloc(cf->pool, u.host.len + 1);
+            if (rc->host.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            p = ngx_cpymem(rc->host.data, u.host.data, u.host.len);
+            *p = '\0';
+            rc->host.len = u.host.len;
+            rc->port = u.port ? u.port : RA_REDIS_PORT;
+            rc->clcf = ngx_http_conf_get_module_loc_conf(cf,
+                                                         ngx_http_core_module);
+            return NGX_CONF_OK;
+        }
+
+        rc->resolve = 0;
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.url = *value;
+        u.default_port = RA_REDIS_PORT;
+    }
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         if (u.err) {

@@ -19,6 +19,7 @@ typedef struct {
     ngx_connection_t       *conn;
     ngx_event_t             timer;
     ra_hiredis_timeout_pt   timeout;
+    ngx_msec_t              last_read;    /* the socket was readable */
 } ra_hiredis_events_t;
 
 
@@ -61,6 +62,7 @@ ra_hiredis_attach(redisAsyncContext *ac, ngx_log_t *log)
 
     e->ac = ac;
     e->conn = c;
+    e->last_read = ngx_current_msec;
 
     /* cancelable: a graceful shutdown does not wait for it */
     e->timer.handler = ra_hiredis_timer_handler;
@@ -103,6 +105,53 @@ ra_hiredis_timer(redisAsyncContext *ac, ngx_msec_t ms,
     if (ms) {
         ngx_add_timer(&e->timer, ms);
     }
+}
+
+
+/*
+ * When the peer last sent something (or closed): the links' liveness
+ * does not depend on hiredis handing every reply to a callback
+ */
+
+ngx_msec_t
+ra_hiredis_last_read(redisAsyncContext *ac)
+{
+    ra_hiredis_events_t  *e = ac->ev.data;
+
+    return e ? e->last_read : 0;
+}
+
+
+/*
+ * A command whose reply no callback waits for, written past hiredis's
+ * callback lists.  For a PING on a subscribed context: hiredis 0.14 queues
+ * a command sent there on a list that only an error reply empties, and
+ * the pong (["pong", ""] in RESP2) is no error, so redisAsyncCommand()
+ * would leak one entry per PING for the life of the link; the pong itself
+ * is dropped, or handed to the subscription's callback (0.14 reuses the
+ * previous reply's callback), which ignores it.  Not for a context that is
+ * not subscribed: hiredis asserts that every reply there has a callback.
+ */
+
+ngx_int_t
+ra_hiredis_raw(redisAsyncContext *ac, const char *cmd, size_t len)
+{
+    ra_hiredis_events_t  *e = ac->ev.data;
+
+    if (e == NULL
+        || (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))
+        || !(ac->c.flags & REDIS_SUBSCRIBED))
+    {
+        return NGX_ERROR;
+    }
+
+    if (redisAppendFormattedCommand(&ac->c, cmd, len) != REDIS_OK) {
+        return NGX_ERROR;
+    }
+
+    ra_hiredis_add_write(e);
+
+    return NGX_OK;
 }
 
 
@@ -205,6 +254,8 @@ ra_hiredis_read_handler(ngx_event_t *ev)
     ngx_connection_t  *c = ev->data;
 
     ra_hiredis_events_t  *e = c->data;
+
+    e->last_read = ngx_current_msec;
 
     redisAsyncHandleRead(e->ac);
 }

@@ -26,6 +26,8 @@ typedef void (*ra_hiredis_timeout_pt)(redisAsyncContext *ac);
 ngx_int_t ra_hiredis_attach(redisAsyncContext *ac, ngx_log_t *log);
 void ra_hiredis_timer(redisAsyncContext *ac, ngx_msec_t ms,
     ra_hiredis_timeout_pt handler);
+ngx_msec_t ra_hiredis_last_read(redisAsyncContext *ac);
+ngx_int_t ra_hiredis_raw(redisAsyncContext *ac, const char *cmd, size_t len);
 
 
 #pragma GCC visibility pop

@@ -11,6 +11,14 @@
  * hiredis may free a context inside a callback (connect failure,
  * disconnect): the links forget the context in those callbacks, and
  * reconnect only from the tick.
+ *
+ * A peer that takes the connection and never answers, or stops answering
+ * (a stopped process, a lost route), sends no FIN: the tick watches both
+ * links.  A link that waits for an answer (the subscription, a command,
+ * a PING) and receives nothing for command_timeout is closed with its
+ * pair; a link silent for ping_interval is sent a PING (allowed on a
+ * subscribed link), so a dead peer is noticed within ping_interval +
+ * command_timeout.
  */
 
 #include "ra_redis.h"
@@ -24,6 +32,9 @@ typedef struct {
     unsigned            subscriber:1;
     unsigned            connected:1;
     ngx_uint_t          subscribed;   /* channels confirmed */
+    ngx_msec_t          since;        /* an answer awaited since, or 0 */
+    ngx_msec_t          ping;         /* a PING unanswered since, or 0 */
+    ngx_msec_t          waited;       /* without an answer, last tick */
 } ra_redis_link_t;
 
 
@@ -40,12 +51,20 @@ typedef struct {
     ngx_msec_t          next;         /* no connect before */
     ra_redis_link_t     sub;
     ra_redis_link_t     cmd;
+    ngx_resolver_ctx_t *resolving;    /* a name being resolved */
+    ngx_uint_t          resolved;     /* host holds its address */
+    u_char              host[NGX_SOCKADDR_STRLEN + 1];
 } ra_redis_worker_t;
 
 
 static void ra_redis_release(ra_redis_conf_t *rc);
 static void ra_redis_tick(ngx_event_t *ev);
 static ngx_uint_t ra_redis_elect(ra_redis_conf_t *rc, ngx_msec_t now);
+static ngx_int_t ra_redis_watch(ra_redis_link_t *link, ngx_msec_t now);
+static void ra_redis_watch_state(ra_redis_conf_t *rc);
+static void ra_redis_resolve(ra_redis_conf_t *rc);
+static void ra_redis_resolved(ngx_resolver_ctx_t *ctx);
+static void ra_redis_resolve_stop(void);
 static ngx_int_t ra_redis_open(ra_redis_link_t *link, ngx_log_t *log);
 static void ra_redis_connected(const redisAsyncContext *ac, int status);
 static void ra_redis_disconnected(const redisAsyncContext *ac, int status);
@@ -56,6 +75,7 @@ static void ra_redis_close(ra_redis_link_t *link);
 static void ra_redis_reply(redisAsyncContext *ac, void *r, void *privdata);
 static void ra_redis_on_message(redisAsyncContext *ac, void *r,
     void *privdata);
+static ngx_uint_t ra_redis_channels(ra_redis_conf_t *rc);
 static void ra_redis_ready(void);
 static void ra_redis_set_error(const char *what, const char *err);
 static void ra_redis_drain(ngx_event_t *ev);
@@ -72,6 +92,17 @@ ra_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ra_redis_conf_t  *rc;
 
     rc = shm_zone->data;
+
+    if (rc->resolve
+        && (rc->clcf->resolver == NULL
+            || rc->clcf->resolver->connections.nelts == 0))
+    {
+        /* the http{} configuration is complete only now */
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "room_affinity_redis \"%V\" with \"resolve\" needs "
+                      "a \"resolver\" in http{}", &rc->address);
+        return NGX_ERROR;
+    }
 
     if (orc) {
         /* nginx -s reload: keep the instance id and the outbox */
@@ -182,6 +213,7 @@ ra_redis_exit_process(ngx_cycle_t *cycle)
 static void
 ra_redis_release(ra_redis_conf_t *rc)
 {
+    ra_redis_resolve_stop();
     ra_redis_close(&ra_redis_w.sub);
     ra_redis_close(&ra_redis_w.cmd);
 
@@ -190,6 +222,7 @@ ra_redis_release(ra_redis_conf_t *rc)
     if (rc->sh->owner == ngx_pid) {
         rc->sh->owner = 0;
         rc->sh->connected = 0;
+        rc->sh->state = RA_REDIS_CONNECTING;
         ra_redis_w.owner = 0;
     }
 
@@ -231,14 +264,26 @@ ra_redis_tick(ngx_event_t *ev)
             ra_redis_close(&ra_redis_w.sub);
             ra_redis_close(&ra_redis_w.cmd);
 
-            if (ra_redis_open(&ra_redis_w.sub, ev->log) == NGX_OK) {
+            if (rc->resolve && !ra_redis_w.resolved) {
+                /* the links open at the tick after the answer */
+                ra_redis_resolve(rc);
+
+            } else if (ra_redis_open(&ra_redis_w.sub, ev->log) == NGX_OK) {
                 (void) ra_redis_open(&ra_redis_w.cmd, ev->log);
             }
+
+        } else if (ra_redis_watch(&ra_redis_w.sub, now) == NGX_OK
+                   && ra_redis_watch(&ra_redis_w.cmd, now) == NGX_OK)
+        {
+            ra_redis_watch_state(rc);
         }
 
-    } else if (ra_redis_w.sub.ac || ra_redis_w.cmd.ac) {
+    } else if (ra_redis_w.sub.ac || ra_redis_w.cmd.ac
+               || ra_redis_w.resolving)
+    {
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
                       "room_affinity: another worker subscribes to redis");
+        ra_redis_resolve_stop();
         ra_redis_close(&ra_redis_w.sub);
         ra_redis_close(&ra_redis_w.cmd);
     }
@@ -280,6 +325,7 @@ ra_redis_elect(ra_redis_conf_t *rc, ngx_msec_t now)
         sh->owner = ngx_pid;
         sh->heartbeat = now;
         sh->connected = 0;
+        sh->state = RA_REDIS_CONNECTING;
         take = 1;
     }
 
@@ -301,6 +347,231 @@ ra_redis_elect(ra_redis_conf_t *rc, ngx_msec_t now)
 }
 
 
+/*
+ * Is the link's peer alive?  Waiting: the subscriber for its subscription
+ * or a PING, the command link for any reply (hiredis keeps the callbacks
+ * of the commands sent and not answered in ac->replies).  Any bytes read
+ * count as progress, so a long reply that keeps arriving is not cut.
+ */
+
+static ngx_int_t
+ra_redis_watch(ra_redis_link_t *link, ngx_msec_t now)
+{
+    u_char              err[64], *p;
+    ngx_msec_t          last, progress;
+    ngx_uint_t          waiting;
+    ra_redis_conf_t    *rc;
+    redisAsyncContext  *ac;
+
+    static const char   ping[] = "*1\r\n$4\r\nPING\r\n";
+
+    ac = link->ac;
+    rc = ra_redis_w.conf;
+
+    if (ac == NULL || !link->connected) {
+        /* not connected yet: the connect timeout watches it */
+        return NGX_OK;
+    }
+
+    last = ra_hiredis_last_read(ac);
+
+    if (link->subscriber) {
+        if (link->ping && (ngx_msec_int_t) (last - link->ping) >= 0) {
+            link->ping = 0;
+        }
+
+        waiting = link->subscribed < ra_redis_channels(rc) || link->ping;
+
+    } else {
+        waiting = (ac->replies.head != NULL);
+    }
+
+    if (!waiting) {
+        link->since = 0;
+        link->waited = 0;
+
+        if (now - last < rc->ping_interval) {
+            return NGX_OK;
+        }
+
+        if (link->subscriber) {
+            if (ra_hiredis_raw(ac, ping, sizeof(ping) - 1) != NGX_OK) {
+                return NGX_OK;
+            }
+
+            link->ping = now;
+
+        } else {
+            redisAsyncCommand(ac, NULL, NULL, "PING");
+        }
+
+        link->since = now;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ra_redis_w.log, 0,
+                       "room_affinity: redis %s link ping", link->name);
+
+        return NGX_OK;
+    }
+
+    if (link->since == 0) {
+        link->since = now;
+    }
+
+    progress = link->since;
+
+    if ((ngx_msec_int_t) (last - progress) > 0) {
+        progress = last;
+    }
+
+    link->waited = now - progress;
+
+    if ((ngx_msec_int_t) link->waited < 0 || link->waited < rc->command_timeout)
+    {
+        return NGX_OK;
+    }
+
+    p = ngx_snprintf(err, sizeof(err) - 1, "no answer in %M ms",
+                     link->waited);
+    *p = '\0';
+
+    /* both links down first: the status must not say connected */
+
+    ra_redis_close(&ra_redis_w.sub);
+    ra_redis_close(&ra_redis_w.cmd);
+
+    ra_redis_failed(link, link->subscriber && ra_redis_w.sub.subscribed
+                          ? "liveness check" : "command", (char *) err);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * What the status shows of a subscribed link: stalled once an answer is
+ * overdue by half the command timeout, and how old the last bytes are
+ */
+
+static void
+ra_redis_watch_state(ra_redis_conf_t *rc)
+{
+    ngx_msec_t      waited;
+    ra_redis_sh_t  *sh;
+
+    sh = rc->sh;
+
+    waited = ngx_max(ra_redis_w.sub.waited, ra_redis_w.cmd.waited);
+
+    ngx_shmtx_lock(&rc->shpool->mutex);
+
+    if (sh->owner == ngx_pid && ra_redis_w.sub.ac) {
+        sh->last_reply = ra_hiredis_last_read(ra_redis_w.sub.ac);
+
+        if (sh->state == RA_REDIS_SUBSCRIBED
+            && waited >= rc->command_timeout / 2)
+        {
+            sh->state = RA_REDIS_STALLED;
+
+        } else if (sh->state == RA_REDIS_STALLED
+                   && waited < rc->command_timeout / 2)
+        {
+            sh->state = RA_REDIS_SUBSCRIBED;
+        }
+    }
+
+    ngx_shmtx_unlock(&rc->shpool->mutex);
+}
+
+
+/*
+ * "resolve": the name is resolved by nginx's resolver before every
+ * (re)connection after a failure, so a Redis that moved is found; the
+ * resolver caches answers for their TTL (or its valid=)
+ */
+
+static void
+ra_redis_resolve(ra_redis_conf_t *rc)
+{
+    ngx_resolver_ctx_t  *ctx;
+
+    if (ra_redis_w.resolving) {
+        return;
+    }
+
+    ctx = ngx_resolve_start(rc->clcf->resolver, NULL);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ra_redis_failed(&ra_redis_w.sub, "resolve",
+                        ctx ? "no resolver defined" : "out of memory");
+        return;
+    }
+
+    ctx->name = rc->host;
+    ctx->handler = ra_redis_resolved;
+    ctx->data = rc;
+    /* http{}'s own conf is never merged: unset without the directive */
+    ctx->timeout = rc->clcf->resolver_timeout == NGX_CONF_UNSET_MSEC
+                   ? 30000 : rc->clcf->resolver_timeout;
+
+    /* the handler may run before ngx_resolve_name() returns */
+    ra_redis_w.resolving = ctx;
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        /* ngx_resolve_name() freed it */
+        ra_redis_w.resolving = NULL;
+        ra_redis_failed(&ra_redis_w.sub, "resolve", "cannot start");
+    }
+}
+
+
+static void
+ra_redis_resolved(ngx_resolver_ctx_t *ctx)
+{
+    ra_redis_conf_t  *rc = ctx->data;
+
+    u_char      text[NGX_SOCKADDR_STRLEN];
+    size_t      len;
+    ngx_int_t   state;
+
+    ra_redis_w.resolving = NULL;
+
+    state = ctx->state;
+
+    if (state || ctx->naddrs == 0) {
+        ngx_resolve_name_done(ctx);
+        ra_redis_failed(&ra_redis_w.sub, "resolve",
+                        state ? ngx_resolver_strerror(state)
+                              : "no address");
+        return;
+    }
+
+    /* without brackets: hiredis takes an IPv6 address bare */
+    len = ngx_sock_ntop(ctx->addrs[0].sockaddr, ctx->addrs[0].socklen, text,
+                        NGX_SOCKADDR_STRLEN, 0);
+
+    ngx_resolve_name_done(ctx);
+
+    ngx_memcpy(ra_redis_w.host, text, len);
+    ra_redis_w.host[len] = '\0';
+    ra_redis_w.resolved = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ra_redis_w.log, 0,
+                   "room_affinity: redis \"%V\" resolved to %s",
+                   &rc->host, ra_redis_w.host);
+
+    ra_redis_w.next = ngx_current_msec;
+}
+
+
+static void
+ra_redis_resolve_stop(void)
+{
+    if (ra_redis_w.resolving) {
+        ngx_resolve_name_done(ra_redis_w.resolving);
+        ra_redis_w.resolving = NULL;
+    }
+}
+
+
 static ngx_int_t
 ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
 {
@@ -316,7 +587,9 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
         ac = redisAsyncConnectUnix((char *) rc->unix_path.data);
 
     } else {
-        ac = redisAsyncConnect((char *) rc->host.data, (int) rc->port);
+        ac = redisAsyncConnect(rc->resolve ? (char *) ra_redis_w.host
+                                           : (char *) rc->host.data,
+                               (int) rc->port);
     }
 
     if (ac == NULL) {
@@ -344,6 +617,9 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
     link->ac = ac;
     link->connected = 0;
     link->subscribed = 0;
+    link->since = 0;
+    link->ping = 0;
+    link->waited = 0;
     ac->data = link;
 
     /* a peer that takes the SYN and never answers is not waited on */
@@ -413,6 +689,9 @@ ra_redis_connected(const redisAsyncContext *ac, int status)
     link->connected = 1;
     ra_hiredis_timer((redisAsyncContext *) ac, 0, NULL);
 
+    /* the subscription (or AUTH, SELECT) is answered in time, or not */
+    link->since = ngx_current_msec;
+
     ngx_log_error(NGX_LOG_NOTICE, ra_redis_w.log, 0,
                   "room_affinity: redis %s link connected to \"%V\"",
                   link->name, &ra_redis_w.conf->address);
@@ -471,6 +750,9 @@ ra_redis_failed(ra_redis_link_t *link, const char *what, const char *err)
     }
 
     jitter = ngx_random() % (ra_redis_w.backoff / 2 + 1);
+
+    /* the next attempt asks the resolver again */
+    ra_redis_w.resolved = 0;
     ra_redis_w.next = ngx_current_msec + ra_redis_w.backoff / 2 + jitter;
 
     ngx_log_error(NGX_LOG_ERR, ra_redis_w.log, 0,
@@ -480,6 +762,17 @@ ra_redis_failed(ra_redis_link_t *link, const char *what, const char *err)
                   ra_redis_w.backoff / 2 + jitter);
 
     ra_redis_set_error(what, err);
+
+    ngx_shmtx_lock(&ra_redis_w.conf->shpool->mutex);
+
+    if (ra_redis_w.conf->sh->owner == ngx_pid) {
+        ra_redis_w.conf->sh->state = RA_REDIS_FAILED;
+        ra_redis_w.conf->sh->connected = 0;
+    }
+
+    ngx_shmtx_unlock(&ra_redis_w.conf->shpool->mutex);
+
+    ra_share_open(&ra_redis_w.conf->share, 0);
 
     /* both links go down together, so the snapshot follows a resubscribe */
 
@@ -552,6 +845,8 @@ ra_redis_on_message(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    /* a pong (["pong", ""]) may come here too: it has two elements */
+
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
         || reply->element[0]->type != REDIS_REPLY_STRING
         || reply->element[1]->type != REDIS_REPLY_STRING)
@@ -566,7 +861,7 @@ ra_redis_on_message(redisAsyncContext *ac, void *r, void *privdata)
 
     if (kind.len == 9 && ngx_strncmp(kind.data, "subscribe", 9) == 0) {
 
-        if (++ra_redis_w.sub.subscribed == (rc->share_on ? 3 : 2)) {
+        if (++ra_redis_w.sub.subscribed == ra_redis_channels(rc)) {
             ngx_log_error(NGX_LOG_NOTICE, ra_redis_w.log, 0,
                           "room_affinity: subscribed to \"%V\" and \"%V\"",
                           &rc->channel_register, &rc->channel_signaling);
@@ -576,6 +871,8 @@ ra_redis_on_message(redisAsyncContext *ac, void *r, void *privdata)
             ngx_shmtx_lock(&rc->shpool->mutex);
             rc->sh->connects++;
             rc->sh->connected = 1;
+            rc->sh->state = RA_REDIS_SUBSCRIBED;
+            rc->sh->last_reply = ngx_current_msec;
             ngx_shmtx_unlock(&rc->shpool->mutex);
 
             ra_share_open(&rc->share, rc->share_on);
@@ -601,6 +898,15 @@ ra_redis_on_message(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/* the channels of a complete subscription */
+
+static ngx_uint_t
+ra_redis_channels(ra_redis_conf_t *rc)
+{
+    return rc->share_on ? 3 : 2;
+}
+
+
 /*
  * Both links up and subscribed, whichever came last: the snapshot, and the
  * outbox of shared placements
@@ -613,7 +919,7 @@ ra_redis_ready(void)
 
     rc = ra_redis_w.conf;
 
-    if (ra_redis_w.sub.subscribed < (rc->share_on ? 3 : 2)
+    if (ra_redis_w.sub.subscribed < ra_redis_channels(rc)
         || ra_redis_w.cmd.ac == NULL || !ra_redis_w.cmd.connected)
     {
         return;
@@ -700,5 +1006,17 @@ ra_redis_stats(ra_redis_conf_t *rc, ra_redis_sh_t *copy)
     ngx_shmtx_lock(&rc->shpool->mutex);
     *copy = *rc->sh;
     ngx_shmtx_unlock(&rc->shpool->mutex);
+}
+
+
+const char *
+ra_redis_state_name(ngx_uint_t state)
+{
+    static const char  *names[] = {
+        "connecting", "subscribed", "stalled", "failed"
+    };
+
+    return state < sizeof(names) / sizeof(names[0]) ? names[state]
+                                                    : "unknown";
 }
 

@@ -22,13 +22,27 @@
 #define RA_REDIS_BACKOFF_MIN   100       /* ms */
 #define RA_REDIS_BACKOFF_MAX   3000      /* ms, the default cap */
 #define RA_REDIS_CONNECT_TIMEOUT  3000   /* ms, the default */
+#define RA_REDIS_COMMAND_TIMEOUT  3000   /* ms, the default */
+#define RA_REDIS_PING_INTERVAL    1000   /* ms of silence, the default */
+#define RA_REDIS_SNAPSHOT_MAX     10000  /* entries, the default */
+#define RA_REDIS_SNAPSHOT_BATCH   500    /* HSCAN's COUNT */
 #define RA_REDIS_LOG_INTERVAL  5000      /* ms between logs of one reason */
 #define RA_REDIS_ERR_LEN       128
 
 
 /* what the instance's subscriber shares with every worker */
-#define RA_REDIS_ZONE_VERSION  5        /* layout of ra_redis_sh_t and of
+#define RA_REDIS_ZONE_VERSION  6        /* layout of ra_redis_sh_t and of
                                            the outbox (ra_share.h) */
+
+
+
+/* what the status calls the subscriber link */
+typedef enum {
+    RA_REDIS_CONNECTING = 0,    /* being opened, no failure since */
+    RA_REDIS_SUBSCRIBED,        /* subscribed, answering in time */
+    RA_REDIS_STALLED,           /* subscribed, an answer is overdue */
+    RA_REDIS_FAILED             /* the last attempt failed, retrying */
+} ra_redis_state_e;
 
 
 typedef struct {
@@ -38,11 +52,15 @@ typedef struct {
     ngx_pid_t           owner;
     ngx_msec_t          heartbeat;
     ngx_uint_t          connected;
+    ngx_uint_t          state;        /* ra_redis_state_e */
+    ngx_msec_t          last_reply;   /* bytes from Redis, subscriber */
     ngx_uint_t          connects;
     ngx_uint_t          failures;
     ngx_uint_t          applied;
     ngx_uint_t          unknown;
     ngx_uint_t          snapshots;
+    ngx_uint_t          snapshot_entries;     /* of the last one */
+    ngx_uint_t          snapshot_truncated;   /* snapshot_max reached */
     ngx_uint_t          rejected[RA_MSG_ERR_COUNT];
     ngx_msec_t          last_message;
     size_t              last_error_len;
@@ -52,7 +70,8 @@ typedef struct {
 
 struct ra_redis_conf_s {
     ngx_str_t           address;      /* as configured, for the status */
-    ngx_str_t           host;         /* numeric, NUL-terminated */
+    ngx_str_t           host;         /* numeric (a name with resolve),
+                                         NUL-terminated */
     ngx_str_t           unix_path;    /* NUL-terminated, or empty */
     ngx_int_t           port;
     ngx_str_t           user;         /* Redis 6 ACL user, or empty */
@@ -67,6 +86,11 @@ struct ra_redis_conf_s {
     ngx_msec_t          backoff;      /* cap */
     ngx_msec_t          connect_timeout;
     ra_sign_conf_t     *sign;         /* key=: messages must be signed */
+    ngx_flag_t          resolve;      /* host is resolved at run time */
+    ngx_http_core_loc_conf_t  *clcf; /* of http{}: its resolver */
+    ngx_msec_t          command_timeout;
+    ngx_msec_t          ping_interval;
+    ngx_uint_t          snapshot_max;
     ngx_shm_zone_t     *shm_zone;
     ngx_slab_pool_t    *shpool;
     ra_redis_sh_t      *sh;
@@ -78,6 +102,7 @@ ngx_int_t ra_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_int_t ra_redis_init_process(ngx_cycle_t *cycle);
 void ra_redis_exit_process(ngx_cycle_t *cycle);
 void ra_redis_stats(ra_redis_conf_t *rc, ra_redis_sh_t *copy);
+const char *ra_redis_state_name(ngx_uint_t state);
 
 
 #pragma GCC visibility pop

@@ -11,8 +11,23 @@
 #define RA_SAMPLE_LEN          64        /* bytes of a message logged */
 
 
+/* this worker's read of the snapshot hash, one HSCAN batch at a time */
+typedef struct {
+    ngx_uint_t     entries;      /* fields read */
+    ngx_uint_t     applied;      /* of them, matched a backend */
+    ngx_uint_t     batches;
+    ngx_msec_t     start;
+} ra_redis_in_scan_t;
+
+
+static void ra_redis_in_snapshot_scan(ra_redis_conf_t *rc,
+    redisAsyncContext *ac, const char *cursor, size_t len);
 static void ra_redis_in_snapshot_reply(redisAsyncContext *ac, void *r,
     void *privdata);
+static ngx_uint_t ra_redis_in_snapshot_batch(ra_redis_conf_t *rc,
+    redisReply *fields, ngx_log_t *log);
+static void ra_redis_in_snapshot_done(ra_redis_conf_t *rc,
+    ngx_uint_t truncated, ngx_log_t *log);
 static void ra_redis_in_report(ra_redis_conf_t *rc, ra_msg_type_e type,
     ngx_str_t *channel, const char *data, size_t len, ngx_uint_t snapshot,
     ngx_log_t *log);
@@ -26,6 +41,8 @@ static ngx_int_t ra_redis_in_verify(ra_redis_conf_t *rc, const char *kind,
 /* per worker: when each reason was last logged, and how many since */
 static ngx_msec_t  ra_redis_in_logged[RA_MSG_ERR_COUNT + 1];
 static ngx_uint_t  ra_redis_in_suppressed[RA_MSG_ERR_COUNT + 1];
+
+static ra_redis_in_scan_t  ra_redis_in_scan;
 
 
 /* a message published on one of the subscribed channels */
@@ -72,21 +89,46 @@ ra_redis_in_message(ra_redis_conf_t *rc, ngx_str_t *channel,
 /*
  * The backends' snapshot hash: each field a backend's last signaling
  * message, kept by the backends (or an agent) for an nginx that was not
- * listening when they published
+ * listening when they published.
+ *
+ * Read with HSCAN, one batch of about RA_REDIS_SNAPSHOT_BATCH fields per
+ * round trip, so one event-loop turn applies one batch: HGETALL of a hash
+ * of 500,000 fields held the worker 1.8 s in one turn, longer than the
+ * subscriber's take-over delay.  At most snapshot_max fields are read.
+ * HSCAN may return a field twice (a rehash between batches): applying a
+ * backend's last state twice is harmless.
  */
 
 void
 ra_redis_in_snapshot_request(ra_redis_conf_t *rc, redisAsyncContext *ac)
 {
-    const char  *argv[2];
-    size_t       argvlen[2];
+    ngx_memzero(&ra_redis_in_scan, sizeof(ra_redis_in_scan_t));
+    ra_redis_in_scan.start = ngx_current_msec;
 
-    argv[0] = "HGETALL";
-    argvlen[0] = sizeof("HGETALL") - 1;
+    ra_redis_in_snapshot_scan(rc, ac, "0", 1);
+}
+
+
+static void
+ra_redis_in_snapshot_scan(ra_redis_conf_t *rc, redisAsyncContext *ac,
+    const char *cursor, size_t len)
+{
+    u_char       count[NGX_INT_T_LEN];
+    const char  *argv[5];
+    size_t       argvlen[5];
+
+    argv[0] = "HSCAN";
+    argvlen[0] = sizeof("HSCAN") - 1;
     argv[1] = (const char *) rc->snapshot_key.data;
     argvlen[1] = rc->snapshot_key.len;
+    argv[2] = cursor;
+    argvlen[2] = len;
+    argv[3] = "COUNT";
+    argvlen[3] = sizeof("COUNT") - 1;
+    argv[4] = (const char *) count;
+    argvlen[4] = ngx_sprintf(count, "%d", RA_REDIS_SNAPSHOT_BATCH) - count;
 
-    redisAsyncCommandArgv(ac, ra_redis_in_snapshot_reply, rc, 2, argv,
+    redisAsyncCommandArgv(ac, ra_redis_in_snapshot_reply, rc, 5, argv,
                           argvlen);
 }
 
@@ -96,10 +138,10 @@ ra_redis_in_snapshot_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     ra_redis_conf_t  *rc = privdata;
 
-    size_t        i;
-    ngx_log_t    *log;
-    ngx_uint_t    applied;
-    redisReply   *reply = r, *value;
+    ngx_log_t   *log;
+    ngx_uint_t   truncated;
+    const char  *err;
+    redisReply  *reply = r, *cursor, *fields;
 
     if (reply == NULL) {
         /* the link went away: the next subscription reads it again */
@@ -108,18 +150,55 @@ ra_redis_in_snapshot_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     log = ngx_cycle->log;
 
-    if (reply->type != REDIS_REPLY_ARRAY) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        err = (reply->type == REDIS_REPLY_ERROR && reply->str)
+              ? reply->str : "unexpected reply";
+
         ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "room_affinity: redis HGETALL failed: %*s",
-                      (size_t) reply->len, reply->str);
-        ra_redis_in_error(rc, "HGETALL", reply->str);
+                      "room_affinity: redis HSCAN of \"%V\" failed: %s",
+                      &rc->snapshot_key, err);
+        ra_redis_in_error(rc, "HSCAN", err);
         return;
     }
 
-    applied = 0;
+    cursor = reply->element[0];
+    fields = reply->element[1];
 
-    for (i = 0; i + 1 < reply->elements; i += 2) {
-        value = reply->element[i + 1];
+    truncated = ra_redis_in_snapshot_batch(rc, fields, log);
+
+    if (truncated || (cursor->len == 1 && cursor->str[0] == '0')) {
+        ra_redis_in_snapshot_done(rc, truncated, log);
+        return;
+    }
+
+    /* the next batch comes in another event-loop turn */
+    ra_redis_in_snapshot_scan(rc, ac, cursor->str, cursor->len);
+}
+
+
+/* one batch; returns 1 once snapshot_max fields are read */
+
+static ngx_uint_t
+ra_redis_in_snapshot_batch(ra_redis_conf_t *rc, redisReply *fields,
+    ngx_log_t *log)
+{
+    size_t       i;
+    redisReply  *value;
+
+    ra_redis_in_scan.batches++;
+
+    for (i = 0; i + 1 < fields->elements; i += 2) {
+
+        if (ra_redis_in_scan.entries >= rc->snapshot_max) {
+            return 1;
+        }
+
+        ra_redis_in_scan.entries++;
+
+        value = fields->element[i + 1];
 
         if (value->type != REDIS_REPLY_STRING) {
             continue;
@@ -127,15 +206,48 @@ ra_redis_in_snapshot_reply(redisAsyncContext *ac, void *r, void *privdata)
 
         ra_redis_in_report(rc, RA_MSG_SIGNALING, &rc->snapshot_key,
                            value->str, value->len, 1, log);
-        applied++;
+        ra_redis_in_scan.applied++;
+    }
+
+    /*
+     * The worker is evidently alive: a batch must not cost it the
+     * subscriber role (the tick refreshes the heartbeat too)
+     */
+
+    ngx_shmtx_lock(&rc->shpool->mutex);
+
+    if (rc->sh->owner == ngx_pid) {
+        rc->sh->heartbeat = ngx_current_msec;
+    }
+
+    ngx_shmtx_unlock(&rc->shpool->mutex);
+
+    return ra_redis_in_scan.entries >= rc->snapshot_max;
+}
+
+
+static void
+ra_redis_in_snapshot_done(ra_redis_conf_t *rc, ngx_uint_t truncated,
+    ngx_log_t *log)
+{
+    if (truncated) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "room_affinity: snapshot \"%V\" has more than "
+                      "snapshot_max=%ui fields, the rest is not read",
+                      &rc->snapshot_key, rc->snapshot_max);
     }
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "room_affinity: snapshot \"%V\" read, %ui backends",
-                  &rc->snapshot_key, applied);
+                  "room_affinity: snapshot \"%V\" read, %ui backends "
+                  "(%ui fields in %ui batches, %M ms)",
+                  &rc->snapshot_key, ra_redis_in_scan.applied,
+                  ra_redis_in_scan.entries, ra_redis_in_scan.batches,
+                  ngx_current_msec - ra_redis_in_scan.start);
 
     ngx_shmtx_lock(&rc->shpool->mutex);
     rc->sh->snapshots++;
+    rc->sh->snapshot_entries = ra_redis_in_scan.entries;
+    rc->sh->snapshot_truncated = truncated;
     ngx_shmtx_unlock(&rc->shpool->mutex);
 }
 

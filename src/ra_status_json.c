@@ -12,7 +12,7 @@
 
 #define RA_STATUS_UPSTREAM_LEN  512
 #define RA_STATUS_BACKEND_LEN   768
-#define RA_STATUS_REDIS_LEN     (1024 + 6 * RA_REDIS_ERR_LEN)
+#define RA_STATUS_REDIS_LEN     (1280 + 6 * RA_REDIS_ERR_LEN)
 
 
 static size_t ra_status_upstream_len(ra_srv_conf_t *rcf);
@@ -233,11 +233,27 @@ ra_status_redis(u_char *p, ra_redis_conf_t *rc, ngx_msec_t now)
                     "\"published\":%ui,\"received\":%ui,\"adopted\":%ui,"
                     "\"dropped\":%ui,\"counts_sent\":%ui,"
                     "\"counts_received\":%ui,\"refused\":%ui},"
-                    "\"signed\":%s}",
+                    "\"signed\":%s",
                     rc->share_on ? "true" : "false", share.published,
                     share.received, share.adopted, share.dropped,
                     share.counts_sent, share.counts_received,
                     share.refused, rc->sign ? "true" : "false");
+
+    /* the link as the subscriber sees it, and the last snapshot */
+
+    p = ngx_sprintf(p, ",\"state\":\"%s\",\"last_reply_age_ms\":",
+                    ra_redis_state_name(sh.state));
+
+    if (sh.owner && sh.last_reply) {
+        p = ngx_sprintf(p, "%M", now - sh.last_reply);
+
+    } else {
+        p = ra_cpystr(p, "null");
+    }
+
+    p = ngx_sprintf(p, ",\"snapshot\":{\"entries\":%ui,\"truncated\":%s}}",
+                    sh.snapshot_entries,
+                    sh.snapshot_truncated ? "true" : "false");
 
     return p;
 }

@@ -13,7 +13,7 @@
 #define RA_PROM_UPSTREAM_LEN    4096
 #define RA_PROM_BACKEND_LEN     (16 * (160 + RA_BACKEND_NAME_LEN))
 #define RA_PROM_HELP_LEN        4096
-#define RA_PROM_REDIS_LEN       (1024 + 96 * RA_MSG_ERR_COUNT)
+#define RA_PROM_REDIS_LEN       (1536 + 96 * RA_MSG_ERR_COUNT)
 
 
 static ngx_int_t ra_prom_escape(ngx_pool_t *pool, u_char *data, size_t len,
@@ -71,6 +71,11 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         "room_affinity_zone_placements_total counter "
         "rooms placed, by how: from a worker's kept view or a full pass",
         "room_affinity_redis_connected gauge 1 when subscribed",
+        "room_affinity_redis_state gauge "
+        "1 for the subscriber link's state "
+        "(connecting, subscribed, stalled, failed)",
+        "room_affinity_redis_last_reply_age_seconds gauge "
+        "since the subscriber link last received anything",
         "room_affinity_redis_connects_total counter subscriptions made",
         "room_affinity_redis_failures_total counter "
         "connection failures and losses",
@@ -231,6 +236,17 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
                         "room_affinity_redis_messages_unknown_total %ui\n",
                         rsh.connected ? 1 : 0, rsh.connects, rsh.failures,
                         rsh.applied, rsh.unknown);
+
+        for (j = RA_REDIS_CONNECTING; j <= RA_REDIS_FAILED; j++) {
+            p = ngx_sprintf(p, "room_affinity_redis_state{state=\"%s\"} %d\n",
+                            ra_redis_state_name(j), rsh.state == j ? 1 : 0);
+        }
+
+        if (rsh.owner && rsh.last_reply) {
+            p = ngx_sprintf(p, "room_affinity_redis_last_reply_age_seconds "
+                            "%M.%03M\n", (now - rsh.last_reply) / 1000,
+                            (now - rsh.last_reply) % 1000);
+        }
 
         for (j = 1; j < RA_MSG_ERR_COUNT; j++) {
             p = ngx_sprintf(p, "room_affinity_redis_messages_rejected_total"

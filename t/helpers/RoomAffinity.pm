@@ -331,6 +331,11 @@ PY
 
         } elsif ($path eq '/redis/start') {
             $redis = start_redis($redis_port) unless $redis;
+
+        } elsif ($path eq '/redis/signal') {
+            # STOP: a Redis that keeps its connections and answers nothing
+            $out = ($redis && $q{sig} =~ /^(STOP|CONT)$/
+                    && kill($q{sig}, $redis)) ? "signalled $q{sig}" : 'no';
         }
 
         # give nginx the time to take in what was just done

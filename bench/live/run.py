@@ -365,8 +365,28 @@ def verify_status(st, stale_s):
 
 # ---------------------------------------------------------------- one run
 
+NPORTS = 12                         # redis, 8 backends, control, 2 fronts
+
+
+def ports_in_use(base):
+    busy = []
+    for port in range(base, base + NPORTS):
+        try:
+            port_open(port)
+            busy.append(port)
+        except OSError:
+            pass
+    return busy
+
+
 def run_one(ctx, policy, period, seed, sched_path, duration):
     base = ctx["port"]
+    # another bench-live (or anything) on these ports would answer our
+    # pings and take our clients: refuse to measure it
+    busy = ports_in_use(base)
+    if busy:
+        raise RuntimeError("ports %s are in use (another bench-live? set "
+                           "BENCH_LIVE_PORT)" % busy)
     rport = base
     backends = [base + 1 + i for i in range(len(CAP_UNITS))]
     ctl = base + 9
@@ -386,6 +406,7 @@ def run_one(ctx, policy, period, seed, sched_path, duration):
                               "--appendonly", "no", "--daemonize", "no"],
                     os.path.join(rdir, "redis.log"))
         wait_until("redis", lambda: redis_ping(rport), 10)
+        procs.check()
 
         if policy == "haproxy":
             for i, f in enumerate(fronts):
@@ -419,6 +440,7 @@ def run_one(ctx, policy, period, seed, sched_path, duration):
                                  "--seed", str(seed), "--ctl", str(ctl),
                                  "--sample-ms", str(SAMPLE_MS)],
                     os.path.join(rdir, "backends.log"))
+        procs.check()
         wait_until("backends", lambda: (
             lambda r: r["redis"] and min(r["reports"]) >= 1)(
                 http_json(ctl, "/ready")), 15)
@@ -656,6 +678,11 @@ def main():
     want = hard if hard != resource.RLIM_INFINITY else 65536
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
+    busy = ports_in_use(args.port)
+    if busy:
+        sys.exit("bench-live: ports %s are in use (another bench-live? set "
+                 "BENCH_LIVE_PORT to the first of %d free ports)"
+                 % (busy, NPORTS))
     os.makedirs(args.out, exist_ok=True)
     ctx = {"procs": Procs(), "port": args.port, "out": args.out,
            "tmp": tempfile.mkdtemp(prefix="ra-live."),

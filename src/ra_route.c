@@ -243,6 +243,9 @@ found:
         sh->backends[rt->slot].live++;
         sh->live_total++;
 
+        /* given back by the balancer's free, or if this worker dies */
+        rt->lease = ra_lease_take(ctx, room, rt->slot);
+
     } else if (room) {
         /* a join: its clients connect to the backend, not through us */
         ra_room_touch(sh, room, msec);

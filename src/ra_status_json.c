@@ -165,10 +165,13 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
                     "\"bytes_total\":%uz,\"evicted\":%ui,\"expired\":%ui,"
                     "\"moved\":%ui,\"unrecorded\":%ui,"
                     "\"placements\":{\"reused_view\":%ui,"
-                    "\"full_pass\":%ui}}}",
+                    "\"full_pass\":%ui},\"slots_reclaimed\":%ui,"
+                    "\"workers_reaped\":%ui,\"live_given_back\":%ui,"
+                    "\"untracked\":%ui}}",
                     sh->rooms, used, total, sh->evicted, sh->expired,
                     sh->moved, sh->unrecorded, sh->placed_viewed,
-                    sh->placed_full);
+                    sh->placed_full, sh->reclaimed, sh->reaped,
+                    sh->reaped_live, sh->untracked);
 
     ngx_shmtx_unlock(&shpool->mutex);
 

@@ -93,7 +93,7 @@ static ngx_int_t
 ra_join_arg(ngx_http_request_t *r, ra_loc_conf_t *rlcf)
 {
     u_char         *p, *last;
-    uint32_t        c;
+    size_t          n;
     ngx_int_t       rc;
     ngx_str_t       room;
     ra_room_err_t   err;
@@ -123,26 +123,22 @@ ra_join_arg(ngx_http_request_t *r, ra_loc_conf_t *rlcf)
         return ra_json_error(r, NGX_HTTP_BAD_REQUEST, &err);
     }
 
-    /* the same names as in JSON: UTF-8, no NUL */
+    /* the same names as in JSON: well-formed UTF-8, no NUL */
 
     p = room.data;
     last = room.data + room.len;
 
     while (p < last) {
+        n = ra_utf8_len(p, last);
 
-        if (*p < 0x80) {
-            c = *p++;
-
-        } else {
-            c = ngx_utf8_decode(&p, last - p);
-        }
-
-        if (c == 0 || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+        if (n == 0 || *p == '\0') {
             ra_room_error(&err, "invalid_room",
                           "the query argument \"%V\" is not UTF-8 text",
                           &rlcf->field);
             return ra_json_error(r, NGX_HTTP_BAD_REQUEST, &err);
         }
+
+        p += n;
     }
 
     return ra_join_room(r, rlcf, &room);
@@ -347,10 +343,10 @@ ra_join_answer(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room,
     ngx_buf_t  *b;
 
     len = sizeof("{\"url\":\"\",\"\":\"\",\"new\":false}" CRLF) - 1
-          + url_len + ngx_escape_json(NULL, url, url_len)
+          + url_len + ra_escape_json(NULL, url, url_len)
           + rlcf->field.len
-          + ngx_escape_json(NULL, rlcf->field.data, rlcf->field.len)
-          + room->len + ngx_escape_json(NULL, room->data, room->len);
+          + ra_escape_json(NULL, rlcf->field.data, rlcf->field.len)
+          + room->len + ra_escape_json(NULL, room->data, room->len);
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -358,12 +354,12 @@ ra_join_answer(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room,
     }
 
     b->last = ra_cpystr(b->last, "{\"url\":\"");
-    b->last = (u_char *) ngx_escape_json(b->last, url, url_len);
+    b->last = (u_char *) ra_escape_json(b->last, url, url_len);
     b->last = ra_cpystr(b->last, "\",\"");
-    b->last = (u_char *) ngx_escape_json(b->last, rlcf->field.data,
+    b->last = (u_char *) ra_escape_json(b->last, rlcf->field.data,
                                          rlcf->field.len);
     b->last = ra_cpystr(b->last, "\":\"");
-    b->last = (u_char *) ngx_escape_json(b->last, room->data, room->len);
+    b->last = (u_char *) ra_escape_json(b->last, room->data, room->len);
 
     b->last = ngx_sprintf(b->last, "\",\"new\":%s}" CRLF,
                           is_new ? "true" : "false");

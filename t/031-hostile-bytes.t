@@ -3,6 +3,11 @@
 # \ufffd (U+FFFD).  Rooms taken from raw header bytes, and ?room=%FF.
 # (Issue 12, item 6: before, those bytes were echoed as they were.)
 #
+# A JSON body of too many values (1 MB of "{}") is not parsed past
+# RA_BODY_MAX_VALUES (20,000; each "{", "[" and "," outside strings counts
+# one): the room is missing, strict mode answers 400 too_many_values.
+# (Before, a worker parsed all of it: the request took 300-400 ms here.)
+#
 # Plain Test::More: the answers are checked as bytes (strict UTF-8, with
 # Encode) and parsed with JSON::PP in UTF-8 mode.
 
@@ -45,12 +50,22 @@ http {
         room_affinity \$http_x_room zone=bytes:1m;
         server 127.0.0.1:$b1;
     }
+    upstream body {
+        room_affinity \$room_affinity_body_room zone=body:1m;
+        server 127.0.0.1:$b1;
+    }
+    client_max_body_size 4m;
+    client_body_buffer_size 4m;
     server { listen 127.0.0.1:$b1; return 200 "b1\\n"; }
     server {
         listen 127.0.0.1:$port;
         location / { proxy_pass http://chat; }
         location = /status { room_affinity_status; }
         location = /join { room_affinity_join chat; }
+        location = /body {
+            room_affinity_body strict;
+            proxy_pass http://body;
+        }
     }
 }
 END
@@ -153,6 +168,26 @@ for my $q ('%C3%C3', '%ED%A0%80', '%FF', '%C0%AF') {
 my $j = json($body);
 is($code, 200, 'join of a UTF-8 room: 200');
 is($j && $j->{roomName}, "caf\x{e9}", 'join of a UTF-8 room: the name');
+
+# bodies of many values
+sub post {
+    my ($n) = @_;
+    my $body = '{"roomName":"many","junk":[' . join(',', ('{}') x $n) . ']}';
+    my $t = time;
+    my ($code, $answer) = raw("POST /body HTTP/1.0\r\nHost: x\r\n"
+        . "Content-Type: application/json\r\nContent-Length: "
+        . length($body) . "\r\n\r\n$body");
+    return ($code, $answer, time - $t, length $body);
+}
+
+my ($c, $a, $took, $len) = post(9000);
+is("$c $a", "200 b1\n", "a body of 9,000 values ($len bytes) is parsed");
+
+($c, $a, $took, $len) = post(340000);
+$j = json($a);
+is($c, 400, sprintf 'a body of 340,000 values (%d bytes): 400 in %.0f ms',
+   $len, $took * 1000);
+is($j && $j->{error}, 'too_many_values', 'too_many_values');
 
 kill 'QUIT', $pid;
 waitpid $pid, 0;

@@ -202,8 +202,11 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
         be = &ctx->sh->backends[pd->counted];
 
         if (be->live) {
-            be->live--;
             ctx->sh->live_total--;
+
+            if (--be->live == 0) {
+                ctx->sh->slot_events++;
+            }
         }
 
         if (pd->room) {

@@ -18,7 +18,8 @@ static ngx_uint_t ra_peer_is(ngx_http_upstream_rr_peer_t *peer, u_char *name,
  * Builds the map on first use.  NGX_DECLINED: the zone has no room for a
  * server's slot (logged); the upstream balances by round robin, and the
  * map is tried again at the next request while idle rooms make way (a
- * bounded number each try), else RA_MAP_RETRY ms later.
+ * bounded number each try) or once a slot may have become free, else
+ * RA_MAP_RETRY ms later.
  */
 
 ngx_int_t
@@ -38,8 +39,17 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
         return NGX_OK;
     }
 
+    ctx = rcf->shm_zone->data;
+
+    /*
+     * a failed map is tried again a second later, or at once when a slot
+     * may have become free (an unlocked read of one word: at worst a try
+     * more or a request later)
+     */
+
     if (pt->failed
-        && (ngx_msec_int_t) (ngx_current_msec - pt->failed) < RA_MAP_RETRY)
+        && (ngx_msec_int_t) (ngx_current_msec - pt->failed) < RA_MAP_RETRY
+        && pt->events == ctx->sh->slot_events)
     {
         return NGX_DECLINED;
     }
@@ -60,7 +70,6 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
     }
 
     map = pt->mem;
-    ctx = rcf->shm_zone->data;
     progress = 0;
 
     /* workers that died hold no slot's connections any more */
@@ -93,6 +102,8 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
             slot = ra_backend_slot(ctx, &peer->name, &progress, log);
 
             if (slot < 0) {
+                pt->events = ctx->sh->slot_events;
+
                 ngx_shmtx_unlock(&ctx->shpool->mutex);
 
                 /*

@@ -40,6 +40,7 @@ typedef struct {
     ngx_msec_t                    failed;      /* 0, or when it last failed */
     ngx_msec_t                    alerted;     /* when it last said so */
     ngx_uint_t                    failures;    /* tries since it last worked */
+    ngx_uint_t                    events;      /* the zone's slot_events then */
     ngx_uint_t                   *slot_map;    /* slot: map index, or nmap */
     ngx_uint_t                    nslots;
 } ra_peers_t;

@@ -305,8 +305,8 @@ ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room)
 
     be = &ctx->sh->backends[room->backend];
 
-    if (be->rooms) {
-        be->rooms--;
+    if (be->rooms && --be->rooms == 0) {
+        ctx->sh->slot_events++;
     }
 
     for (link = &ctx->sh->buckets[room->hash & ctx->sh->mask];
@@ -399,8 +399,8 @@ ra_room_move(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot)
 
     be = &sh->backends[room->backend];
 
-    if (be->rooms) {
-        be->rooms--;
+    if (be->rooms && --be->rooms == 0) {
+        sh->slot_events++;
     }
 
     ra_room_set_backend(sh, room, slot);
@@ -672,8 +672,11 @@ ra_lease_give(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now)
     be = &ctx->sh->backends[lease->slot];
 
     if (be->live) {
-        be->live--;
         ctx->sh->live_total--;
+
+        if (--be->live == 0) {
+            ctx->sh->slot_events++;
+        }
     }
 
     if (lease->room) {
@@ -883,6 +886,7 @@ ra_zone_reap(ra_zone_ctx_t *ctx, ngx_log_t *log)
         }
 
         w->pid = 0;
+        sh->slot_events++;
         sh->reaped++;
         sh->reaped_live += n;
         sh->pl_gen++;
@@ -943,6 +947,7 @@ ra_zone_exit_process(ngx_cycle_t *cycle)
 
         if (ctx->worker->pid == ngx_pid) {
             ctx->worker->pid = 0;
+            ctx->sh->slot_events++;
         }
 
         ngx_shmtx_unlock(&ctx->shpool->mutex);

@@ -141,6 +141,9 @@ typedef struct {
     ngx_uint_t          reaped_live;     /* connections they held */
     ngx_uint_t          untracked;       /* counted without a lease */
     ngx_uint_t          workers_full;    /* a worker found no entry */
+    ngx_uint_t          slot_events;     /* a slot may have become free:
+                                            its last room or connection
+                                            went, or a worker left */
     ra_worker_t         workers[RA_WORKERS_MAX];
 } ra_shctx_t;
 

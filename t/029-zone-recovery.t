@@ -2,7 +2,9 @@
 # servers get their slots (idle rooms of servers gone from the
 # configuration make way, their slots are reused), rooms are pinned again
 # at once, and the join API answers 200 - without waiting for ttl or for
-# traffic to expire rooms.  (Issue 12, item 1: before, the status listed
+# traffic to expire rooms.  Then a zone full of live rooms, which nothing
+# can make way for: the join API still answers 200 while the upstream is
+# balanced round robin, and that ends as soon as the connections do.  (Issue 12, item 1: before, the status listed
 # no server, rooms reached 2-3 backends in 3 requests and the join API
 # answered 503, for good.)
 #
@@ -14,6 +16,7 @@ use warnings;
 use Test::More;
 use HTTP::Tiny;
 use JSON::PP;
+use IO::Socket::INET;
 use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(sleep time);
 
@@ -182,6 +185,174 @@ ok((grep { /has its slot again/ } @log) || !(grep { /no room for backend/ }
    @log), 'if round robin was needed, the log says it ended');
 
 diag(grep { /no room for backend|slot again/ } @log);
+
+kill 'QUIT', $pid;
+waitpid $pid, 0;
+$pid = 0;
+
+
+# part 2: a 32k zone full of live rooms (long names, connections held by
+# backends that never answer), reloaded onto 16 new addresses: 18 slots,
+# a table of 16, no idle room to evict, no slot free while the old workers
+# hold their connections
+
+my @held = map { "127.0.0.1:" . $ENV{"TEST_NGINX_B${_}_PORT"} } 1 .. 2;
+my $b3 = $ENV{TEST_NGINX_B3_PORT};
+my @fresh = map { "127.0.5.$_:$b3" } 1 .. 16;
+
+my @hold = map {
+    IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $_,
+                          Listen => 512, ReuseAddr => 1)
+        or die "cannot listen on $_: $!"
+} map { $ENV{"TEST_NGINX_B${_}_PORT"} } 1 .. 2;
+
+$backends = join '', map {
+    "    server { listen 127.0.5.$_:$b3; return 200 \"5-$_\\n\"; }\n" } 1 .. 16;
+
+sub config2 {
+    my (@servers) = @_;
+    my $list = join '', map { "        server $_;\n" } @servers;
+
+    open my $fh, '>', "$root/conf/nginx.conf" or die $!;
+    print $fh <<"END";
+$load
+master_process on;
+worker_processes 1;
+daemon off;
+error_log logs/error.log notice;
+pid logs/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    upstream chat {
+        room_affinity \$arg_room zone=live:32k ttl=20s;
+$list    }
+$backends
+    server {
+        listen 127.0.0.1:$port;
+        location / { proxy_pass http://chat; proxy_read_timeout 60s; }
+        location = /status { room_affinity_status; }
+        location = /join { room_affinity_join chat; }
+    }
+}
+END
+    close $fh;
+}
+
+remove_tree("$root/logs");
+make_path("$root/logs");
+config2(@held);
+
+$pid = fork();
+die "fork: $!" unless defined $pid;
+
+if ($pid == 0) {
+    open STDERR, '>', "$root/logs/stderr.log";
+    exec $nginx, '-p', "$root/", '-c', 'conf/nginx.conf' or exit 1;
+}
+
+$start = time;
+until (status()) {
+    die "nginx did not start" if time - $start > 10;
+    sleep 0.05;
+}
+
+my @clients;
+my $long = 'L' x 480;
+
+for my $i (1 .. 48) {
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Timeout => 5) or die "connect: $!";
+    print $c "GET /?room=$long-$i HTTP/1.1\r\nHost: x\r\n\r\n";
+    push @clients, $c;
+}
+
+my $full;
+$start = time;
+
+while (time - $start < 10) {
+    $st = status();
+    my $n = 0;
+    $n += $_->{live} for @{ $st->{upstreams}{chat}{backends} // [] };
+    if ($n == 48) {
+        $full = $st->{upstreams}{chat}{zone};
+        last;
+    }
+    sleep 0.05;
+}
+
+ok($full && $full->{unrecorded} > 0, 'part 2: 48 live connections, the '
+   . 'zone is full of live rooms (' . ($full ? $full->{rooms} : '?')
+   . ' rooms, ' . ($full ? $full->{unrecorded} : '?') . ' unrecorded)');
+
+config2(@fresh);
+kill 'HUP', $pid;
+
+# the new worker cannot map the servers: round robin, and the join API
+# answers with a server that is up
+
+my ($jcode, $jbody, $alert);
+$start = time;
+
+while (time - $start < 10) {
+    get('/?room=probe');
+    if (open my $log, '<', "$root/logs/error.log") {
+        $alert = grep { /no room for backend/ } <$log>;
+    }
+    last if $alert;
+    sleep 0.1;
+}
+
+ok($alert, 'part 2: no slot for the new servers yet (alert logged)');
+
+($jcode, $jbody) = get('/join?roomName=while-full');
+is($jcode, 200, 'part 2: the join API answers 200 meanwhile');
+like($jbody, qr/"url":"ws:\/\/127\.0\.5\.\d+:$b3".*"new":true/,
+     'part 2: with one of the new servers, unrecorded');
+
+# the connections end: the old worker exits, its servers' slots are free,
+# and the new servers are listed at once (no ttl, no traffic-driven expiry)
+
+close $_ for @clients;
+close $_ for @hold;
+
+my $took;
+$start = time;
+
+while (time - $start < 10) {
+    $st = status();
+    my @b = map { $_->{server} } @{ $st->{upstreams}{chat}{backends} // [] };
+    if (@b == 16) {
+        $took = time - $start;
+        last;
+    }
+    sleep 0.1;
+}
+
+ok(defined $took, sprintf 'part 2: the 16 new servers are listed %.1f s '
+   . 'after the connections ended', $took // -1);
+
+my ($split, $served) = (0, 0);
+
+for my $i (1 .. 50) {
+    my %seen;
+    for (1 .. 3) {
+        my ($code, $body) = get("/?room=later-$i");
+        $served++ if $code == 200;
+        $seen{$body}++;
+    }
+    $split++ if keys %seen > 1;
+}
+
+is($served, 150, 'part 2: every request answered');
+is($split, 0, 'part 2: rooms are pinned again');
+
+open $log, '<', "$root/logs/error.log" or die $!;
+@log = <$log>;
+close $log;
+
+ok((grep { /every backend of zone "live" has its slot again/ } @log),
+   'part 2: the log says round robin ended');
 
 kill 'QUIT', $pid;
 waitpid $pid, 0;

@@ -733,9 +733,8 @@ ra_zone_init_process(ngx_cycle_t *cycle)
         found = 1;
     }
 
-    if (found) {
+    if (found && !ra_zone_timer.timer_set) {
         ra_zone_timer.handler = ra_zone_check;
-        ra_zone_timer.data = cycle;
         ra_zone_timer.log = cycle->log;
         ra_zone_timer.cancelable = 1;
 
@@ -749,7 +748,7 @@ ra_zone_init_process(ngx_cycle_t *cycle)
 static void
 ra_zone_worker_start(ra_zone_ctx_t *ctx, ngx_log_t *log)
 {
-    ngx_uint_t     i;
+    ngx_uint_t     i, warned;
     ra_shctx_t    *sh;
     ra_worker_t   *w;
 
@@ -757,33 +756,54 @@ ra_zone_worker_start(ra_zone_ctx_t *ctx, ngx_log_t *log)
 
     sh = ctx->sh;
     w = NULL;
+    warned = ctx->warned;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
+    /*
+     * this process's own entry, when it has one: nginx without a master
+     * process reloads in the same process (its old cycle's connections
+     * stay in the list); the entry then says the newer configuration
+     */
+
     for (i = 0; i < RA_WORKERS_MAX; i++) {
+        if (sh->workers[i].pid == ngx_pid) {
+            w = &sh->workers[i];
+            w->gen = ctx->gen;
+            break;
+        }
+    }
+
+    for (i = 0; w == NULL && i < RA_WORKERS_MAX; i++) {
         if (sh->workers[i].pid == 0) {
             w = &sh->workers[i];
             w->pid = ngx_pid;
             w->gen = ctx->gen;
             ngx_queue_init(&w->leases);
-            break;
         }
     }
 
-    if (w == NULL) {
+    if (w == NULL && !warned) {
         sh->workers_full++;
+    }
+
+    if (w && warned && sh->workers_full) {
+        /* it found one later: it is accounted again */
+        sh->workers_full--;
     }
 
     ctx->worker = w;
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    if (w == NULL) {
+    if (w == NULL && !warned) {
+        ctx->warned = 1;
+
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "room_affinity: more than %d workers use the zone of "
                       "upstream \"%V\": this one's connections are not "
                       "given back should it die, and no server slot is "
-                      "reused until nginx restarts",
+                      "reused until it has an entry",
                       RA_WORKERS_MAX, &ctx->upstream->host);
     }
 }
@@ -794,10 +814,12 @@ ra_zone_check(ngx_event_t *ev)
 {
     ngx_uint_t        i;
     ngx_cycle_t      *cycle;
+    ra_zone_ctx_t    *ctx;
     ngx_list_part_t  *part;
     ngx_shm_zone_t   *shm_zone;
 
-    cycle = ev->data;
+    /* the current cycle: without a master, a reload replaces it */
+    cycle = (ngx_cycle_t *) ngx_cycle;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         return;
@@ -818,11 +840,22 @@ ra_zone_check(ngx_event_t *ev)
             i = 0;
         }
 
-        if (shm_zone[i].init == ra_zone_init) {
-            ra_zone_reap(shm_zone[i].data, ev->log);
+        if (shm_zone[i].init != ra_zone_init) {
+            continue;
+        }
+
+        ctx = shm_zone[i].data;
+
+        if (ctx->worker == NULL) {
+            /* a reload without a master, or no entry was free before */
+            ra_zone_worker_start(ctx, cycle->log);
+
+        } else {
+            ra_zone_reap(ctx, cycle->log);
         }
     }
 
+    ev->log = cycle->log;
     ngx_add_timer(ev, RA_WORKER_CHECK);
 }
 

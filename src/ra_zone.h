@@ -155,6 +155,7 @@ typedef struct {
     ngx_msec_t                    ttl;
     ngx_uint_t                    gen;         /* this configuration's */
     ra_worker_t                  *worker;      /* this process's, or NULL */
+    ngx_uint_t                    warned;      /* it found no entry */
 } ra_zone_ctx_t;
 
 

@@ -19,7 +19,10 @@ static void ra_zone_worker_start(ra_zone_ctx_t *ctx, ngx_log_t *log);
 static void ra_zone_check(ngx_event_t *ev);
 
 
-static ngx_event_t  ra_zone_timer;
+static ngx_event_t       ra_zone_timer;
+
+/* the timer's data: nginx's debug log reads a connection's fd there */
+static ngx_connection_t  ra_zone_dummy;
 
 
 ngx_int_t
@@ -734,7 +737,10 @@ ra_zone_init_process(ngx_cycle_t *cycle)
     }
 
     if (found && !ra_zone_timer.timer_set) {
+        ra_zone_dummy.fd = (ngx_socket_t) -1;
+
         ra_zone_timer.handler = ra_zone_check;
+        ra_zone_timer.data = &ra_zone_dummy;
         ra_zone_timer.log = cycle->log;
         ra_zone_timer.cancelable = 1;
 

@@ -15,6 +15,9 @@ static ngx_uint_t ra_room_evict(ra_zone_ctx_t *ctx, ngx_uint_t stale,
 static ngx_int_t ra_backend_free(ra_zone_ctx_t *ctx);
 static ngx_int_t ra_backend_new(ra_zone_ctx_t *ctx, ngx_str_t *name,
     size_t len);
+static void ra_lease_drop(ra_zone_ctx_t *ctx, ra_lease_t *lease,
+    ngx_msec_t now, ra_worker_t *keep);
+static void ra_zone_worker_end(ra_zone_ctx_t *ctx, ra_worker_t *w);
 static void ra_zone_worker_start(ra_zone_ctx_t *ctx, ngx_log_t *log);
 static void ra_zone_check(ngx_event_t *ev);
 
@@ -637,12 +640,23 @@ ra_backend_free(ra_zone_ctx_t *ctx)
 ra_lease_t *
 ra_lease_take(ra_zone_ctx_t *ctx, ra_room_t *room, ngx_uint_t slot)
 {
-    ngx_uint_t   n;
-    ra_lease_t  *lease;
+    ngx_uint_t    n;
+    ra_lease_t   *lease;
+    ngx_queue_t  *q;
 
     if (ctx->worker == NULL) {
         ctx->sh->untracked++;
         return NULL;
+    }
+
+    if (ctx->worker->nspare) {
+        /* a lease this worker freed: no slab allocation */
+        q = ngx_queue_head(&ctx->worker->spare);
+        ngx_queue_remove(q);
+        ctx->worker->nspare--;
+
+        lease = ngx_queue_data(q, ra_lease_t, queue);
+        goto found;
     }
 
     for (n = 0; /* void */; n++) {
@@ -657,6 +671,8 @@ ra_lease_take(ra_zone_ctx_t *ctx, ra_room_t *room, ngx_uint_t slot)
         }
     }
 
+found:
+
     lease->room = room;
     lease->slot = slot;
     ngx_queue_insert_head(&ctx->worker->leases, &lease->queue);
@@ -665,10 +681,21 @@ ra_lease_take(ra_zone_ctx_t *ctx, ra_room_t *room, ngx_uint_t slot)
 }
 
 
-/* the counts a lease holds given back: the connection ended */
+/*
+ * the counts a lease holds given back: the connection ended; the lease is
+ * kept for this worker's next connection (a few: the rest is the zone's)
+ */
 
 void
 ra_lease_give(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now)
+{
+    ra_lease_drop(ctx, lease, now, ctx->worker);
+}
+
+
+static void
+ra_lease_drop(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now,
+    ra_worker_t *keep)
 {
     ra_backend_t  *be;
 
@@ -687,7 +714,39 @@ ra_lease_give(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now)
     }
 
     ngx_queue_remove(&lease->queue);
+
+    if (keep && keep->nspare < RA_LEASE_SPARE) {
+        ngx_queue_insert_head(&keep->spare, &lease->queue);
+        keep->nspare++;
+        return;
+    }
+
     ngx_slab_free_locked(ctx->shpool, lease);
+}
+
+
+/* a worker's entry freed: what it still holds given back, and its spares */
+
+static void
+ra_zone_worker_end(ra_zone_ctx_t *ctx, ra_worker_t *w)
+{
+    ngx_queue_t  *q;
+
+    while (!ngx_queue_empty(&w->leases)) {
+        q = ngx_queue_head(&w->leases);
+        ra_lease_drop(ctx, ngx_queue_data(q, ra_lease_t, queue),
+                      ngx_current_msec, NULL);
+    }
+
+    while (!ngx_queue_empty(&w->spare)) {
+        q = ngx_queue_head(&w->spare);
+        ngx_queue_remove(q);
+        ngx_slab_free_locked(ctx->shpool, ngx_queue_data(q, ra_lease_t, queue));
+    }
+
+    w->nspare = 0;
+    w->pid = 0;
+    ctx->sh->slot_events++;
 }
 
 
@@ -785,7 +844,9 @@ ra_zone_worker_start(ra_zone_ctx_t *ctx, ngx_log_t *log)
             w = &sh->workers[i];
             w->pid = ngx_pid;
             w->gen = ctx->gen;
+            w->nspare = 0;
             ngx_queue_init(&w->leases);
+            ngx_queue_init(&w->spare);
         }
     }
 
@@ -881,7 +942,6 @@ ra_zone_reap(ra_zone_ctx_t *ctx, ngx_log_t *log)
     ngx_pid_t     pid, dead[RA_WORKERS_MAX];
     ra_shctx_t   *sh;
     ra_worker_t  *w;
-    ra_lease_t   *lease;
     ngx_queue_t  *q;
 
     sh = ctx->sh;
@@ -918,14 +978,17 @@ ra_zone_reap(ra_zone_ctx_t *ctx, ngx_log_t *log)
             continue;
         }
 
-        for (n = 0; !ngx_queue_empty(&w->leases); n++) {
-            q = ngx_queue_head(&w->leases);
-            lease = ngx_queue_data(q, ra_lease_t, queue);
-            ra_lease_give(ctx, lease, ngx_current_msec);
+        n = 0;
+
+        for (q = ngx_queue_head(&w->leases);
+             q != ngx_queue_sentinel(&w->leases);
+             q = ngx_queue_next(q))
+        {
+            n++;
         }
 
-        w->pid = 0;
-        sh->slot_events++;
+        ra_zone_worker_end(ctx, w);
+
         sh->reaped++;
         sh->reaped_live += n;
         sh->pl_gen++;
@@ -947,7 +1010,6 @@ ra_zone_exit_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t        i;
     ra_zone_ctx_t    *ctx;
-    ra_lease_t       *lease;
     ngx_list_part_t  *part;
     ngx_shm_zone_t   *shm_zone;
 
@@ -978,15 +1040,8 @@ ra_zone_exit_process(ngx_cycle_t *cycle)
 
         ngx_shmtx_lock(&ctx->shpool->mutex);
 
-        while (!ngx_queue_empty(&ctx->worker->leases)) {
-            lease = ngx_queue_data(ngx_queue_head(&ctx->worker->leases),
-                                   ra_lease_t, queue);
-            ra_lease_give(ctx, lease, ngx_current_msec);
-        }
-
         if (ctx->worker->pid == ngx_pid) {
-            ctx->worker->pid = 0;
-            ctx->sh->slot_events++;
+            ra_zone_worker_end(ctx, ctx->worker);
         }
 
         ngx_shmtx_unlock(&ctx->shpool->mutex);

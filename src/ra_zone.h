@@ -26,6 +26,7 @@
 #define RA_SLOT_EVICT          256      /* evicted at most, for one slot */
 #define RA_WORKERS_MAX         64       /* workers accounted, all cycles */
 #define RA_WORKER_CHECK        2000     /* ms between checks for dead ones */
+#define RA_LEASE_SPARE         64       /* freed leases a worker keeps */
 
 
 /*
@@ -94,6 +95,8 @@ typedef struct {
     ngx_pid_t           pid;          /* 0: a free entry */
     ngx_uint_t          gen;          /* its configuration */
     ngx_queue_t         leases;       /* its live connections */
+    ngx_queue_t         spare;        /* leases kept for reuse, */
+    ngx_uint_t          nspare;       /* RA_LEASE_SPARE at most */
 } ra_worker_t;
 
 

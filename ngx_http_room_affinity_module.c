@@ -21,6 +21,8 @@ static void *ra_create_main_conf(ngx_conf_t *cf);
 static void *ra_create_srv_conf(ngx_conf_t *cf);
 static void *ra_create_loc_conf(ngx_conf_t *cf);
 static char *ra_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
+static ngx_int_t ra_init_process(ngx_cycle_t *cycle);
+static void ra_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ra_commands[] = {
@@ -125,10 +127,10 @@ ngx_module_t  ngx_http_room_affinity_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ra_redis_init_process,                 /* init process */
+    ra_init_process,                       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ra_redis_exit_process,                 /* exit process */
+    ra_exit_process,                       /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -231,3 +233,24 @@ ra_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     return ra_conf_join_merge(cf, prev, conf);
 }
 
+
+
+/* the zones' worker tables (ra_zone.c), then the Redis links */
+
+static ngx_int_t
+ra_init_process(ngx_cycle_t *cycle)
+{
+    if (ra_zone_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ra_redis_init_process(cycle);
+}
+
+
+static void
+ra_exit_process(ngx_cycle_t *cycle)
+{
+    ra_redis_exit_process(cycle);
+    ra_zone_exit_process(cycle);
+}

@@ -17,6 +17,7 @@ typedef struct {
     ra_route_t                         route;
     ngx_int_t                          counted;   /* slot, or -1 */
     ra_room_t                         *room;      /* acquired room */
+    ra_lease_t                        *lease;     /* or its lease */
 } ra_peer_data_t;
 
 
@@ -129,6 +130,7 @@ ra_get_peer(ngx_peer_connection_t *pc, void *data)
 
     pd->counted = rt->slot;
     pd->room = rt->room;
+    pd->lease = rt->lease;
 
     pm = &rt->conf->peers.map[rt->index];
     peer = pm->peer;
@@ -192,12 +194,19 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    if (pd->counted >= 0) {
+    if (pd->lease) {
+        ra_lease_give(ctx, pd->lease, ngx_current_msec);
+
+    } else if (pd->counted >= 0) {
+        /* counted without a lease (a full zone) */
         be = &ctx->sh->backends[pd->counted];
 
         if (be->live) {
-            be->live--;
             ctx->sh->live_total--;
+
+            if (--be->live == 0) {
+                ctx->sh->slot_events++;
+            }
         }
 
         if (pd->room) {
@@ -217,5 +226,6 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
 
     pd->counted = -1;
     pd->room = NULL;
+    pd->lease = NULL;
 }
 

@@ -17,7 +17,11 @@ typedef struct {
     off_t          done;          /* bytes of cl->buf already given */
     off_t          total;
     ngx_log_t     *log;
+    ngx_uint_t     values;        /* "{", "[", "," seen outside strings */
     unsigned       error:1;
+    unsigned       too_many:1;
+    unsigned       in_string:1;
+    unsigned       escaped:1;
 } ra_body_reader_t;
 
 
@@ -28,6 +32,7 @@ static ngx_int_t ra_arg_room_variable(ngx_http_request_t *r,
 static ngx_int_t ra_body_handler(ngx_http_request_t *r);
 static void ra_body_read_handler(ngx_http_request_t *r);
 static size_t ra_body_read(void *buffer, size_t size, void *data);
+static size_t ra_body_count(ra_body_reader_t *rd, u_char *p, size_t n);
 
 
 static ngx_http_variable_t  ra_body_vars[] = {
@@ -357,6 +362,17 @@ ra_body_room(ngx_http_request_t *r, ngx_str_t *field, ngx_str_t *room,
         return NGX_ERROR;
     }
 
+    if (rd.too_many) {
+        if (root) {
+            json_decref(root);
+        }
+
+        ra_room_error(err, "too_many_values",
+                      "the body holds more than %d JSON values",
+                      RA_BODY_MAX_VALUES);
+        return NGX_DECLINED;
+    }
+
     if (root == NULL) {
         if (rd.total == 0) {
             ra_room_error(err, "invalid_json", "the body is empty");
@@ -448,7 +464,7 @@ ra_body_read(void *buffer, size_t size, void *data)
                 ngx_memcpy(buffer, b->pos + rd->done, n);
                 rd->done += n;
                 rd->total += n;
-                return n;
+                return ra_body_count(rd, buffer, n);
             }
 
         } else if (b->in_file) {
@@ -469,7 +485,7 @@ ra_body_read(void *buffer, size_t size, void *data)
 
                 rd->done += n;
                 rd->total += n;
-                return n;
+                return ra_body_count(rd, buffer, n);
             }
         }
 
@@ -480,3 +496,56 @@ ra_body_read(void *buffer, size_t size, void *data)
     return 0;
 }
 
+
+
+/*
+ * Counts the values in what the parser is handed, before it parses it:
+ * past RA_BODY_MAX_VALUES the read fails, and jansson stops there, so a
+ * body costs a bounded parse whatever its size (a byte loop over the
+ * rest is not even done).
+ */
+
+static size_t
+ra_body_count(ra_body_reader_t *rd, u_char *p, size_t n)
+{
+    u_char  *last;
+
+    for (last = p + n; p < last; p++) {
+
+        if (rd->in_string) {
+            if (rd->escaped) {
+                rd->escaped = 0;
+
+            } else if (*p == '\\') {
+                rd->escaped = 1;
+
+            } else if (*p == '"') {
+                rd->in_string = 0;
+            }
+
+            continue;
+        }
+
+        switch (*p) {
+
+        case '"':
+            rd->in_string = 1;
+            break;
+
+        case '{':
+        case '[':
+        case ',':
+            if (++rd->values > RA_BODY_MAX_VALUES) {
+                rd->too_many = 1;
+                return (size_t) -1;
+            }
+
+            break;
+
+        default:
+            break;
+        }
+    }
+
+    return n;
+}

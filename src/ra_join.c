@@ -20,6 +20,10 @@ static void ra_join_body_handler(ngx_http_request_t *r);
 static ngx_int_t ra_join_body(ngx_http_request_t *r);
 static ngx_int_t ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf,
     ngx_str_t *room);
+static ngx_int_t ra_join_stateless(ngx_http_request_t *r, ra_loc_conf_t *rlcf,
+    ngx_str_t *room);
+static ngx_int_t ra_join_answer(ngx_http_request_t *r, ra_loc_conf_t *rlcf,
+    ngx_str_t *room, u_char *url, size_t url_len, ngx_uint_t is_new);
 static ngx_int_t ra_join_too_large(ngx_http_request_t *r, off_t max);
 static ngx_int_t ra_join_not_allowed(ngx_http_request_t *r);
 static ngx_int_t ra_join_no_backend(ngx_http_request_t *r,
@@ -89,7 +93,7 @@ static ngx_int_t
 ra_join_arg(ngx_http_request_t *r, ra_loc_conf_t *rlcf)
 {
     u_char         *p, *last;
-    uint32_t        c;
+    size_t          n;
     ngx_int_t       rc;
     ngx_str_t       room;
     ra_room_err_t   err;
@@ -119,26 +123,22 @@ ra_join_arg(ngx_http_request_t *r, ra_loc_conf_t *rlcf)
         return ra_json_error(r, NGX_HTTP_BAD_REQUEST, &err);
     }
 
-    /* the same names as in JSON: UTF-8, no NUL */
+    /* the same names as in JSON: well-formed UTF-8, no NUL */
 
     p = room.data;
     last = room.data + room.len;
 
     while (p < last) {
+        n = ra_utf8_len(p, last);
 
-        if (*p < 0x80) {
-            c = *p++;
-
-        } else {
-            c = ngx_utf8_decode(&p, last - p);
-        }
-
-        if (c == 0 || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+        if (n == 0 || *p == '\0') {
             ra_room_error(&err, "invalid_room",
                           "the query argument \"%V\" is not UTF-8 text",
                           &rlcf->field);
             return ra_json_error(r, NGX_HTTP_BAD_REQUEST, &err);
         }
+
+        p += n;
     }
 
     return ra_join_room(r, rlcf, &room);
@@ -187,9 +187,8 @@ ra_join_body(ngx_http_request_t *r)
 static ngx_int_t
 ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
 {
-    size_t          len, url_len;
+    size_t          url_len;
     ngx_int_t       rc;
-    ngx_buf_t      *b;
     ra_route_t      rt;
     ra_backend_t   *be;
     ra_srv_conf_t  *rcf;
@@ -201,8 +200,8 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
     rc = ra_route_init(&rt, rcf, room, r->pool, r->connection->log);
 
     if (rc == NGX_DECLINED) {
-        /* the zone has no room for the servers' records */
-        return ra_join_no_backend(r, rlcf);
+        /* the zone has no room for the servers' records yet */
+        return ra_join_stateless(r, rlcf, room);
     }
 
     if (rc != NGX_OK) {
@@ -238,11 +237,116 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
                    "room_affinity: join room \"%V\" %s, url \"%*s\"",
                    room, rt.is_new ? "placed" : "found", url_len, url);
 
+    /* a room placed without recording (full zone) is new as well */
+
+    return ra_join_answer(r, rlcf, room, url, url_len,
+                          rt.is_new || rt.room == NULL);
+}
+
+
+/*
+ * While the zone has no slot for every server (a reload onto a full zone,
+ * until idle rooms make way): a server up, chosen by a weighted hash of
+ * the room's name and recorded nowhere, as the proxy's round robin is.
+ * Never a 503 while a server can take the room.
+ */
+
+static ngx_int_t
+ra_join_stateless(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
+{
+    time_t                         now;
+    size_t                         url_len;
+    uint64_t                       w, total;
+    ngx_str_t                     *conf;
+    ngx_uint_t                     pass;
+    ra_srv_conf_t                 *rcf;
+    ngx_http_upstream_rr_peer_t   *peer, *chosen;
+    ngx_http_upstream_rr_peers_t  *peers, *list;
+    u_char                         url[RA_MSG_URL_MAX + RA_BACKEND_NAME_LEN
+                                       + 8];
+
+    rcf = rlcf->join;
+    peers = rcf->upstream->peer.data;
+    now = ngx_time();
+    chosen = NULL;
+    url_len = 0;
+
+    ra_peers_lock(rcf);
+
+    /* the primary servers; the backup ones only when none is up */
+
+    for (list = peers, pass = 0; list && pass < 2 && chosen == NULL;
+         list = list->next, pass++)
+    {
+        total = 0;
+
+        for (peer = list->peer; peer; peer = peer->next) {
+            if (!ra_peer_gone(peer, now)) {
+                total += peer->weight;
+            }
+        }
+
+        if (total == 0) {
+            continue;
+        }
+
+        w = ra_hash(room->data, room->len) % total;
+
+        for (peer = list->peer; peer; peer = peer->next) {
+            if (ra_peer_gone(peer, now)) {
+                continue;
+            }
+
+            if (w < (uint64_t) peer->weight) {
+                chosen = peer;
+                break;
+            }
+
+            w -= peer->weight;
+        }
+    }
+
+    if (chosen) {
+        conf = ra_peers_conf_url(rcf, chosen);
+
+        if (conf) {
+            url_len = ngx_cpymem(url, conf->data,
+                                 ngx_min(conf->len, RA_MSG_URL_MAX)) - url;
+
+        } else {
+            url_len = ngx_sprintf(url, "ws://%*s",
+                                  ngx_min(chosen->name.len,
+                                          RA_BACKEND_NAME_LEN),
+                                  chosen->name.data) - url;
+        }
+    }
+
+    ra_peers_unlock(rcf);
+
+    if (chosen == NULL) {
+        return ra_join_no_backend(r, rlcf);
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "room_affinity: join room \"%V\" unrecorded, url \"%*s\"",
+                   room, url_len, url);
+
+    return ra_join_answer(r, rlcf, room, url, url_len, 1);
+}
+
+
+static ngx_int_t
+ra_join_answer(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room,
+    u_char *url, size_t url_len, ngx_uint_t is_new)
+{
+    size_t      len;
+    ngx_buf_t  *b;
+
     len = sizeof("{\"url\":\"\",\"\":\"\",\"new\":false}" CRLF) - 1
-          + url_len + ngx_escape_json(NULL, url, url_len)
+          + url_len + ra_escape_json(NULL, url, url_len)
           + rlcf->field.len
-          + ngx_escape_json(NULL, rlcf->field.data, rlcf->field.len)
-          + room->len + ngx_escape_json(NULL, room->data, room->len);
+          + ra_escape_json(NULL, rlcf->field.data, rlcf->field.len)
+          + room->len + ra_escape_json(NULL, room->data, room->len);
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -250,17 +354,15 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
     }
 
     b->last = ra_cpystr(b->last, "{\"url\":\"");
-    b->last = (u_char *) ngx_escape_json(b->last, url, url_len);
+    b->last = (u_char *) ra_escape_json(b->last, url, url_len);
     b->last = ra_cpystr(b->last, "\",\"");
-    b->last = (u_char *) ngx_escape_json(b->last, rlcf->field.data,
+    b->last = (u_char *) ra_escape_json(b->last, rlcf->field.data,
                                          rlcf->field.len);
     b->last = ra_cpystr(b->last, "\":\"");
-    b->last = (u_char *) ngx_escape_json(b->last, room->data, room->len);
-
-    /* a room placed without recording (full zone) is new as well */
+    b->last = (u_char *) ra_escape_json(b->last, room->data, room->len);
 
     b->last = ngx_sprintf(b->last, "\",\"new\":%s}" CRLF,
-                          (rt.is_new || rt.room == NULL) ? "true" : "false");
+                          is_new ? "true" : "false");
 
     return ra_send(r, NGX_HTTP_OK, NULL, b);
 }

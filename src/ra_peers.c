@@ -17,14 +17,16 @@ static ngx_uint_t ra_peer_is(ngx_http_upstream_rr_peer_t *peer, u_char *name,
 /*
  * Builds the map on first use.  NGX_DECLINED: the zone has no room for a
  * server's slot (logged); the upstream balances by round robin, and the
- * map is tried again RA_MAP_RETRY ms later.
+ * map is tried again at the next request while idle rooms make way (a
+ * bounded number each try) or once a slot may have become free, else
+ * RA_MAP_RETRY ms later.
  */
 
 ngx_int_t
 ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
 {
     ngx_int_t                      slot;
-    ngx_uint_t                     n, i, k, backup;
+    ngx_uint_t                     n, i, k, backup, progress;
     ra_peers_t                    *pt;
     ra_zone_ctx_t                 *ctx;
     ra_peer_map_t                 *map;
@@ -37,8 +39,17 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
         return NGX_OK;
     }
 
+    ctx = rcf->shm_zone->data;
+
+    /*
+     * a failed map is tried again a second later, or at once when a slot
+     * may have become free (an unlocked read of one word: at worst a try
+     * more or a request later)
+     */
+
     if (pt->failed
-        && (ngx_msec_int_t) (ngx_current_msec - pt->failed) < RA_MAP_RETRY)
+        && (ngx_msec_int_t) (ngx_current_msec - pt->failed) < RA_MAP_RETRY
+        && pt->events == ctx->sh->slot_events)
     {
         return NGX_DECLINED;
     }
@@ -59,27 +70,65 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
     }
 
     map = pt->mem;
-    ctx = rcf->shm_zone->data;
+    progress = 0;
+
+    /* workers that died hold no slot's connections any more */
+    ra_zone_reap(ctx, log);
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    /*
+     * idle rooms past their ttl go first, whatever the traffic; then this
+     * configuration's servers that have a slot are marked as its own
+     * before any slot is made (which may evict the rooms of servers that
+     * are not)
+     */
+
+    ra_room_expire(ctx, ngx_current_msec, RA_SLOT_SCAN, log);
+
+    for (backup = 0, list = peers; list && backup < 2; list = list->next) {
+        for (peer = list->peer; peer; peer = peer->next) {
+            ra_backend_mapped(ctx, &peer->name);
+        }
+
+        backup++;
+    }
 
     i = 0;
 
     for (backup = 0, list = peers; list && backup < 2; list = list->next) {
 
         for (peer = list->peer; peer && i < n; peer = peer->next) {
-            slot = ra_backend_slot(ctx, &peer->name);
+            slot = ra_backend_slot(ctx, &peer->name, &progress, log);
 
             if (slot < 0) {
+                pt->events = ctx->sh->slot_events;
+
                 ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-                /* round robin until then; once a second at most */
-                pt->failed = ngx_current_msec ? ngx_current_msec : 1;
+                /*
+                 * round robin until then: tried again at the next request
+                 * while idle rooms make way, else a second later
+                 */
+                pt->failed = progress ? 0 : (ngx_current_msec
+                                             ? ngx_current_msec : 1);
+                pt->failures++;
 
-                ngx_log_error(NGX_LOG_ALERT, log, 0,
-                              "room_affinity: no room for backend \"%V\" "
-                              "in zone \"%V\", balancing by round robin",
-                              &peer->name, &rcf->zone_name);
+                if (pt->alerted == 0
+                    || (ngx_msec_int_t) (ngx_current_msec - pt->alerted)
+                       >= RA_MAP_LOG_INTERVAL)
+                {
+                    pt->alerted = ngx_current_msec ? ngx_current_msec : 1;
+
+                    ngx_log_error(NGX_LOG_ALERT, log, 0,
+                                  "room_affinity: no room for backend "
+                                  "\"%V\" in zone \"%V\", balancing by "
+                                  "round robin until idle rooms make way "
+                                  "(%ui tries)",
+                                  &peer->name, &rcf->zone_name,
+                                  pt->failures);
+                }
+
                 return NGX_DECLINED;
             }
 
@@ -99,6 +148,14 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (pt->failures) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "room_affinity: every backend of zone \"%V\" has its "
+                      "slot again, rooms are pinned (after %ui tries)",
+                      &rcf->zone_name, pt->failures);
+        pt->failures = 0;
+    }
 
     /* a room's backend slot to its server here; nmap: none */
 

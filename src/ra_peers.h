@@ -20,6 +20,7 @@
 
 
 #define RA_MAP_RETRY           1000     /* ms between tries of a map */
+#define RA_MAP_LOG_INTERVAL    10000    /* ms between its alerts */
 
 
 /* a worker's view of one peer: which backend slot it is */
@@ -37,6 +38,9 @@ typedef struct {
     ngx_uint_t                    size;        /* servers configured */
     ra_peer_map_t                *mem;         /* map's memory, kept */
     ngx_msec_t                    failed;      /* 0, or when it last failed */
+    ngx_msec_t                    alerted;     /* when it last said so */
+    ngx_uint_t                    failures;    /* tries since it last worked */
+    ngx_uint_t                    events;      /* the zone's slot_events then */
     ngx_uint_t                   *slot_map;    /* slot: map index, or nmap */
     ngx_uint_t                    nslots;
 } ra_peers_t;

@@ -31,6 +31,8 @@ ngx_int_t ra_send(ngx_http_request_t *r, ngx_uint_t status, char *type,
     ngx_buf_t *b);
 ngx_int_t ra_add_header(ngx_http_request_t *r, ngx_str_t *key,
     ngx_str_t *value);
+size_t ra_utf8_len(u_char *p, u_char *last);
+uintptr_t ra_escape_json(u_char *dst, u_char *src, size_t size);
 
 
 #pragma GCC visibility pop

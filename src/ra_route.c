@@ -244,6 +244,9 @@ found:
         sh->backends[rt->slot].live++;
         sh->live_total++;
 
+        /* given back by the balancer's free, or if this worker dies */
+        rt->lease = ra_lease_take(ctx, room, rt->slot);
+
     } else {
         /*
          * a join: its client connects to the backend, not through us, so

@@ -20,6 +20,7 @@ typedef struct {
 
     /* the decision */
     ra_room_t          *room;       /* NULL: placed without recording */
+    ra_lease_t         *lease;      /* the counts taken, or NULL */
     ngx_int_t           slot;       /* backend slot */
     ngx_uint_t          index;      /* index in conf->peers.map */
     unsigned            is_new:1;

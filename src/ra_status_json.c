@@ -102,7 +102,7 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
     shpool = ctx->shpool;
 
     *p++ = '"';
-    p = (u_char *) ngx_escape_json(p, rcf->upstream->host.data,
+    p = (u_char *) ra_escape_json(p, rcf->upstream->host.data,
                                    rcf->upstream->host.len);
     p = ra_cpystr(p, "\":{\"backends\":[");
 
@@ -118,9 +118,9 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
         }
 
         p = ra_cpystr(p, "{\"server\":\"");
-        p = (u_char *) ngx_escape_json(p, snap.name, snap.name_len);
+        p = (u_char *) ra_escape_json(p, snap.name, snap.name_len);
         p = ra_cpystr(p, "\",\"url\":\"");
-        p = (u_char *) ngx_escape_json(p, snap.url, snap.url_len);
+        p = (u_char *) ra_escape_json(p, snap.url, snap.url_len);
 
         p = ngx_sprintf(p, "\",\"weight\":%i,\"backup\":%s,\"state\":\"%s\","
                         "\"live\":%ui,\"rooms\":%ui,\"pending\":%ui,"
@@ -169,16 +169,19 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
     used = total - shpool->pfree * ngx_pagesize;
 
     p = ra_cpystr(p, "],\"zone\":{\"name\":\"");
-    p = (u_char *) ngx_escape_json(p, rcf->zone_name.data,
+    p = (u_char *) ra_escape_json(p, rcf->zone_name.data,
                                    rcf->zone_name.len);
     p = ngx_sprintf(p, "\",\"rooms\":%ui,\"bytes_used\":%uz,"
                     "\"bytes_total\":%uz,\"evicted\":%ui,\"expired\":%ui,"
                     "\"moved\":%ui,\"unrecorded\":%ui,"
                     "\"placements\":{\"reused_view\":%ui,"
-                    "\"full_pass\":%ui}}}",
+                    "\"full_pass\":%ui},\"slots_reclaimed\":%ui,"
+                    "\"workers_reaped\":%ui,\"live_given_back\":%ui,"
+                    "\"untracked\":%ui}}",
                     sh->rooms, used, total, sh->evicted, sh->expired,
                     sh->moved, sh->unrecorded, sh->placed_viewed,
-                    sh->placed_full);
+                    sh->placed_full, sh->reclaimed, sh->reaped,
+                    sh->reaped_live, sh->untracked);
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -307,15 +310,15 @@ ra_status_json_room(ngx_http_request_t *r, ra_main_conf_t *rmcf,
         be = &ctx->sh->backends[room->backend];
 
         b->last = ra_cpystr(b->last, "{\"room\":\"");
-        b->last = (u_char *) ngx_escape_json(b->last, name->data, name->len);
+        b->last = (u_char *) ra_escape_json(b->last, name->data, name->len);
         b->last = ra_cpystr(b->last, "\",\"upstream\":\"");
-        b->last = (u_char *) ngx_escape_json(b->last,
+        b->last = (u_char *) ra_escape_json(b->last,
                                              rcfp[i]->upstream->host.data,
                                              rcfp[i]->upstream->host.len);
         b->last = ra_cpystr(b->last, "\",\"backend\":\"");
-        b->last = (u_char *) ngx_escape_json(b->last, be->name, be->name_len);
+        b->last = (u_char *) ra_escape_json(b->last, be->name, be->name_len);
         b->last = ra_cpystr(b->last, "\",\"url\":\"");
-        b->last = (u_char *) ngx_escape_json(b->last, be->url, be->url_len);
+        b->last = (u_char *) ra_escape_json(b->last, be->url, be->url_len);
         b->last = ngx_sprintf(b->last, "\",\"live\":%uD,\"age_ms\":%M,"
                               "\"idle_ms\":%M}" CRLF,
                               room->live,
@@ -331,7 +334,7 @@ ra_status_json_room(ngx_http_request_t *r, ra_main_conf_t *rmcf,
     }
 
     b->last = ra_cpystr(b->last, "{\"error\":\"unknown room\",\"room\":\"");
-    b->last = (u_char *) ngx_escape_json(b->last, name->data, name->len);
+    b->last = (u_char *) ra_escape_json(b->last, name->data, name->len);
     b->last = ra_cpystr(b->last, "\"}" CRLF);
 
     return ra_send(r, NGX_HTTP_NOT_FOUND, NULL, b);

@@ -10,6 +10,22 @@
 
 
 static void ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room);
+static ngx_uint_t ra_room_evict(ra_zone_ctx_t *ctx, ngx_uint_t stale,
+    ngx_log_t *log);
+static ngx_int_t ra_backend_free(ra_zone_ctx_t *ctx);
+static ngx_int_t ra_backend_new(ra_zone_ctx_t *ctx, ngx_str_t *name,
+    size_t len);
+static void ra_lease_drop(ra_zone_ctx_t *ctx, ra_lease_t *lease,
+    ngx_msec_t now, ra_worker_t *keep);
+static void ra_zone_worker_end(ra_zone_ctx_t *ctx, ra_worker_t *w);
+static void ra_zone_worker_start(ra_zone_ctx_t *ctx, ngx_log_t *log);
+static void ra_zone_check(ngx_event_t *ev);
+
+
+static ngx_event_t       ra_zone_timer;
+
+/* the timer's data: nginx's debug log reads a connection's fd there */
+static ngx_connection_t  ra_zone_dummy;
 
 
 ngx_int_t
@@ -35,6 +51,10 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
+
+        /* written by the master only, read by the workers */
+        ctx->gen = ++ctx->sh->gen;
+
         return NGX_OK;
     }
 
@@ -52,6 +72,8 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx->shpool->data = ctx->sh;
     ctx->sh->version = RA_ZONE_VERSION;
+    ctx->sh->gen = 1;
+    ctx->gen = 1;
 
     ngx_queue_init(&ctx->sh->idle);
 
@@ -166,8 +188,7 @@ ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name, size_t len,
 {
     size_t        size;
     ngx_uint_t    n;
-    ra_room_t    *room, *old;
-    ngx_queue_t  *q;
+    ra_room_t    *room;
 
     size = offsetof(ra_room_t, data) + len;
 
@@ -183,19 +204,9 @@ ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name, size_t len,
          * one, and one new room must not empty the table
          */
 
-        if (n == RA_EVICT_MAX || ngx_queue_empty(&ctx->sh->idle)) {
+        if (n == RA_EVICT_MAX || ra_room_evict(ctx, 0, log) == 0) {
             return NULL;
         }
-
-        q = ngx_queue_last(&ctx->sh->idle);
-        old = ngx_queue_data(q, ra_room_t, queue);
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
-                       "room_affinity: evicted room \"%*s\"",
-                       (size_t) old->len, old->data);
-
-        ctx->sh->evicted++;
-        ra_room_delete(ctx, old);
     }
 
     room->hash = hash;
@@ -251,6 +262,48 @@ ra_room_expire(ra_zone_ctx_t *ctx, ngx_msec_t now, ngx_uint_t n,
 }
 
 
+/*
+ * Evicts the least recently used idle room; with "stale", up to
+ * RA_SLOT_EVICT idle rooms among the RA_SLOT_SCAN least recently used
+ * whose backend this configuration does not map (their slots can then be
+ * given to its servers).  Returns how many went.
+ */
+
+static ngx_uint_t
+ra_room_evict(ra_zone_ctx_t *ctx, ngx_uint_t stale, ngx_log_t *log)
+{
+    ngx_uint_t    scanned, evicted;
+    ra_room_t    *room;
+    ngx_queue_t  *q, *prev;
+
+    evicted = 0;
+
+    for (q = ngx_queue_last(&ctx->sh->idle), scanned = 0;
+         q != ngx_queue_sentinel(&ctx->sh->idle)
+         && scanned < (stale ? RA_SLOT_SCAN : 1)
+         && evicted < (stale ? RA_SLOT_EVICT : 1);
+         q = prev, scanned++)
+    {
+        prev = ngx_queue_prev(q);
+        room = ngx_queue_data(q, ra_room_t, queue);
+
+        if (stale && ctx->sh->backends[room->backend].gen >= ctx->gen) {
+            continue;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "room_affinity: evicted room \"%*s\"",
+                       (size_t) room->len, room->data);
+
+        ctx->sh->evicted++;
+        ra_room_delete(ctx, room);
+        evicted++;
+    }
+
+    return evicted;
+}
+
+
 static void
 ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room)
 {
@@ -259,8 +312,8 @@ ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room)
 
     be = &ctx->sh->backends[room->backend];
 
-    if (be->rooms) {
-        be->rooms--;
+    if (be->rooms && --be->rooms == 0) {
+        ctx->sh->slot_events++;
     }
 
     for (link = &ctx->sh->buckets[room->hash & ctx->sh->mask];
@@ -353,8 +406,8 @@ ra_room_move(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot)
 
     be = &sh->backends[room->backend];
 
-    if (be->rooms) {
-        be->rooms--;
+    if (be->rooms && --be->rooms == 0) {
+        sh->slot_events++;
     }
 
     ra_room_set_backend(sh, room, slot);
@@ -378,50 +431,633 @@ ra_backend_find(ra_shctx_t *sh, u_char *name, size_t len)
 }
 
 
+/*
+ * This configuration maps the server "name": its slot, if it has one,
+ * is marked as in use by this configuration.  Done for every server
+ * before any slot is made, so that no eviction takes this configuration's
+ * rooms for stale ones.
+ */
+
+void
+ra_backend_mapped(ra_zone_ctx_t *ctx, ngx_str_t *name)
+{
+    ngx_int_t      slot;
+    ra_backend_t  *be;
+
+    slot = ra_backend_find(ctx->sh, name->data,
+                           ngx_min(name->len, RA_BACKEND_NAME_LEN));
+
+    if (slot != NGX_DECLINED) {
+        be = &ctx->sh->backends[slot];
+        be->gen = ngx_max(be->gen, ctx->gen);
+    }
+}
+
+
+/*
+ * The slot of the server "name", made if needed: a new one while the
+ * table has room, else one no running configuration maps any more (no
+ * room, no connection), else a table twice as large.  In a full zone
+ * idle rooms make way, bounded work per call: first those of servers this
+ * configuration does not have (their slots become free), then the least
+ * recently used (their memory lets the table grow).  *progress counts the
+ * rooms that went, so that a caller which failed knows to try again soon.
+ */
+
 ngx_int_t
-ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name)
+ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name, ngx_uint_t *progress,
+    ngx_log_t *log)
 {
     size_t         len;
+    ngx_int_t      slot;
+    ngx_uint_t     n;
+    ra_shctx_t    *sh;
+    ra_backend_t  *be;
+
+    sh = ctx->sh;
+    len = ngx_min(name->len, RA_BACKEND_NAME_LEN);
+
+    slot = ra_backend_find(sh, name->data, len);
+
+    if (slot != NGX_DECLINED) {
+        be = &sh->backends[slot];
+        be->gen = ngx_max(be->gen, ctx->gen);
+        return slot;
+    }
+
+    slot = ra_backend_new(ctx, name, len);
+
+    if (slot != NGX_DECLINED) {
+        return slot;
+    }
+
+    /* the zone is full: the idle rooms of servers gone from the config */
+
+    n = ra_room_evict(ctx, 1, log);
+
+    if (n) {
+        *progress += n;
+
+        slot = ra_backend_new(ctx, name, len);
+
+        if (slot != NGX_DECLINED) {
+            return slot;
+        }
+    }
+
+    /* then the least recently used, so that the table can grow */
+
+    for (n = 0; n < RA_SLOT_EVICT; n++) {
+
+        if (ra_room_evict(ctx, 0, log) == 0) {
+            break;
+        }
+
+        (*progress)++;
+
+        if (n % 32 == 31) {
+            slot = ra_backend_new(ctx, name, len);
+
+            if (slot != NGX_DECLINED) {
+                return slot;
+            }
+        }
+    }
+
+    slot = ra_backend_new(ctx, name, len);
+
+    if (slot != NGX_DECLINED) {
+        return slot;
+    }
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ra_backend_new(ra_zone_ctx_t *ctx, ngx_str_t *name, size_t len)
+{
     ngx_int_t      slot;
     ngx_uint_t     cap;
     ra_shctx_t    *sh;
     ra_backend_t  *backends, *be;
 
     sh = ctx->sh;
-    len = ngx_min(name->len, RA_BACKEND_NAME_LEN);
 
-    slot = ra_backend_find(sh, name->data, len);
-    if (slot != NGX_DECLINED) {
-        return slot;
-    }
+    if (sh->nbackends < sh->backends_cap) {
+        slot = sh->nbackends++;
 
-    if (sh->nbackends == 0xffff) {
-        return NGX_ERROR;
-    }
+    } else {
+        slot = ra_backend_free(ctx);
 
-    if (sh->nbackends == sh->backends_cap) {
-        cap = sh->backends_cap * 2;
+        if (slot == NGX_DECLINED) {
+            if (sh->backends_cap >= 0x8000) {
+                return NGX_DECLINED;
+            }
 
-        backends = ngx_slab_calloc_locked(ctx->shpool,
-                                          sizeof(ra_backend_t) * cap);
-        if (backends == NULL) {
-            return NGX_ERROR;
+            cap = sh->backends_cap * 2;
+
+            backends = ngx_slab_calloc_locked(ctx->shpool,
+                                              sizeof(ra_backend_t) * cap);
+            if (backends == NULL) {
+                return NGX_DECLINED;
+            }
+
+            ngx_memcpy(backends, sh->backends,
+                       sizeof(ra_backend_t) * sh->nbackends);
+            ngx_slab_free_locked(ctx->shpool, sh->backends);
+
+            sh->backends = backends;
+            sh->backends_cap = cap;
+
+            slot = sh->nbackends++;
+
+        } else {
+            sh->reclaimed++;
         }
-
-        ngx_memcpy(backends, sh->backends,
-                   sizeof(ra_backend_t) * sh->nbackends);
-        ngx_slab_free_locked(ctx->shpool, sh->backends);
-
-        sh->backends = backends;
-        sh->backends_cap = cap;
     }
 
     sh->pl_gen++;
 
-    be = &sh->backends[sh->nbackends];
+    be = &sh->backends[slot];
+
+    /*
+     * a reclaimed slot leaves the zone's totals what it still held: the
+     * other instances' counts and join answers for its old server
+     */
+
+    sh->remote_total -= be->remote_live;
+    sh->joins_total -= be->joins;
+    sh->remote_joins_total -= be->remote_joins;
+    sh->pending_total -= be->pending;
+
     ngx_memzero(be, sizeof(ra_backend_t));
     ngx_memcpy(be->name, name->data, len);
     be->name_len = len;
+    be->gen = ctx->gen;
 
-    return sh->nbackends++;
+    return slot;
+}
+
+
+/*
+ * A slot to give to another server: mapped by no configuration a running
+ * worker has (every worker of an older one is gone), and with no room
+ * and no connection.  Without the worker table's word (a worker found no
+ * entry), none.
+ */
+
+static ngx_int_t
+ra_backend_free(ra_zone_ctx_t *ctx)
+{
+    ngx_uint_t     i, gen;
+    ra_shctx_t    *sh;
+    ra_backend_t  *be;
+
+    sh = ctx->sh;
+
+    if (sh->workers_full) {
+        return NGX_DECLINED;
+    }
+
+    gen = ctx->gen;
+
+    for (i = 0; i < RA_WORKERS_MAX; i++) {
+        if (sh->workers[i].pid) {
+            gen = ngx_min(gen, sh->workers[i].gen);
+        }
+    }
+
+    for (i = 0; i < sh->nbackends; i++) {
+        be = &sh->backends[i];
+
+        if (be->gen < gen && be->rooms == 0 && be->live == 0) {
+            return i;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Counted connections (the balancer's): each is a lease in the list of
+ * the worker that holds it, so that a worker that dies without freeing
+ * its connections (kill -9, a crash) has its counts given back by another
+ * (ra_zone_reap()).  One small slab allocation, in the critical section
+ * the routing already holds; in a full zone an idle room makes way, and
+ * when none can, the connection is counted without a lease (untracked).
+ */
+
+ra_lease_t *
+ra_lease_take(ra_zone_ctx_t *ctx, ra_room_t *room, ngx_uint_t slot)
+{
+    ngx_uint_t    n;
+    ra_lease_t   *lease;
+    ngx_queue_t  *q;
+
+    if (ctx->worker == NULL) {
+        ctx->sh->untracked++;
+        return NULL;
+    }
+
+    if (ctx->worker->nspare) {
+        /* a lease this worker freed: no slab allocation */
+        q = ngx_queue_head(&ctx->worker->spare);
+        ngx_queue_remove(q);
+        ctx->worker->nspare--;
+
+        lease = ngx_queue_data(q, ra_lease_t, queue);
+        goto found;
+    }
+
+    for (n = 0; /* void */; n++) {
+        lease = ngx_slab_alloc_locked(ctx->shpool, sizeof(ra_lease_t));
+        if (lease != NULL) {
+            break;
+        }
+
+        if (n == RA_EVICT_MAX || ra_room_evict(ctx, 0, ngx_cycle->log) == 0) {
+            ctx->sh->untracked++;
+            return NULL;
+        }
+    }
+
+found:
+
+    lease->room = room;
+    lease->slot = slot;
+    ngx_queue_insert_head(&ctx->worker->leases, &lease->queue);
+
+    return lease;
+}
+
+
+/*
+ * the counts a lease holds given back: the connection ended; the lease is
+ * kept for this worker's next connection (a few: the rest is the zone's)
+ */
+
+void
+ra_lease_give(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now)
+{
+    ra_lease_drop(ctx, lease, now, ctx->worker);
+}
+
+
+static void
+ra_lease_drop(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now,
+    ra_worker_t *keep)
+{
+    ra_backend_t  *be;
+
+    be = &ctx->sh->backends[lease->slot];
+
+    if (be->live) {
+        ctx->sh->live_total--;
+
+        if (--be->live == 0) {
+            ctx->sh->slot_events++;
+        }
+    }
+
+    if (lease->room) {
+        ra_room_release(ctx->sh, lease->room, now);
+    }
+
+    ngx_queue_remove(&lease->queue);
+
+    if (keep && keep->nspare < RA_LEASE_SPARE) {
+        ngx_queue_insert_head(&keep->spare, &lease->queue);
+        keep->nspare++;
+        return;
+    }
+
+    ngx_slab_free_locked(ctx->shpool, lease);
+}
+
+
+/* a worker's entry freed: what it still holds given back, and its spares */
+
+static void
+ra_zone_worker_end(ra_zone_ctx_t *ctx, ra_worker_t *w)
+{
+    ngx_queue_t  *q;
+
+    while (!ngx_queue_empty(&w->leases)) {
+        q = ngx_queue_head(&w->leases);
+        ra_lease_drop(ctx, ngx_queue_data(q, ra_lease_t, queue),
+                      ngx_current_msec, NULL);
+    }
+
+    while (!ngx_queue_empty(&w->spare)) {
+        q = ngx_queue_head(&w->spare);
+        ngx_queue_remove(q);
+        ngx_slab_free_locked(ctx->shpool, ngx_queue_data(q, ra_lease_t, queue));
+    }
+
+    w->nspare = 0;
+    w->pid = 0;
+    ctx->sh->slot_events++;
+}
+
+
+/*
+ * Every worker process takes an entry in the worker table of each zone;
+ * first it gives back the counts of workers that died (the master
+ * respawns a worker that crashed, so the new one finds the old one gone).
+ * A timer does the same every RA_WORKER_CHECK ms, for workers of an older
+ * configuration that the master does not respawn.
+ */
+
+ngx_int_t
+ra_zone_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i, found;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *shm_zone;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    found = 0;
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].init != ra_zone_init) {
+            continue;
+        }
+
+        ra_zone_worker_start(shm_zone[i].data, cycle->log);
+        found = 1;
+    }
+
+    if (found && !ra_zone_timer.timer_set) {
+        ra_zone_dummy.fd = (ngx_socket_t) -1;
+
+        ra_zone_timer.handler = ra_zone_check;
+        ra_zone_timer.data = &ra_zone_dummy;
+        ra_zone_timer.log = cycle->log;
+        ra_zone_timer.cancelable = 1;
+
+        ngx_add_timer(&ra_zone_timer, RA_WORKER_CHECK);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ra_zone_worker_start(ra_zone_ctx_t *ctx, ngx_log_t *log)
+{
+    ngx_uint_t     i, warned;
+    ra_shctx_t    *sh;
+    ra_worker_t   *w;
+
+    ra_zone_reap(ctx, log);
+
+    sh = ctx->sh;
+    w = NULL;
+    warned = ctx->warned;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    /*
+     * this process's own entry, when it has one: nginx without a master
+     * process reloads in the same process (its old cycle's connections
+     * stay in the list); the entry then says the newer configuration
+     */
+
+    for (i = 0; i < RA_WORKERS_MAX; i++) {
+        if (sh->workers[i].pid == ngx_pid) {
+            w = &sh->workers[i];
+            w->gen = ctx->gen;
+            break;
+        }
+    }
+
+    for (i = 0; w == NULL && i < RA_WORKERS_MAX; i++) {
+        if (sh->workers[i].pid == 0) {
+            w = &sh->workers[i];
+            w->pid = ngx_pid;
+            w->gen = ctx->gen;
+            w->nspare = 0;
+            ngx_queue_init(&w->leases);
+            ngx_queue_init(&w->spare);
+        }
+    }
+
+    if (w == NULL && !warned) {
+        sh->workers_full++;
+    }
+
+    if (w && warned && sh->workers_full) {
+        /* it found one later: it is accounted again */
+        sh->workers_full--;
+    }
+
+    ctx->worker = w;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (w == NULL && !warned) {
+        ctx->warned = 1;
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "room_affinity: more than %d workers use the zone of "
+                      "upstream \"%V\": this one's connections are not "
+                      "given back should it die, and no server slot is "
+                      "reused until it has an entry",
+                      RA_WORKERS_MAX, &ctx->upstream->host);
+    }
+}
+
+
+static void
+ra_zone_check(ngx_event_t *ev)
+{
+    ngx_uint_t        i;
+    ngx_cycle_t      *cycle;
+    ra_zone_ctx_t    *ctx;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *shm_zone;
+
+    /* the current cycle: without a master, a reload replaces it */
+    cycle = (ngx_cycle_t *) ngx_cycle;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].init != ra_zone_init) {
+            continue;
+        }
+
+        ctx = shm_zone[i].data;
+
+        if (ctx->worker == NULL) {
+            /* a reload without a master, or no entry was free before */
+            ra_zone_worker_start(ctx, cycle->log);
+
+        } else {
+            ra_zone_reap(ctx, cycle->log);
+        }
+    }
+
+    ev->log = cycle->log;
+    ngx_add_timer(ev, RA_WORKER_CHECK);
+}
+
+
+/*
+ * Workers whose process is gone: each lease they held is given back
+ * (backend and room live counts; rooms left idle expire after ttl) and
+ * their entry is freed.  The pids are checked without the lock (kill(),
+ * signal 0, is a system call); an entry is reaped only if it still names
+ * that pid.
+ */
+
+void
+ra_zone_reap(ra_zone_ctx_t *ctx, ngx_log_t *log)
+{
+    ngx_uint_t    i, n, any;
+    ngx_pid_t     pid, dead[RA_WORKERS_MAX];
+    ra_shctx_t   *sh;
+    ra_worker_t  *w;
+    ngx_queue_t  *q;
+
+    sh = ctx->sh;
+    any = 0;
+
+    for (i = 0; i < RA_WORKERS_MAX; i++) {
+        pid = sh->workers[i].pid;
+        dead[i] = 0;
+
+        if (pid && pid != ngx_pid && kill(pid, 0) == -1
+            && ngx_errno == NGX_ESRCH)
+        {
+            dead[i] = pid;
+            any = 1;
+        }
+    }
+
+    if (!any) {
+        return;
+    }
+
+    for (i = 0; i < RA_WORKERS_MAX; i++) {
+
+        if (dead[i] == 0) {
+            continue;
+        }
+
+        ngx_shmtx_lock(&ctx->shpool->mutex);
+
+        w = &sh->workers[i];
+
+        if (w->pid != dead[i]) {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            continue;
+        }
+
+        n = 0;
+
+        for (q = ngx_queue_head(&w->leases);
+             q != ngx_queue_sentinel(&w->leases);
+             q = ngx_queue_next(q))
+        {
+            n++;
+        }
+
+        ra_zone_worker_end(ctx, w);
+
+        sh->reaped++;
+        sh->reaped_live += n;
+        sh->pl_gen++;
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "room_affinity: worker %P of upstream \"%V\" is "
+                      "gone; the %ui connections it counted are given back",
+                      dead[i], &ctx->upstream->host, n);
+    }
+}
+
+
+/* a worker that exits gives back what it still holds, and its entry */
+
+void
+ra_zone_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i;
+    ra_zone_ctx_t    *ctx;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *shm_zone;
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].init != ra_zone_init) {
+            continue;
+        }
+
+        ctx = shm_zone[i].data;
+
+        if (ctx->worker == NULL) {
+            continue;
+        }
+
+        ngx_shmtx_lock(&ctx->shpool->mutex);
+
+        if (ctx->worker->pid == ngx_pid) {
+            ra_zone_worker_end(ctx, ctx->worker);
+        }
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        ctx->worker = NULL;
+    }
 }

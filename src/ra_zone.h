@@ -24,6 +24,11 @@
 #define RA_ZONE_MIN_PAGES      8        /* the smallest zone, in pages */
 #define RA_REMOTE_MAX          8        /* other instances counted */
 #define RA_HIST_LEN            32       /* samples of a backend's load */
+#define RA_SLOT_SCAN           1024     /* idle rooms looked at, and */
+#define RA_SLOT_EVICT          256      /* evicted at most, for one slot */
+#define RA_WORKERS_MAX         64       /* workers accounted, all cycles */
+#define RA_WORKER_CHECK        2000     /* ms between checks for dead ones */
+#define RA_LEASE_SPARE         64       /* freed leases a worker keeps */
 
 
 /*
@@ -60,6 +65,8 @@ typedef struct {
     ngx_msec_t          reported_at;  /* ngx_current_msec of the report */
     ngx_msec_t          up_since;     /* for slow start; 0: long ago */
     ngx_uint_t          placed;       /* rooms placed here, ever */
+    ngx_uint_t          gen;          /* the newest configuration that
+                                         mapped it (ra_shctx_t gen) */
 
     uint32_t            hist[RA_HIST_LEN];     /* live + remote_live */
     uint32_t            remote[RA_REMOTE_MAX]; /* by instance index */
@@ -91,7 +98,29 @@ struct ra_room_s {
 };
 
 
-#define RA_ZONE_VERSION  6            /* layout of ra_shctx_t, ra_room_t */
+/*
+ * one upstream connection counted by a worker: what it holds, so that
+ * the counts of a worker that died can be given back (ra_zone_reap())
+ */
+typedef struct {
+    ngx_queue_t         queue;        /* in its worker's list */
+    ra_room_t          *room;         /* NULL: placed without recording */
+    ngx_uint_t          slot;
+} ra_lease_t;
+
+
+/* a worker process using the zone, of this or an older configuration */
+typedef struct {
+    ngx_pid_t           pid;          /* 0: a free entry */
+    ngx_uint_t          gen;          /* its configuration */
+    ngx_queue_t         leases;       /* its live connections */
+    ngx_queue_t         spare;        /* leases kept for reuse, */
+    ngx_uint_t          nspare;       /* RA_LEASE_SPARE at most */
+} ra_worker_t;
+
+
+#define RA_ZONE_VERSION  7            /* layout of ra_shctx_t, ra_room_t,
+                                         ra_backend_t, ra_lease_t */
 
 
 typedef struct {
@@ -134,6 +163,22 @@ typedef struct {
 
     ngx_uint_t          placed_viewed;   /* placements by a kept view */
     ngx_uint_t          placed_full;     /* by a pass over the servers */
+
+    /*
+     * gen: the configuration (nginx -s reload) that last laid eyes on the
+     * zone; a backend slot that no running worker's configuration maps,
+     * with no room and no connection, can be given to another server
+     */
+    ngx_uint_t          gen;
+    ngx_uint_t          reclaimed;       /* slots given to another server */
+    ngx_uint_t          reaped;          /* dead workers' counts given back */
+    ngx_uint_t          reaped_live;     /* connections they held */
+    ngx_uint_t          untracked;       /* counted without a lease */
+    ngx_uint_t          workers_full;    /* a worker found no entry */
+    ngx_uint_t          slot_events;     /* a slot may have become free:
+                                            its last room or connection
+                                            went, or a worker left */
+    ra_worker_t         workers[RA_WORKERS_MAX];
 } ra_shctx_t;
 
 
@@ -142,6 +187,9 @@ typedef struct {
     ra_shctx_t                   *sh;
     ngx_http_upstream_srv_conf_t *upstream;    /* whose zone it is */
     ngx_msec_t                    ttl;
+    ngx_uint_t                    gen;         /* this configuration's */
+    ra_worker_t                  *worker;      /* this process's, or NULL */
+    ngx_uint_t                    warned;      /* it found no entry */
 } ra_zone_ctx_t;
 
 
@@ -161,8 +209,18 @@ void ra_room_touch(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
 void ra_room_release(ra_shctx_t *sh, ra_room_t *room, ngx_msec_t now);
 void ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
 void ra_room_move(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
-ngx_int_t ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name);
+ngx_int_t ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name,
+    ngx_uint_t *progress, ngx_log_t *log);
 ngx_int_t ra_backend_find(ra_shctx_t *sh, u_char *name, size_t len);
+void ra_backend_mapped(ra_zone_ctx_t *ctx, ngx_str_t *name);
+ra_lease_t *ra_lease_take(ra_zone_ctx_t *ctx, ra_room_t *room,
+    ngx_uint_t slot);
+void ra_lease_give(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now);
+
+/* these take the zone's mutex themselves */
+ngx_int_t ra_zone_init_process(ngx_cycle_t *cycle);
+void ra_zone_exit_process(ngx_cycle_t *cycle);
+void ra_zone_reap(ra_zone_ctx_t *ctx, ngx_log_t *log);
 
 
 #pragma GCC visibility pop

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "ra_placement.h"
+#include "live.h"
 
 
 #define SIM_SEED          20261126ULL
@@ -1366,6 +1367,12 @@ main(int argc, char **argv)
     static const double  reports[] = { 0, 1, 5, 10 };
     static const int     insts[] = { 1, 3 };
 
+    for (i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "-w") == 0 && strcmp(argv[i + 1], "live") == 0) {
+            return sim_live_main(argc, argv);
+        }
+    }
+
     jobs = 2;
     debug = (getenv("SIM_DEBUG") != NULL);
     only_n = 0;
@@ -1376,7 +1383,7 @@ main(int argc, char **argv)
     pl_conf.balance_factor = RA_PL_BALANCE_FACTOR_DEFAULT;
     pl_conf.slow_start_ms = RA_PL_SLOW_START_MS_DEFAULT;
 
-    while ((opt = getopt(argc, argv, "j:c:b:s:n:r:i:")) != -1) {
+    while ((opt = getopt(argc, argv, "j:c:b:s:n:r:i:w:")) != -1) {
         switch (opt) {
         case 'j': jobs = atoi(optarg); break;
         case 'c': pl_conf.choices = atoi(optarg); break;
@@ -1385,6 +1392,7 @@ main(int argc, char **argv)
         case 'n': only_n = atoi(optarg); break;
         case 'r': only_r = atof(optarg); break;
         case 'i': only_i = atoi(optarg); break;
+        case 'w': break;
         default: usage();
         }
     }

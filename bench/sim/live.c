@@ -1190,12 +1190,15 @@ typedef struct {
     int         seed;
     int         policy;
     double      period;
-    double      mean;
+    double      mean;         /* over the live runs listed */
     double      p99;
+    int         runs;
+    char        params[64];   /* RA_PARAMS of the run, "-": none */
 } lv_fig_t;
 
 static lv_fig_t  figs[256];
 static int       nfigs;
+static char      lv_params[64] = "-";
 
 
 static int
@@ -1216,25 +1219,49 @@ lv_policy(const char *s)
 static void
 lv_load_figures(const char *path)
 {
+    int       k;
     char      line[512], pol[64], per[16];
     FILE     *fp;
-    lv_fig_t  f;
+    lv_fig_t  f, *g;
 
     fp = fopen(path, "r");
     if (fp == NULL) {
         return;
     }
 
+    /* several runs of the same seed, policy and parameters: their mean */
+
     while (fgets(line, sizeof(line), fp) && nfigs < 256) {
+        memset(&f, 0, sizeof(f));
         if (line[0] == '#'
-            || sscanf(line, "%d %63s %15s %lf %lf", &f.seed, pol, per,
-                      &f.mean, &f.p99) != 5)
+            || sscanf(line, "%d %63s %15s %lf %lf %63s", &f.seed, pol, per,
+                      &f.mean, &f.p99, f.params) < 5)
         {
             continue;
         }
+        if (f.params[0] == '\0') {
+            strcpy(f.params, "-");
+        }
         f.policy = lv_policy(pol);
         f.period = (per[0] == '-') ? 0 : atof(per);
-        if (f.policy >= 0) {
+        f.runs = 1;
+        if (f.policy < 0) {
+            continue;
+        }
+
+        for (k = 0; k < nfigs; k++) {
+            g = &figs[k];
+            if (g->seed == f.seed && g->policy == f.policy
+                && g->period == f.period && strcmp(g->params, f.params) == 0)
+            {
+                g->mean = (g->mean * g->runs + f.mean) / (g->runs + 1);
+                g->p99 = (g->p99 * g->runs + f.p99) / (g->runs + 1);
+                g->runs++;
+                break;
+            }
+        }
+
+        if (k == nfigs) {
             figs[nfigs++] = f;
         }
     }
@@ -1250,7 +1277,8 @@ lv_figure(int seed, int policy, double period)
 
     for (k = nfigs - 1; k >= 0; k--) {
         if (figs[k].seed == seed && figs[k].policy == policy
-            && (figs[k].period == 0 || figs[k].period == period))
+            && (figs[k].period == 0 || figs[k].period == period)
+            && strcmp(figs[k].params, lv_params) == 0)
         {
             return &figs[k];
         }
@@ -1287,9 +1315,11 @@ int
 sim_live_main(int argc, char **argv)
 {
     int          opt, nseeds, npol, reps, s, p, q, k, quiet, ok, within;
+    int          nseed, nseed_ok;
     int          seeds[LV_MAX_SEEDS], pols[LV_MAX_POL], nm;
     char        *tok, *str, dir[1024], figpath[1024];
     double       period, lag, mm[LV_MAX_SEEDS], pp[LV_MAX_SEEDS];
+    double       sample_off;
     double       lm[LV_MAX_SEEDS], lp[LV_MAX_SEEDS], omean, op99;
     double       spread_m, spread_p, mlo, mhi, plo, phi;
     lv_run_t     run;
@@ -1301,7 +1331,7 @@ sim_live_main(int argc, char **argv)
 
     snprintf(figpath, sizeof(figpath), "%s", argv[0]);
     snprintf(dir, sizeof(dir), "%s", dirname(figpath));
-    snprintf(figpath, sizeof(figpath), "%s/live-figures.txt", dir);
+    snprintf(figpath, sizeof(figpath), "%.1000s/live-figures.txt", dir);
 
     nseeds = 0;
     npol = 0;
@@ -1309,6 +1339,7 @@ sim_live_main(int argc, char **argv)
     reps = 8;
     lag = 500;
     quiet = 0;
+    sample_off = -1;
     lv_debug = (getenv("SIM_DEBUG") != NULL);
 
     lv_conf.choices = RA_PL_CHOICES_DEFAULT;
@@ -1317,7 +1348,7 @@ sim_live_main(int argc, char **argv)
 
     optind = 1;
 
-    while ((opt = getopt(argc, argv, "w:S:P:p:R:c:b:s:l:F:qB:")) != -1) {
+    while ((opt = getopt(argc, argv, "w:S:P:p:R:c:b:s:l:F:qB:O:")) != -1) {
         switch (opt) {
         case 'w': break;
         case 'S':
@@ -1348,8 +1379,34 @@ sim_live_main(int argc, char **argv)
         case 'F': snprintf(figpath, sizeof(figpath), "%s", optarg); break;
         case 'q': quiet = 1; break;
         case 'B': lv_port = atoi(optarg); break;
+        case 'O': sample_off = atof(optarg); break;
         default: lv_usage();
         }
+    }
+
+    /* the room_affinity parameters the benchmark's RA_PARAMS would set */
+
+    k = 0;
+    if (lv_conf.choices != RA_PL_CHOICES_DEFAULT) {
+        k += snprintf(lv_params + k, sizeof(lv_params) - k, "%schoices=%u",
+                      k ? "," : "", lv_conf.choices);
+    }
+    if (lv_conf.balance_factor != RA_PL_BALANCE_FACTOR_DEFAULT) {
+        k += snprintf(lv_params + k, sizeof(lv_params) - k,
+                      "%sbalance_factor=%u", k ? "," : "",
+                      lv_conf.balance_factor);
+    }
+    if (lv_conf.slow_start_ms != 0) {
+        k += snprintf(lv_params + k, sizeof(lv_params) - k,
+                      "%sslow_start=%ums", k ? "," : "",
+                      lv_conf.slow_start_ms);
+    }
+    if (lag != 500) {
+        k += snprintf(lv_params + k, sizeof(lv_params) - k,
+                      "%sreport_lag=%.0fms", k ? "," : "", lag);
+    }
+    if (k == 0) {
+        strcpy(lv_params, "-");
     }
 
     if (nseeds == 0) {
@@ -1417,8 +1474,11 @@ sim_live_main(int argc, char **argv)
                 run.join_ms = 2 + 4 * lv_unit(&run.rng);
                 run.share_ms = 1 + 5 * lv_unit(&run.rng);
                 run.count_ms = 1 + 2 * lv_unit(&run.rng);
-                run.sample_off_ms = 100 + 200 * lv_unit(&run.rng);
+                run.sample_off_ms = 250 + 400 * lv_unit(&run.rng);
                 run.report_lag_ms = lag;
+                if (sample_off >= 0) {
+                    run.sample_off_ms = sample_off;
+                }
 
                 lv_run(tr[s], &run, &one);
 
@@ -1447,14 +1507,17 @@ sim_live_main(int argc, char **argv)
 
     /* sim against live: each seed, then the medians over the seeds */
 
-    printf("\nsim vs live (live: %s; diff = sim - live, ok: within "
-           "+-0.10):\n", figpath);
-    printf("%-14s  %-5s  %8s  %8s  %6s  %8s  %8s  %6s  %s\n", "policy",
-           "seed", "sim mean", "live", "diff", "sim p99", "live", "diff",
-           "");
+    printf("\nsim vs live (live: %s, params %s; live = the mean of the "
+           "runs listed; diff = sim - live; ok: within +-0.10):\n", figpath,
+           lv_params);
+    printf("%-14s  %-5s  %8s  %8s  %6s  %8s  %8s  %6s  %-3s  %s\n",
+           "policy", "seed", "sim mean", "live", "diff", "sim p99", "live",
+           "diff", "", "live runs");
 
     within = 0;
     nm = 0;
+    nseed = 0;
+    nseed_ok = 0;
 
     for (q = 0; q < npol; q++) {
         p = pols[q];
@@ -1480,9 +1543,13 @@ sim_live_main(int argc, char **argv)
             spread_p = pp[s] - f->p99;
             ok = fabs(spread_m) <= 0.10 + 1e-9 && fabs(spread_p) <= 0.10 + 1e-9;
 
+            nseed_ok += ok;
+            nseed++;
+
             printf("%-14s  %-5d  %8.2f  %8.2f  %+6.2f  %8.2f  %8.2f  %+6.2f  "
-                   "%s\n", lv_pol_name[p], seeds[s], mm[s], f->mean, spread_m,
-                   pp[s], f->p99, spread_p, ok ? "ok" : "OFF");
+                   "%-3s  %d\n", lv_pol_name[p], seeds[s], mm[s], f->mean,
+                   spread_m, pp[s], f->p99, spread_p, ok ? "ok" : "OFF",
+                   f->runs);
         }
 
         if (nseeds > 1 && k == nseeds) {
@@ -1501,10 +1568,14 @@ sim_live_main(int argc, char **argv)
         }
     }
 
+    printf("\nwithin +-0.10 of live (mean and p99): %d of %d seed x "
+           "policy figures", nseed_ok, nseed);
+
     if (nm) {
-        printf("\nmedians within +-0.10 of live (mean and p99): %d of %d "
-               "policies\n", within, nm);
+        printf("; medians over the seeds: %d of %d policies", within, nm);
     }
+
+    printf("\n");
 
     return 0;
 }

@@ -1505,6 +1505,49 @@ sim_live_main(int argc, char **argv)
         }
     }
 
+    if (nseeds > 1) {
+        printf("\nmedians over seeds");
+        for (s = 0; s < nseeds; s++) {
+            printf(" %d", seeds[s]);
+        }
+        printf(":\n%-34s  %-6s  %6s  %4s  %4s  %8s  %7s  %6s\n", "policy",
+               "flow", "period", "mean", "p99", "mean/orc", "p99/orc",
+               "splits");
+
+        omean = op99 = 0;
+
+        for (q = 0; q < npol; q++) {
+            for (s = 0; s < nseeds; s++) {
+                mm[s] = avg[s][q].mean;
+                pp[s] = avg[s][q].p99;
+            }
+            if (pols[q] == L_ORACLE) {
+                omean = lv_median(mm, nseeds);
+                op99 = lv_median(pp, nseeds);
+            }
+        }
+
+        for (q = 0; q < npol; q++) {
+            p = pols[q];
+            for (s = 0; s < nseeds; s++) {
+                mm[s] = avg[s][q].mean;
+                pp[s] = avg[s][q].p99;
+                lm[s] = avg[s][q].splits;
+            }
+            spread_m = lv_median(mm, nseeds);
+            spread_p = lv_median(pp, nseeds);
+            printf("%-34s  %-6s  %6s  %4.2f  %4.2f  ", lv_pol_label[p],
+                   lv_pol_flow[p], (p == L_REDIS || p == L_JOIN) ? "5s" : "-",
+                   spread_m, spread_p);
+            if (omean > 0) {
+                printf("%8.2f  %7.2f  ", spread_m / omean, spread_p / op99);
+            } else {
+                printf("%8s  %7s  ", "-", "-");
+            }
+            printf("%6.0f   [%s]\n", lv_median(lm, nseeds), lv_pol_name[p]);
+        }
+    }
+
     /* sim against live: each seed, then the medians over the seeds */
 
     printf("\nsim vs live (live: %s, params %s; live = the mean of the "

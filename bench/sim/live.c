@@ -147,6 +147,7 @@ typedef struct {
     double      period;         /* s */
     double      startup_ms;     /* backends' start before the driver's */
     double      tick_phase[LV_NI];
+    double      tick_ms;        /* the driver's lateness: its timer */
     double      lat_ms;         /* client to backend, through a front */
     double      join_ms;        /* join answer to direct connection */
     double      share_ms;       /* a placement reaches the other front */
@@ -1055,11 +1056,12 @@ lv_run(lv_trace_t *t, const lv_run_t *run, lv_res_t *res)
     for (k = 0; k < n; k++) {
         for (i = 0; i < t->rooms[k].n; i++) {
             t->members[t->rooms[k].moff + i].b = -1;
-            lv_push(t->members[t->rooms[k].moff + i].t, V_MEMBER, k, i, 0);
+            lv_push(t->members[t->rooms[k].moff + i].t
+                    + R.tick_ms * lv_unit(&R.rng), V_MEMBER, k, i, 0);
         }
-        lv_push(t->rooms[k].end < t->duration ? t->rooms[k].end
-                                               : t->duration,
-                V_END, k, 0, 0);
+        lv_push((t->rooms[k].end < t->duration ? t->rooms[k].end
+                                                : t->duration)
+                + R.tick_ms * lv_unit(&R.rng), V_END, k, 0, 0);
     }
 
     /*
@@ -1319,7 +1321,7 @@ sim_live_main(int argc, char **argv)
     int          seeds[LV_MAX_SEEDS], pols[LV_MAX_POL], nm;
     char        *tok, *str, dir[1024], figpath[1024];
     double       period, lag, mm[LV_MAX_SEEDS], pp[LV_MAX_SEEDS];
-    double       sample_off;
+    double       sample_off, tick;
     double       lm[LV_MAX_SEEDS], lp[LV_MAX_SEEDS], omean, op99;
     double       spread_m, spread_p, mlo, mhi, plo, phi;
     lv_run_t     run;
@@ -1336,10 +1338,11 @@ sim_live_main(int argc, char **argv)
     nseeds = 0;
     npol = 0;
     period = 5;
-    reps = 8;
+    reps = 32;
     lag = 500;
     quiet = 0;
     sample_off = -1;
+    tick = 5;
     lv_debug = (getenv("SIM_DEBUG") != NULL);
 
     lv_conf.choices = RA_PL_CHOICES_DEFAULT;
@@ -1348,7 +1351,7 @@ sim_live_main(int argc, char **argv)
 
     optind = 1;
 
-    while ((opt = getopt(argc, argv, "w:S:P:p:R:c:b:s:l:F:qB:O:")) != -1) {
+    while ((opt = getopt(argc, argv, "w:S:P:p:R:c:b:s:l:F:qB:O:T:")) != -1) {
         switch (opt) {
         case 'w': break;
         case 'S':
@@ -1380,6 +1383,7 @@ sim_live_main(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'B': lv_port = atoi(optarg); break;
         case 'O': sample_off = atof(optarg); break;
+        case 'T': tick = atof(optarg); break;
         default: lv_usage();
         }
     }
@@ -1470,6 +1474,7 @@ sim_live_main(int argc, char **argv)
                 run.startup_ms = 300 + 1500 * lv_unit(&run.rng);
                 run.tick_phase[0] = LV_HIST_TICK * lv_unit(&run.rng);
                 run.tick_phase[1] = LV_HIST_TICK * lv_unit(&run.rng);
+                run.tick_ms = tick;
                 run.lat_ms = 1 + 3 * lv_unit(&run.rng);
                 run.join_ms = 2 + 4 * lv_unit(&run.rng);
                 run.share_ms = 1 + 5 * lv_unit(&run.rng);

@@ -1317,7 +1317,7 @@ int
 sim_live_main(int argc, char **argv)
 {
     int          opt, nseeds, npol, reps, s, p, q, k, quiet, ok, within;
-    int          nseed, nseed_ok;
+    int          nseed, nseed_ok, in;
     int          seeds[LV_MAX_SEEDS], pols[LV_MAX_POL], nm;
     char        *tok, *str, dir[1024], figpath[1024];
     double       period, lag, mm[LV_MAX_SEEDS], pp[LV_MAX_SEEDS];
@@ -1326,6 +1326,7 @@ sim_live_main(int argc, char **argv)
     double       spread_m, spread_p, mlo, mhi, plo, phi;
     lv_run_t     run;
     lv_res_t     one, avg[LV_MAX_SEEDS][LV_MAX_POL];
+    double       span[LV_MAX_SEEDS][LV_MAX_POL][4];
     lv_trace_t  *tr[LV_MAX_SEEDS];
     const lv_fig_t  *f;
 
@@ -1498,6 +1499,10 @@ sim_live_main(int argc, char **argv)
             }
 
             avg[s][q].splits = (avg[s][q].splits + reps / 2) / reps;
+            span[s][q][0] = mlo;
+            span[s][q][1] = mhi;
+            span[s][q][2] = plo;
+            span[s][q][3] = phi;
 
             if (!quiet) {
                 printf("%-4d  %-34s  %-6s  %6s  %4.2f  %4.2f  %4.2f-%4.2f  "
@@ -1558,9 +1563,9 @@ sim_live_main(int argc, char **argv)
     printf("\nsim vs live (live: %s, params %s; live = the mean of the "
            "runs listed; diff = sim - live; ok: within +-0.10):\n", figpath,
            lv_params);
-    printf("%-14s  %-5s  %8s  %8s  %6s  %8s  %8s  %6s  %-3s  %s\n",
+    printf("%-14s  %-5s  %8s  %8s  %6s  %8s  %8s  %6s  %-3s  %4s  %s\n",
            "policy", "seed", "sim mean", "live", "diff", "sim p99", "live",
-           "diff", "", "live runs");
+           "diff", "", "runs", "in span");
 
     within = 0;
     nm = 0;
@@ -1594,10 +1599,18 @@ sim_live_main(int argc, char **argv)
             nseed_ok += ok;
             nseed++;
 
+            /* is the live run one the replicas could have been? */
+            in = f->runs == 1
+                 && f->mean >= span[s][q][0] - 0.005
+                 && f->mean <= span[s][q][1] + 0.005
+                 && f->p99 >= span[s][q][2] - 0.005
+                 && f->p99 <= span[s][q][3] + 0.005;
+
             printf("%-14s  %-5d  %8.2f  %8.2f  %+6.2f  %8.2f  %8.2f  %+6.2f  "
-                   "%-3s  %d\n", lv_pol_name[p], seeds[s], mm[s], f->mean,
-                   spread_m, pp[s], f->p99, spread_p, ok ? "ok" : "OFF",
-                   f->runs);
+                   "%-3s  %4d  %s\n", lv_pol_name[p], seeds[s], mm[s],
+                   f->mean, spread_m, pp[s], f->p99, spread_p,
+                   ok ? "ok" : "OFF", f->runs,
+                   f->runs > 1 ? "" : in ? "yes" : "no");
         }
 
         if (nseeds > 1 && k == nseeds) {

@@ -972,7 +972,8 @@ lv_sample(double now)
     conns_sum += total;
 
     if (lv_debug) {
-        fprintf(stderr, "%s t=%.1f total %d ratio %.2f [", lv_pol_name[R.policy],
+        fprintf(stderr, "%s t=%.1f total %d ratio %.2f [",
+                lv_pol_name[R.policy],
                 now / 1000, total, ratios[nratios - 1]);
         for (b = 0; b < LV_NB; b++) {
             fprintf(stderr, " %d", bconn[b]);
@@ -1306,7 +1307,8 @@ lv_usage(void)
         "usage: sim -w live [-S \"seeds\"] [-P period_s] [-p \"policies\"]\n"
         "                   [-R replicas] [-c choices] [-b balance_factor]\n"
         "                   [-s slow_start_ms] [-l report_lag_ms]\n"
-        "                   [-F live-figures.txt] [-q]\n"
+        "                   [-F live-figures.txt] [-q] [-B port_base]\n"
+        "                   [-T driver_lateness_ms] [-O sampler_offset_ms]\n"
         "policies: oracle ra-redis ra-redis-join ra-local nginx-hash "
         "haproxy\n");
     exit(2);
@@ -1594,7 +1596,8 @@ sim_live_main(int argc, char **argv)
 
             spread_m = mm[s] - f->mean;
             spread_p = pp[s] - f->p99;
-            ok = fabs(spread_m) <= 0.10 + 1e-9 && fabs(spread_p) <= 0.10 + 1e-9;
+            ok = fabs(spread_m) <= 0.10 + 1e-9
+                 && fabs(spread_p) <= 0.10 + 1e-9;
 
             nseed_ok += ok;
             nseed++;
@@ -1618,7 +1621,8 @@ sim_live_main(int argc, char **argv)
             op99 = lv_median(pp, nseeds);
             spread_m = omean - lv_median(lm, k);
             spread_p = op99 - lv_median(lp, k);
-            ok = fabs(spread_m) <= 0.10 + 1e-9 && fabs(spread_p) <= 0.10 + 1e-9;
+            ok = fabs(spread_m) <= 0.10 + 1e-9
+                 && fabs(spread_p) <= 0.10 + 1e-9;
             within += ok;
             nm++;
 

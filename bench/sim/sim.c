@@ -1349,7 +1349,9 @@ usage(void)
     fprintf(stderr,
         "usage: sim [-j jobs] [-c choices] [-b balance_factor] "
         "[-s slow_start_ms]\n"
-        "           [-n backends] [-r report_s] [-i instances]\n");
+        "           [-n backends] [-r report_s] [-i instances]\n"
+        "       sim -w live [options]   (the live benchmark's workload; "
+        "see README.md)\n");
     exit(2);
 }
 

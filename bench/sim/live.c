@@ -1321,7 +1321,7 @@ sim_live_main(int argc, char **argv)
     int          opt, nseeds, npol, reps, s, p, q, k, quiet, ok, within;
     int          nseed, nseed_ok, in;
     int          seeds[LV_MAX_SEEDS], pols[LV_MAX_POL], nm;
-    char        *tok, *str, dir[1024], figpath[1024];
+    char        *tok, *str, dir[1024], figpath[1024], per[32];
     double       period, lag, mm[LV_MAX_SEEDS], pp[LV_MAX_SEEDS];
     double       sample_off, tick;
     double       lm[LV_MAX_SEEDS], lp[LV_MAX_SEEDS], omean, op99;
@@ -1456,12 +1456,15 @@ sim_live_main(int argc, char **argv)
            lag, period);
 
     if (!quiet) {
-        printf("%-4s  %-34s  %-6s  %6s  %4s  %4s  %-9s  %4s  %-9s  %6s  "
-               "%5s\n", "seed", "policy", "flow", "period", "mean", "p99",
-               "mean span", "", "p99 span", "splits", "conns");
+        printf("%-4s  %-34s  %-6s  %6s  %4s  %4s  %8s  %7s  %6s  %5s  "
+               "%-9s  %-9s\n", "seed", "policy", "flow", "period", "mean",
+               "p99", "mean/orc", "p99/orc", "splits", "conns", "mean span",
+               "p99 span");
     }
 
     for (s = 0; s < nseeds; s++) {
+        omean = op99 = 0;
+
         for (q = 0; q < npol; q++) {
             p = pols[q];
             memset(&avg[s][q], 0, sizeof(lv_res_t));
@@ -1506,13 +1509,26 @@ sim_live_main(int argc, char **argv)
             span[s][q][2] = plo;
             span[s][q][3] = phi;
 
+            if (p == L_ORACLE) {
+                omean = avg[s][q].mean;
+                op99 = avg[s][q].p99;
+            }
+
             if (!quiet) {
-                printf("%-4d  %-34s  %-6s  %6s  %4.2f  %4.2f  %4.2f-%4.2f  "
-                       "%4s  %4.2f-%4.2f  %6d  %5.0f\n", seeds[s],
+                snprintf(per, sizeof(per), "%gs", period);
+                printf("%-4d  %-34s  %-6s  %6s  %4.2f  %4.2f  ", seeds[s],
                        lv_pol_label[p], lv_pol_flow[p],
-                       (p == L_REDIS || p == L_JOIN) ? "5s" : "-",
-                       avg[s][q].mean, avg[s][q].p99, mlo, mhi, "", plo, phi,
-                       avg[s][q].splits, avg[s][q].conns);
+                       (p == L_REDIS || p == L_JOIN) ? per : "-",
+                       avg[s][q].mean, avg[s][q].p99);
+                if (omean > 0) {
+                    printf("%8.2f  %7.2f  ", avg[s][q].mean / omean,
+                           avg[s][q].p99 / op99);
+                } else {
+                    printf("%8s  %7s  ", "-", "-");
+                }
+                printf("%6d  %5.0f  %4.2f-%4.2f  %4.2f-%4.2f\n",
+                       avg[s][q].splits, avg[s][q].conns, mlo, mhi, plo,
+                       phi);
             }
         }
     }
@@ -1548,8 +1564,9 @@ sim_live_main(int argc, char **argv)
             }
             spread_m = lv_median(mm, nseeds);
             spread_p = lv_median(pp, nseeds);
+            snprintf(per, sizeof(per), "%gs", period);
             printf("%-34s  %-6s  %6s  %4.2f  %4.2f  ", lv_pol_label[p],
-                   lv_pol_flow[p], (p == L_REDIS || p == L_JOIN) ? "5s" : "-",
+                   lv_pol_flow[p], (p == L_REDIS || p == L_JOIN) ? per : "-",
                    spread_m, spread_p);
             if (omean > 0) {
                 printf("%8.2f  %7.2f  ", spread_m / omean, spread_p / op99);

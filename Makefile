@@ -180,6 +180,12 @@ stress:
 sim:
 	$(MAKE) -C bench/sim run
 
+# the simulator on bench-live's default workload, against its figures
+sim-live:
+	$(MAKE) -C bench/sim live
+
+.PHONY: sim-live
+
 # the live placement benchmark (bench/live/run.py, docs/benchmarks.md):
 # real redis, 2 nginx x 2 workers, 8 WebSocket backends, seeded rooms;
 # make bench-live SEEDS="1 2 3" PERIODS="1 5 30 300" runs more

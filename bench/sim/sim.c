@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "ra_placement.h"
+#include "live.h"
 
 
 #define SIM_SEED          20261126ULL
@@ -32,6 +33,8 @@
 #define SIM_POINTS        160         /* ketama points per weight unit */
 #define SIM_BOUND         125         /* HAProxy hash-balance-factor */
 #define SIM_WINDOW        30.0        /* s, moved rooms counted after */
+#define SIM_TICK          0.25        /* s, counts shared, loads sampled */
+#define SIM_HIST          3           /* samples kept: report_lag 500 ms */
 
 #define SIM_T_MEASURE     180.0       /* lifetimes are capped at 180 s */
 #define SIM_T_FLASH       250.0
@@ -85,7 +88,8 @@ enum {
     E_SAMPLE,
     E_CRASH,
     E_DRAIN,
-    E_ADD
+    E_ADD,
+    E_TICK
 };
 
 
@@ -173,7 +177,10 @@ static ra_pl_conf_t pl_conf;
 
 static backend_t    be[SIM_MAX_B];
 static int          nb;                 /* including the added one */
-static int          pending[SIM_MAX_INST][SIM_MAX_B];
+static int          remote[SIM_MAX_INST][SIM_MAX_B];
+static int          seen[SIM_MAX_INST][SIM_MAX_B];
+static int          hist[SIM_MAX_INST][SIM_HIST][SIM_MAX_B];
+static int          hist_pos, hist_n;
 static int          live[SIM_MAX_INST][SIM_MAX_B];
 static long         live_sum[SIM_MAX_INST];
 static int          irooms[SIM_MAX_INST][SIM_MAX_B];
@@ -590,7 +597,8 @@ report_fresh(int b, double now)
 static int
 pick_ours(uint64_t hash, int inst, double now)
 {
-    int              b, per_inst;
+    int              b, per_inst, held;
+    long             est;
     double           up;
     ra_pl_backend_t  v[SIM_MAX_B];
 
@@ -601,16 +609,24 @@ pick_ours(uint64_t hash, int inst, double now)
         v[b].fresh = report_fresh(b, now);
         v[b].capacity = v[b].fresh ? be[b].cap : 0;
 
+        /*
+         * as ra_report_load(): the connections every instance holds
+         * (this one's, the others' as shared at the last tick), and the
+         * estimate max(0, reported + held - seen)
+         */
+
+        held = live[inst][b] + remote[inst][b];
+        v[b].pending = 0;
+
         if (cf.report == 0) {
             v[b].reported = be[b].conn;
-            v[b].pending = 0;
 
         } else {
-            v[b].reported = be[b].reported;
-            v[b].pending = pending[inst][b];
+            est = (long) be[b].reported + held - seen[inst][b];
+            v[b].reported = (est < 0) ? 0 : (uint32_t) est;
         }
 
-        v[b].live = live[inst][b];
+        v[b].live = held;
         v[b].rooms = per_inst ? irooms[inst][b] : be[b].rooms;
 
         up = (now - be[b].t_up) * 1000.0;
@@ -767,7 +783,6 @@ join(int rid, int k, double now)
             }
 
             *slot = b;
-            pending[inst][b]++;
 
             if (policy == P_OURS_INST) {
                 irooms[inst][b]++;
@@ -928,10 +943,43 @@ arrival(double now)
 }
 
 
+/*
+ * Every 250 ms each instance samples the loads it sees, then sends the
+ * connections it holds to the others (ra_share.c), which count them in
+ * remote_live
+ */
+
+static void
+tick(double now)
+{
+    int  i, j, b;
+
+    hist_pos = (hist_pos + 1) % SIM_HIST;
+    hist_n += (hist_n < SIM_HIST);
+
+    for (i = 0; i < cf.ninst; i++) {
+        for (b = 0; b < nb; b++) {
+            hist[i][hist_pos][b] = live[i][b] + remote[i][b];
+        }
+    }
+
+    for (i = 0; i < cf.ninst; i++) {
+        for (b = 0; b < nb; b++) {
+            remote[i][b] = 0;
+            for (j = 0; j < cf.ninst; j++) {
+                remote[i][b] += (j != i) ? live[j][b] : 0;
+            }
+        }
+    }
+
+    ev_push(now + SIM_TICK, E_TICK, 0, 0);
+}
+
+
 static void
 report(int b, double now)
 {
-    int  i;
+    int  i, k, held, then;
 
     if (!be[b].up) {
         return;
@@ -942,8 +990,17 @@ report(int b, double now)
         be[b].last_report = now;
         be[b].has_report = 1;
 
+        /*
+         * ra_report_seen(): what each instance held report_lag (2 ticks)
+         * ago, or now if fewer
+         */
+
         for (i = 0; i < cf.ninst; i++) {
-            pending[i][b] = 0;
+            held = live[i][b] + remote[i][b];
+            k = (hist_n > 2) ? 2 : hist_n - 1;
+            then = (k < 0) ? held
+                   : hist[i][(hist_pos + SIM_HIST - k) % SIM_HIST][b];
+            seen[i][b] = (held < then) ? held : then;
         }
     }
 
@@ -1111,7 +1168,11 @@ run_one(const config_t *c, int pol, result_t *res)
     policy = pol;
 
     memset(be, 0, sizeof(be));
-    memset(pending, 0, sizeof(pending));
+    memset(remote, 0, sizeof(remote));
+    memset(seen, 0, sizeof(seen));
+    memset(hist, 0, sizeof(hist));
+    hist_pos = 0;
+    hist_n = 0;
     memset(live, 0, sizeof(live));
     memset(live_sum, 0, sizeof(live_sum));
     memset(irooms, 0, sizeof(irooms));
@@ -1217,6 +1278,7 @@ run_one(const config_t *c, int pol, result_t *res)
     ev_push(SIM_T_CRASH, E_CRASH, 0, 0);
     ev_push(SIM_T_DRAIN, E_DRAIN, 0, 0);
     ev_push(SIM_T_ADD, E_ADD, 0, 0);
+    ev_push(SIM_TICK, E_TICK, 0, 0);
 
     while (ev_pop(&e)) {
         now = e.t;
@@ -1242,6 +1304,10 @@ run_one(const config_t *c, int pol, result_t *res)
 
         case E_REPORT:
             report(e.id, now);
+            break;
+
+        case E_TICK:
+            tick(now);
             break;
 
         case E_SAMPLE:
@@ -1348,7 +1414,9 @@ usage(void)
     fprintf(stderr,
         "usage: sim [-j jobs] [-c choices] [-b balance_factor] "
         "[-s slow_start_ms]\n"
-        "           [-n backends] [-r report_s] [-i instances]\n");
+        "           [-n backends] [-r report_s] [-i instances]\n"
+        "       sim -w live [options]   (the live benchmark's workload; "
+        "see README.md)\n");
     exit(2);
 }
 
@@ -1366,6 +1434,12 @@ main(int argc, char **argv)
     static const double  reports[] = { 0, 1, 5, 10 };
     static const int     insts[] = { 1, 3 };
 
+    for (i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "-w") == 0 && strcmp(argv[i + 1], "live") == 0) {
+            return sim_live_main(argc, argv);
+        }
+    }
+
     jobs = 2;
     debug = (getenv("SIM_DEBUG") != NULL);
     only_n = 0;
@@ -1376,7 +1450,7 @@ main(int argc, char **argv)
     pl_conf.balance_factor = RA_PL_BALANCE_FACTOR_DEFAULT;
     pl_conf.slow_start_ms = RA_PL_SLOW_START_MS_DEFAULT;
 
-    while ((opt = getopt(argc, argv, "j:c:b:s:n:r:i:")) != -1) {
+    while ((opt = getopt(argc, argv, "j:c:b:s:n:r:i:w:")) != -1) {
         switch (opt) {
         case 'j': jobs = atoi(optarg); break;
         case 'c': pl_conf.choices = atoi(optarg); break;
@@ -1385,6 +1459,7 @@ main(int argc, char **argv)
         case 'n': only_n = atoi(optarg); break;
         case 'r': only_r = atof(optarg); break;
         case 'i': only_i = atoi(optarg); break;
+        case 'w': break;
         default: usage();
         }
     }

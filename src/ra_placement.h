@@ -45,8 +45,13 @@ typedef struct {
 /* slow start never scales a capacity below this percentage */
 #define RA_PL_SLOW_START_FLOOR        10
 
-/* defaults, tuned with the simulator (bench/sim) */
-#define RA_PL_CHOICES_DEFAULT         2
+/*
+ * defaults, tuned with the simulator once it reproduced the live
+ * benchmark (bench/sim, sim -w live; docs/benchmarks.md): 3 choices
+ * placed the live benchmark's rooms within 5 % of the oracle in both the
+ * proxy and the join flow, 2 choices 4 to 12 % above it
+ */
+#define RA_PL_CHOICES_DEFAULT         3
 #define RA_PL_BALANCE_FACTOR_DEFAULT  125
 #define RA_PL_SLOW_START_MS_DEFAULT   30000
 

@@ -182,7 +182,7 @@ from the worker's kept view (three servers: two choices among them); with
 two servers every room is a pass
 --- http_config eval
 "upstream chat {
-    room_affinity \$arg_room zone=three:1m;
+    room_affinity \$arg_room zone=three:1m choices=2;
     server 127.0.0.1:\$TEST_NGINX_B1_PORT;
     server 127.0.0.1:\$TEST_NGINX_B2_PORT;
     server 127.0.0.1:\$TEST_NGINX_B3_PORT;

@@ -13,6 +13,7 @@
 #include "src/ra_redis.h"
 #include "src/ra_body.h"
 #include "src/ra_bench.h"
+#include "src/ra_workers.h"
 
 
 static ngx_int_t ra_preconfiguration(ngx_conf_t *cf);
@@ -240,7 +241,7 @@ ra_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ra_init_process(ngx_cycle_t *cycle)
 {
-    if (ra_zone_init_process(cycle) != NGX_OK) {
+    if (ra_workers_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -252,5 +253,5 @@ static void
 ra_exit_process(ngx_cycle_t *cycle)
 {
     ra_redis_exit_process(cycle);
-    ra_zone_exit_process(cycle);
+    ra_workers_exit_process(cycle);
 }

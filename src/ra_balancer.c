@@ -9,6 +9,7 @@
 
 #include "ra_balancer.h"
 #include "ra_route.h"
+#include "ra_workers.h"
 
 
 typedef struct {

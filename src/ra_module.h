@@ -8,6 +8,7 @@
  *   ra_placement.c   the choice of a backend for a new room (plain C)
  *   ra_message.c     the Redis messages' formats (plain C, untrusted input)
  *   ra_zone.c        the shared zone: room table and backend table
+ *   ra_workers.c     the workers of a zone and what each counts (leases)
  *   ra_peers.c       a worker's map of the upstream's servers to slots
  *   ra_report.c      what a backend's report means and does
  *   ra_pick.c        placement input from the zone, and the kept view

@@ -6,6 +6,7 @@
  */
 
 #include "ra_module.h"
+#include "ra_workers.h"
 
 
 static void ra_peers_url(ra_srv_conf_t *rcf,
@@ -73,7 +74,7 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
     progress = 0;
 
     /* workers that died hold no slot's connections any more */
-    ra_zone_reap(ctx, log);
+    ra_workers_reap(ctx, log);
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 

@@ -5,6 +5,7 @@
  */
 
 #include "ra_route.h"
+#include "ra_workers.h"
 #include "ra_pick.h"
 #include "ra_share.h"
 #include <ngx_md5.h>

@@ -100,7 +100,7 @@ struct ra_room_s {
 
 /*
  * one upstream connection counted by a worker: what it holds, so that
- * the counts of a worker that died can be given back (ra_zone_reap())
+ * the counts of a worker that died can be given back (ra_workers.c)
  */
 typedef struct {
     ngx_queue_t         queue;        /* in its worker's list */
@@ -211,16 +211,12 @@ void ra_room_set_backend(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
 void ra_room_move(ra_shctx_t *sh, ra_room_t *room, ngx_uint_t slot);
 ngx_int_t ra_backend_slot(ra_zone_ctx_t *ctx, ngx_str_t *name,
     ngx_uint_t *progress, ngx_log_t *log);
+ngx_uint_t ra_room_evict(ra_zone_ctx_t *ctx, ngx_uint_t stale,
+    ngx_log_t *log);
 ngx_int_t ra_backend_find(ra_shctx_t *sh, u_char *name, size_t len);
 void ra_backend_mapped(ra_zone_ctx_t *ctx, ngx_str_t *name);
-ra_lease_t *ra_lease_take(ra_zone_ctx_t *ctx, ra_room_t *room,
-    ngx_uint_t slot);
-void ra_lease_give(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now);
 
 /* these take the zone's mutex themselves */
-ngx_int_t ra_zone_init_process(ngx_cycle_t *cycle);
-void ra_zone_exit_process(ngx_cycle_t *cycle);
-void ra_zone_reap(ra_zone_ctx_t *ctx, ngx_log_t *log);
 
 
 #pragma GCC visibility pop

@@ -15,6 +15,7 @@
  *   ra_route.c       the room's backend: found, placed or moved
  *   ra_balancer.c    the nginx upstream balancer hooks
  *   ra_share.c       placements shared with other nginx instances
+ *   ra_counts.c      the connections each instance holds, shared
  *   ra_sign.c        signed Redis messages: HMAC-SHA256 (plain C)
  *   ra_hiredis.c     hiredis on nginx's event loop (the adapter)
  *   ra_redis.c       the Redis links: election, reconnection, snapshot

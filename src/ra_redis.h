@@ -31,7 +31,7 @@
 
 
 /* what the instance's subscriber shares with every worker */
-#define RA_REDIS_ZONE_VERSION  6        /* layout of ra_redis_sh_t and of
+#define RA_REDIS_ZONE_VERSION  7        /* layout of ra_redis_sh_t and of
                                            the outbox (ra_share.h) */
 
 

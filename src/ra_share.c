@@ -7,29 +7,18 @@
  * the instance with the smaller id wins everywhere, but only while the
  * room is new and empty; a move always wins.
  *
- * Every RA_SHARE_COUNT_TICK ms the subscriber also sends the connections
- * this instance holds to each backend that changed (all of them every
- * RA_SHARE_COUNT_ALL ms), and records the others' in the zone
- * (remote_live), so that every instance's load estimate (ra_report.c)
- * sees every connection.  An instance not heard of for
- * RA_SHARE_REMOTE_TTL ms no longer counts.
+ * When the outbox is empty, the drain sends this instance's connection
+ * counts (ra_counts.c), and the counts of the others are given to it.
  *
  * Lock order (ra_module.h): a room_affinity zone's mutex is never held
  * while this outbox's is taken, and the reverse.
  */
 
 #include "ra_share.h"
-#include "ra_report.h"
 
 
 static u_char *ra_share_encode(ra_share_t *share, ra_msg_room_t *m,
     size_t *len, ngx_log_t *log);
-static u_char *ra_share_next_count(ra_share_t *share, ra_main_conf_t *rmcf,
-    size_t *len, ngx_log_t *log);
-static void ra_share_tick(ra_main_conf_t *rmcf, ngx_msec_t now);
-static void ra_share_expire(ra_shctx_t *sh, ngx_msec_t now);
-static ra_msg_err_e ra_share_count(ra_share_t *share, ra_msg_room_t *m,
-    ngx_log_t *log, const char **detail);
 
 
 static ngx_uint_t ra_share_allow(ra_share_t *share, ra_srv_conf_t *rcf);
@@ -167,6 +156,7 @@ ra_share_take(ra_share_t *share, size_t *len, ngx_log_t *log)
     ra_share_sh_t     *sh;
     ra_msg_room_t      m;
     ra_srv_conf_t    **rcfp;
+    ra_counts_msg_t    c;
     ra_main_conf_t    *rmcf;
     ra_share_entry_t   e;
 
@@ -180,7 +170,7 @@ ra_share_take(ra_share_t *share, size_t *len, ngx_log_t *log)
 
         if (sh->head == sh->tail) {
             ngx_shmtx_unlock(&share->shpool->mutex);
-            return ra_share_next_count(share, rmcf, len, log);
+            goto counts;
         }
 
         e = sh->entries[sh->head % RA_SHARE_SLOTS];
@@ -218,6 +208,18 @@ ra_share_take(ra_share_t *share, size_t *len, ngx_log_t *log)
     ngx_shmtx_unlock(&share->shpool->mutex);
 
     return msg;
+
+counts:
+
+    /* the outbox is empty: this instance's connection counts, when due */
+
+    if (ra_counts_next(&sh->counts, share->shpool, sh->instance, &c, log)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return ra_share_encode(share, &c.msg, len, log);
 }
 
 
@@ -305,7 +307,8 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
     }
 
     if (m.kind == RA_MSG_ROOM_COUNT) {
-        return ra_share_count(share, &m, log, detail);
+        return ra_counts_receive(&share->sh->counts, share->shpool, &m, log,
+                                 detail);
     }
 
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
@@ -390,260 +393,6 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
     ngx_shmtx_lock(&share->shpool->mutex);
     share->sh->received++;
     share->sh->adopted += adopt;
-    ngx_shmtx_unlock(&share->shpool->mutex);
-
-    return RA_MSG_OK;
-}
-
-
-/*
- * The next count to send: a backend whose connections changed since sent
- * (any, when all are due), one upstream and slot after the other
- */
-
-static u_char *
-ra_share_next_count(ra_share_t *share, ra_main_conf_t *rmcf, size_t *len,
-    ngx_log_t *log)
-{
-    u_char          *msg, count[2 * NGX_INT_T_LEN];
-    ngx_msec_t       now;
-    ra_backend_t    *be;
-    ra_msg_room_t    m;
-    ra_shctx_t      *zsh;
-    ra_share_sh_t   *sh;
-    ra_zone_ctx_t   *ctx;
-    ra_srv_conf_t  **rcfp, *rcf;
-    u_char           name[RA_BACKEND_NAME_LEN];
-
-    sh = share->sh;
-    now = ngx_current_msec;
-
-    if (!sh->counting) {
-        if (sh->counts_at
-            && (ngx_msec_int_t) (now - sh->counts_at) < RA_SHARE_COUNT_TICK)
-        {
-            return NULL;
-        }
-
-        ra_share_tick(rmcf, now);
-
-        sh->counts_at = now ? now : 1;
-        sh->count_all = (ngx_msec_int_t) (now - sh->counts_all_at)
-                        >= RA_SHARE_COUNT_ALL;
-
-        if (sh->count_all) {
-            sh->counts_all_at = now;
-        }
-
-        sh->count_upstream = 0;
-        sh->count_slot = 0;
-        sh->counting = 1;
-    }
-
-    rcfp = rmcf->upstreams.elts;
-
-    for ( /* void */ ; sh->count_upstream < rmcf->upstreams.nelts;
-         sh->count_upstream++, sh->count_slot = 0)
-    {
-        rcf = rcfp[sh->count_upstream];
-        ctx = rcf->shm_zone->data;
-        zsh = ctx->sh;
-
-        ngx_shmtx_lock(&ctx->shpool->mutex);
-
-        while (sh->count_slot < zsh->nbackends) {
-            be = &zsh->backends[sh->count_slot++];
-
-            if (be->live == be->published
-                && be->joins == be->published_joins
-                && !sh->count_all)
-            {
-                continue;
-            }
-
-            be->published = (uint32_t) be->live;
-            be->published_joins = (uint32_t) be->joins;
-
-            m.backend_len = be->name_len;
-            ngx_memcpy(name, be->name, be->name_len);
-            m.room_len = ngx_sprintf(count, "%uD %uD", be->published,
-                                     be->published_joins)
-                         - count;
-
-            ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-            m.instance = sh->instance;
-            m.kind = RA_MSG_ROOM_COUNT;
-            m.upstream = (const char *) rcf->upstream->host.data;
-            m.upstream_len = rcf->upstream->host.len;
-            m.backend = (const char *) name;
-            m.room = (const char *) count;
-
-            msg = ra_share_encode(share, &m, len, log);
-            if (msg == NULL) {
-                return NULL;
-            }
-
-            sh->counts_sent++;
-
-            return msg;
-        }
-
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-    }
-
-    sh->counting = 0;
-
-    return NULL;
-}
-
-
-/* every count tick: the samples of the loads, and silent instances out */
-
-static void
-ra_share_tick(ra_main_conf_t *rmcf, ngx_msec_t now)
-{
-    ngx_uint_t       i;
-    ra_zone_ctx_t   *ctx;
-    ra_srv_conf_t  **rcfp;
-
-    rcfp = rmcf->upstreams.elts;
-
-    for (i = 0; i < rmcf->upstreams.nelts; i++) {
-        ctx = rcfp[i]->shm_zone->data;
-
-        /* the servers have their slots before any request comes */
-        (void) ra_peers_map(rcfp[i], ngx_cycle->log);
-
-        ngx_shmtx_lock(&ctx->shpool->mutex);
-        ra_share_expire(ctx->sh, now);
-        ra_report_sample(ctx->sh, now);
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-    }
-}
-
-
-/* the caller holds the zone's mutex */
-
-static void
-ra_share_expire(ra_shctx_t *sh, ngx_msec_t now)
-{
-    ngx_uint_t     i, k;
-    ra_backend_t  *be;
-
-    for (i = 0; i < RA_REMOTE_MAX; i++) {
-        if (sh->remote_id[i] == 0
-            || (ngx_msec_int_t) (now - sh->remote_seen[i])
-               <= RA_SHARE_REMOTE_TTL)
-        {
-            continue;
-        }
-
-        for (k = 0; k < sh->nbackends; k++) {
-            be = &sh->backends[k];
-            be->remote_live -= be->remote[i];
-            sh->remote_total -= be->remote[i];
-            be->remote[i] = 0;
-            be->remote_joins -= be->remote_j[i];
-            sh->remote_joins_total -= be->remote_j[i];
-            be->remote_j[i] = 0;
-        }
-
-        sh->remote_id[i] = 0;
-    }
-}
-
-
-/* the connections another instance holds to a backend */
-
-static ra_msg_err_e
-ra_share_count(ra_share_t *share, ra_msg_room_t *m, ngx_log_t *log,
-    const char **detail)
-{
-    size_t           i;
-    uint32_t         count, joins;
-    ngx_int_t        slot;
-    ngx_uint_t       k;
-    ngx_msec_t       now;
-    ra_shctx_t      *sh;
-    ra_backend_t    *be;
-    ra_zone_ctx_t   *ctx;
-    ra_srv_conf_t   *rcf;
-    ra_main_conf_t  *rmcf;
-
-    /* "<connections>[ <joins>]", checked by ra_msg_room_parse() */
-
-    count = 0;
-    joins = 0;
-
-    for (i = 0; i < m->room_len && m->room[i] != ' '; i++) {
-        count = count * 10 + (uint32_t) (m->room[i] - '0');
-    }
-
-    for (i++; i < m->room_len; i++) {
-        joins = joins * 10 + (uint32_t) (m->room[i] - '0');
-    }
-
-    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_room_affinity_module);
-
-    rcf = ra_upstream_find(rmcf, (u_char *) m->upstream, m->upstream_len);
-
-    if (rcf == NULL || ra_peers_map(rcf, log) != NGX_OK) {
-        return RA_MSG_OK;
-    }
-
-    ctx = rcf->shm_zone->data;
-    sh = ctx->sh;
-    now = ngx_current_msec;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    slot = ra_backend_find(sh, (u_char *) m->backend, m->backend_len);
-
-    if (slot == NGX_DECLINED) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return RA_MSG_OK;
-    }
-
-    /* the instance's index: known, or a free one, or a silent one's */
-
-    for (k = 0; k < RA_REMOTE_MAX; k++) {
-        if (sh->remote_id[k] == m->instance) {
-            break;
-        }
-    }
-
-    if (k == RA_REMOTE_MAX) {
-        ra_share_expire(sh, now);
-
-        for (k = 0; k < RA_REMOTE_MAX && sh->remote_id[k]; k++) {
-            /* void */
-        }
-
-        if (k == RA_REMOTE_MAX) {
-            ngx_shmtx_unlock(&ctx->shpool->mutex);
-            *detail = "more instances than counted";
-            return RA_MSG_OK;
-        }
-
-        sh->remote_id[k] = m->instance;
-    }
-
-    sh->remote_seen[k] = now;
-
-    be = &sh->backends[slot];
-    be->remote_live = be->remote_live - be->remote[k] + count;
-    sh->remote_total = sh->remote_total - be->remote[k] + count;
-    be->remote[k] = count;
-    be->remote_joins = be->remote_joins - be->remote_j[k] + joins;
-    sh->remote_joins_total = sh->remote_joins_total - be->remote_j[k] + joins;
-    be->remote_j[k] = joins;
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    ngx_shmtx_lock(&share->shpool->mutex);
-    share->sh->counts_received++;
     ngx_shmtx_unlock(&share->shpool->mutex);
 
     return RA_MSG_OK;

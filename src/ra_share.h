@@ -10,6 +10,7 @@
 #define RA_SHARE_H
 
 #include "ra_module.h"
+#include "ra_counts.h"
 #include "ra_sign.h"
 
 
@@ -21,9 +22,6 @@
 #define RA_SHARE_DRAIN         64        /* placements sent per drain */
 #define RA_SHARE_RACE          2000      /* ms a new room's placement may be
                                             replaced by a smaller instance's */
-#define RA_SHARE_COUNT_TICK    250       /* ms between counts sent */
-#define RA_SHARE_COUNT_ALL     2000      /* ms between counts sent unchanged */
-#define RA_SHARE_REMOTE_TTL    6000      /* ms an instance's counts last */
 #define RA_SHARE_RATE          1000      /* placements/s other instances may
                                             make in an upstream, default */
 #define RA_SHARE_LOG_INTERVAL  5000      /* ms between logs of refusals */
@@ -54,15 +52,7 @@ typedef struct {
     ngx_uint_t          adopted;
     ngx_uint_t          dropped;
 
-    /* the connection counts sent to the others: when, and how far */
-    ngx_msec_t          counts_at;
-    ngx_msec_t          counts_all_at;
-    ngx_uint_t          count_upstream;
-    ngx_uint_t          count_slot;
-    unsigned            counting:1;
-    unsigned            count_all:1;
-    ngx_uint_t          counts_sent;
-    ngx_uint_t          counts_received;
+    ra_counts_sh_t      counts;       /* the connection counts (ra_counts.c) */
     ngx_uint_t          refused;      /* over the rate, or no free memory */
 } ra_share_sh_t;
 

@@ -239,7 +239,7 @@ ra_status_redis(u_char *p, ra_redis_conf_t *rc, ngx_msec_t now)
                     "\"signed\":%s",
                     rc->share_on ? "true" : "false", share.published,
                     share.received, share.adopted, share.dropped,
-                    share.counts_sent, share.counts_received,
+                    share.counts.sent, share.counts.received,
                     share.refused, rc->sign ? "true" : "false");
 
     /* the link as the subscriber sees it, and the last snapshot */

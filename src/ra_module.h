@@ -18,7 +18,10 @@
  *   ra_counts.c      the connections each instance holds, shared
  *   ra_sign.c        signed Redis messages: HMAC-SHA256 (plain C)
  *   ra_hiredis.c     hiredis on nginx's event loop (the adapter)
- *   ra_redis.c       the Redis links: election, reconnection, snapshot
+ *   ra_redis.c       the Redis role: its zone, the election, the tick
+ *   ra_redis_link.c  the two Redis links: connection, backoff, outbox
+ *   ra_redis_watch.c whether a link's peer is alive, stalled
+ *   ra_redis_resolve.c  a "resolve" host's address, before a reconnection
  *   ra_redis_in.c    what arrives from Redis, to whom it goes
  *   ra_body.c        the room of a request's JSON body or argument
  *   ra_reply.c       the module's own answers (JSON, errors)

@@ -1,7 +1,7 @@
 /*
  * Sharing placements between nginx instances.  A worker that places or
  * moves a room queues it here; the subscriber publishes the queue every
- * few milliseconds on <prefix>room_affinity:rooms (ra_redis.c), and gives
+ * few milliseconds on <prefix>room_affinity:rooms (ra_redis_link.c), and gives
  * what the other instances publish to ra_share_receive().  When two
  * instances placed the same new room at the same moment, the placement of
  * the instance with the smaller id wins everywhere, but only while the

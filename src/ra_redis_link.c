@@ -169,7 +169,8 @@ ra_redis_link_start(ngx_msec_t now)
 static ngx_int_t
 ra_redis_alive(ra_redis_link_t *link, ngx_msec_t now)
 {
-    u_char  err[64], *p;
+    u_char       err[64], *p;
+    const char  *what;
 
     if (ra_redis_watch(ra_link_w.conf, link, now, ra_link_w.log) == NGX_OK) {
         return NGX_OK;
@@ -179,13 +180,16 @@ ra_redis_alive(ra_redis_link_t *link, ngx_msec_t now)
                      link->waited);
     *p = '\0';
 
+    /* named before the close, which forgets the subscription */
+    what = (link->subscriber && ra_link_w.sub.subscribed) ? "liveness check"
+                                                          : "command";
+
     /* both links down first: the status must not say connected */
 
     ra_redis_close(&ra_link_w.sub);
     ra_redis_close(&ra_link_w.cmd);
 
-    ra_redis_failed(link, link->subscriber && ra_link_w.sub.subscribed
-                          ? "liveness check" : "command", (char *) err);
+    ra_redis_failed(link, what, (char *) err);
 
     return NGX_ERROR;
 }

@@ -28,7 +28,7 @@ FROM debian:bookworm-slim
 
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        nginx libhiredis0.14 libjansson4 gettext-base \
+        nginx libhiredis0.14 libjansson4 libssl3 gettext-base \
     && rm -rf /var/lib/apt/lists/* \
     && rm -f /etc/nginx/sites-enabled/default
 

@@ -33,6 +33,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "ra_sign.h"
+
 
 #define RA_AGENT_VERSION     "0.1.0"
 
@@ -67,6 +69,7 @@ typedef struct {
     long             capacity;         /* -1: not reported */
     long             interval;         /* ms */
     long             cpu_interval;     /* ms */
+    ra_sign_key_t    key;              /* len 0: messages not signed */
     int              verbose;
     unsigned         once:1;
 } ra_conf_t;
@@ -100,6 +103,8 @@ static int ra_parse_args(ra_conf_t *conf, int argc, char **argv);
 static int ra_parse_redis(ra_conf_t *conf, const char *arg);
 static long ra_parse_time(const char *arg);
 static long ra_parse_number(const char *arg, long min, long max);
+static int ra_sign(ra_conf_t *conf, const char *kind, char *msg,
+    size_t size);
 static int ra_url_valid(const char *url);
 static long ra_url_port(const char *url);
 static void ra_on_signal(int signo);
@@ -306,6 +311,8 @@ ra_usage(FILE *out)
 "  --password PASS     Redis AUTH password (default: $RA_AGENT_PASSWORD)\n"
 "  --db N              Redis database for the snapshot hash (default: 0)\n"
 "  --prefix TEXT       channel and key prefix (default: none)\n"
+"  --key FILE          sign every message with the shared key in FILE, as\n"
+"                      nginx's room_affinity_redis key= expects\n"
 "\n"
 "connections are counted by one of:\n"
 "  --port N            ESTABLISHED TCP connections whose local port is N,\n"
@@ -334,7 +341,7 @@ static int
 ra_parse_args(ra_conf_t *conf, int argc, char **argv)
 {
     int           c, sources;
-    const char   *redis;
+    const char   *redis, *err;
 
     static const struct option  options[] = {
         { "url",           required_argument, NULL, 'u' },
@@ -348,6 +355,7 @@ ra_parse_args(ra_conf_t *conf, int argc, char **argv)
         { "capacity",      required_argument, NULL, 'C' },
         { "interval",      required_argument, NULL, 'i' },
         { "cpu-interval",  required_argument, NULL, 'I' },
+        { "key",           required_argument, NULL, 'k' },
         { "once",          no_argument,       NULL, 'o' },
         { "verbose",       no_argument,       NULL, 'v' },
         { "help",          no_argument,       NULL, 'h' },
@@ -431,6 +439,14 @@ ra_parse_args(ra_conf_t *conf, int argc, char **argv)
             conf->cpu_interval = ra_parse_time(optarg);
             if (conf->cpu_interval < 0) {
                 fprintf(stderr, "ra-agent: invalid --cpu-interval \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            break;
+
+        case 'k':
+            if (ra_sign_key_read(optarg, &conf->key, &err) != 0) {
+                fprintf(stderr, "ra-agent: --key: %s \"%s\"\n", err,
                         optarg);
                 return 2;
             }
@@ -1086,6 +1102,39 @@ ra_redis_backoff(ra_redis_t *r)
 }
 
 
+/*
+ * With --key, the message in msg (NUL-terminated, size bytes of room) is
+ * prefixed with its signature line, "sig1 <ts> <hmac>\n" (ra_sign.c, the
+ * code nginx verifies with)
+ */
+
+static int
+ra_sign(ra_conf_t *conf, const char *kind, char *msg, size_t size)
+{
+    char    line[RA_SIGN_PREFIX_MAX];
+    size_t  len, plen;
+
+    if (conf->key.len == 0) {
+        return 0;
+    }
+
+    len = strlen(msg);
+
+    plen = ra_sign_prefix(&conf->key, kind, (int64_t) time(NULL), msg, len,
+                          line);
+
+    if (plen == 0 || plen + len + 1 > size) {
+        ra_log(RA_LOG_ERR, "cannot sign a %s message", kind);
+        return -1;
+    }
+
+    memmove(msg + plen, msg, len + 1);
+    memcpy(msg, line, plen);
+
+    return 0;
+}
+
+
 static int
 ra_publish_register(ra_conf_t *conf, ra_redis_t *r)
 {
@@ -1095,6 +1144,10 @@ ra_publish_register(ra_conf_t *conf, ra_redis_t *r)
     memcpy(msg, "{\"url\":", 7);
     ra_json_string(msg + 7, sizeof(msg) - 9, conf->url);
     strcat(msg, "}");
+
+    if (ra_sign(conf, "register", msg, sizeof(msg)) != 0) {
+        return -1;
+    }
 
     rc = ra_redis_call(r, "PUBLISH", "PUBLISH %s%s %s", conf->prefix,
                        "register", msg);
@@ -1159,6 +1212,11 @@ ra_report(ra_conf_t *conf, ra_redis_t *r, ra_sampler_t *s,
     }
 
     snprintf(p, last - p, ",\"draining\":%s}", draining ? "true" : "false");
+
+    /* the snapshot entry is the very message, signed as signaling */
+    if (ra_sign(conf, "signaling", msg, sizeof(msg)) != 0) {
+        return -1;
+    }
 
     /* both commands in one round trip */
     redisAppendCommand(r->ctx, "PUBLISH %s%s %s", conf->prefix, "signaling",

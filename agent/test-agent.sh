@@ -104,7 +104,7 @@ help=$("$AGENT" --help)
 rc=$?
 missing=
 for flag in --url --redis --password --db --prefix --port --count-cmd \
-            --count-file --capacity --interval --cpu-interval --once -v
+            --count-file --capacity --interval --cpu-interval --key --once -v
 do
     grep -qE -e "(^| )$flag[ ,]" <<< "$help" || missing="$missing $flag"
 done
@@ -225,6 +225,30 @@ is "$?:$(count_msgs t5:signaling)" "1:0" \
 python3 -c 'import json, sys; assert json.loads(sys.argv[1])["url"] == sys.argv[2]' \
     "$(msgs t6:signaling)" 'ws://127.0.0.1:1/a"b\c' 2>/dev/null
 ok $? "a url with quote and backslash is escaped as valid JSON"
+
+# ---- --key: messages signed as nginx's key= expects ----
+
+printf 'a shared key of 32 bytes.........\n' > "$TMP/key"
+"$AGENT" --url "$URL" --redis "127.0.0.1:$RPORT" --prefix tk: \
+    --count-file "$TMP/count" --key "$TMP/key" --once 2>/dev/null
+ok $? "--key: the report is taken"
+rcli hget tk:room_affinity:backends "$URL" > "$TMP/signed"
+python3 - "$TMP/key" "$TMP/signed" <<'PY'
+import hashlib, hmac, sys
+key = open(sys.argv[1], "rb").read().rstrip(b"\n")
+data = open(sys.argv[2], "rb").read().rstrip(b"\n")
+line, msg = data.split(b"\n", 1)
+tag, ts, mac = line.split(b" ")
+assert tag == b"sig1" and msg.startswith(b'{"url":') and b'"connections":42' in msg
+want = hmac.new(key, b"signaling\n" + ts + b"\n" + msg, hashlib.sha256).hexdigest()
+sys.exit(0 if mac.decode() == want else 1)
+PY
+ok $? "--key: the snapshot entry is the signed message, its HMAC verifies"
+like "$(msgs tk:register)" '^sig1 [0-9]+ [0-9a-f]{64}$' \
+     "--key: the register message is signed too"
+"$AGENT" --url "$URL" --redis "127.0.0.1:$RPORT" --key "$TMP/nokey" \
+    --once 2>/dev/null
+is "$?" 2 "--key with a missing file: bad arguments"
 
 # ---- unix socket, password, database ----
 

@@ -66,6 +66,7 @@ sub none_with {
     return qr#"backend":"127\.0\.0\.1:(\d+)"(?(?{ main::none_on($1, @rooms) })|(*FAIL))#;
 }
 
+worker_connections(1024);
 no_shuffle();
 no_root_location();
 run_tests();

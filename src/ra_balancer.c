@@ -173,7 +173,6 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
 
     ngx_uint_t                    failed;
     ra_zone_ctx_t                *ctx;
-    ra_backend_t                 *be;
     ngx_http_upstream_rr_peer_t  *peer;
 
     /* round robin first: it counts the failure */
@@ -200,19 +199,7 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
 
     } else if (pd->counted >= 0) {
         /* counted without a lease (a full zone) */
-        be = &ctx->sh->backends[pd->counted];
-
-        if (be->live) {
-            ctx->sh->live_total--;
-
-            if (--be->live == 0) {
-                ctx->sh->slot_events++;
-            }
-        }
-
-        if (pd->room) {
-            ra_room_release(ctx->sh, pd->room, ngx_current_msec);
-        }
+        ra_lease_counts_give(ctx, pd->counted, pd->room, ngx_current_msec);
     }
 
     if (failed) {

@@ -94,13 +94,18 @@ ra_lease_give(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now)
 }
 
 
-static void
-ra_lease_drop(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now,
-    ra_worker_t *keep)
+/*
+ * The counts of one connection given back: its backend's and its room's
+ * (with a lease or, in a zone too full for one, without)
+ */
+
+void
+ra_lease_counts_give(ra_zone_ctx_t *ctx, ngx_uint_t slot, ra_room_t *room,
+    ngx_msec_t now)
 {
     ra_backend_t  *be;
 
-    be = &ctx->sh->backends[lease->slot];
+    be = &ctx->sh->backends[slot];
 
     if (be->live) {
         ctx->sh->live_total--;
@@ -110,9 +115,17 @@ ra_lease_drop(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now,
         }
     }
 
-    if (lease->room) {
-        ra_room_release(ctx->sh, lease->room, now);
+    if (room) {
+        ra_room_release(ctx->sh, room, now);
     }
+}
+
+
+static void
+ra_lease_drop(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now,
+    ra_worker_t *keep)
+{
+    ra_lease_counts_give(ctx, lease->slot, lease->room, now);
 
     ngx_queue_remove(&lease->queue);
 

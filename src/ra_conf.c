@@ -13,6 +13,8 @@
 
 static char *ra_conf_zone(ngx_conf_t *cf, ra_srv_conf_t *rcf,
     ngx_http_upstream_srv_conf_t *uscf, ngx_str_t *value);
+static ngx_int_t ra_conf_lifetime(ngx_conf_t *cf, ra_srv_conf_t *rcf,
+    ngx_str_t *value);
 static ngx_int_t ra_conf_parse_ms(ngx_conf_t *cf, ngx_str_t *value,
     size_t skip, ngx_msec_t min, ngx_msec_t *ms);
 static char *ra_conf_field(ngx_conf_t *cf, void *post, void *data);
@@ -121,6 +123,14 @@ ra_conf_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ra_has_prefix(&value[i], "lifetime=")) {
+            if (ra_conf_lifetime(cf, rcf, &value[i]) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ra_has_prefix(&value[i], "slow_start=")) {
             if (ra_conf_parse_ms(cf, &value[i], sizeof("slow_start=") - 1, 0,
                                  &ms)
@@ -201,6 +211,7 @@ ra_conf_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ctx = rcf->shm_zone->data;
     ctx->ttl = rcf->ttl;
+    ctx->lifetime = rcf->lifetime;
 
     if (uscf->peer.init_upstream) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
@@ -320,6 +331,42 @@ ra_conf_zone(ngx_conf_t *cf, ra_srv_conf_t *rcf,
     rcf->shm_zone->data = ctx;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * "lifetime=auto|off|time": how long a connection nginx does not see
+ * lasts (ra_decay.h); a time is taken to the nearest of the values the
+ * zone keeps sums for, 5s to 320s in powers of two
+ */
+
+static ngx_int_t
+ra_conf_lifetime(ngx_conf_t *cf, ra_srv_conf_t *rcf, ngx_str_t *value)
+{
+    u_char      *v;
+    ngx_msec_t   ms;
+
+    v = value->data + sizeof("lifetime=") - 1;
+
+    if (ngx_strcmp(v, "auto") == 0) {
+        rcf->lifetime = 0;
+        return NGX_OK;
+    }
+
+    if (ngx_strcmp(v, "off") == 0) {
+        rcf->lifetime = 1 + RA_DECAY_NONE;
+        return NGX_OK;
+    }
+
+    if (ra_conf_parse_ms(cf, value, sizeof("lifetime=") - 1, 1, &ms)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rcf->lifetime = 1 + ra_decay_index(ms);
+
+    return NGX_OK;
 }
 
 

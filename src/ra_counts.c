@@ -255,6 +255,11 @@ ra_counts_receive(ra_counts_sh_t *cs, ngx_slab_pool_t *shpool,
     be->remote_live = be->remote_live - be->remote[k] + count;
     sh->remote_total = sh->remote_total - be->remote[k] + count;
     be->remote[k] = count;
+    if (joins > be->remote_j[k]) {
+        /* their joins since the last count, decayed from now on */
+        ra_decay_add(&be->decay, joins - be->remote_j[k], now);
+    }
+
     be->remote_joins = be->remote_joins - be->remote_j[k] + joins;
     sh->remote_joins_total = sh->remote_joins_total - be->remote_j[k] + joins;
     be->remote_j[k] = joins;

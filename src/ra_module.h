@@ -115,6 +115,7 @@ struct ra_srv_conf_s {
     ngx_msec_t                    ttl;
     ngx_msec_t                    stale;
     ngx_msec_t                    report_lag;
+    ngx_uint_t                    lifetime;    /* ra_decay_fit_t's fixed */
     ra_pl_conf_t                  placement;
     ngx_uint_t                    metric;      /* RA_METRIC_* */
 

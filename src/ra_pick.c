@@ -153,7 +153,7 @@ ra_pick_viewed(ra_route_t *rt, time_t t)
         pb = &vw->pl[cand[c]];
         be = &sh->backends[rcf->peers.map[cand[c]].slot];
 
-        ra_report_load(rcf, be, pb);
+        ra_report_load(rcf, be, pb, ngx_current_msec);
     }
 
     i = ra_placement_decide(&rcf->placement, v, vw->pl, cand, n);
@@ -323,7 +323,7 @@ ra_fill_placement(ra_route_t *rt, ngx_uint_t k, ngx_msec_t now, time_t t,
     pb->weight = (uint32_t) peer->weight;
 
     at = ra_report_input(rcf, be, pb, now);
-    ra_report_load(rcf, be, pb);
+    ra_report_load(rcf, be, pb, now);
 
     if (at && (ngx_msec_int_t) (at - *until) < 0) {
         *until = at;

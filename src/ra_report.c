@@ -13,10 +13,14 @@
  * "remote_live", shared by ra_share.c), and the join API sent clients to
  * it that connect directly:
  *
- *     estimate = max(0, reported + (live + remote_live) - seen) + joins
+ *     estimate = max(0, live + remote_live + min(0, reported - seen))
+ *                + decayed(max(0, reported - seen) + joins)
  *
  * where joins counts the join answers of every instance (theirs come with
- * their counts).
+ * their counts), and "decayed" weighs what nginx does not see (the
+ * report's direct part, the joins) by how long connections last, learnt
+ * from the reports (ra_decay.h, lifetime=); with "lifetime=off" it is the
+ * sum itself: max(0, reported + live + remote_live - seen) + joins.
  *
  * "seen" is what the instances held when the report was taken: their count
  * report_lag ms before it landed (from the samples in hist[]), or now if
@@ -218,6 +222,16 @@ ra_report_apply(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
         ngx_memzero(be->remote_j, sizeof(be->remote_j));
         be->seen = ra_report_seen(rcf, sh, be, now);
 
+        if (msg->has_connections) {
+            /* what the joins, decayed, should have predicted */
+            ra_decay_report(&be->decay, &sh->fit,
+                            msg->connections > be->seen
+                            ? (uint32_t) ngx_min(msg->connections - be->seen,
+                                                 RA_PL_LOAD_MAX)
+                            : 0,
+                            now);
+        }
+
         be->has_connections = msg->has_connections;
         be->connections = msg->connections;
         be->has_cpu = msg->has_cpu;
@@ -325,6 +339,8 @@ ngx_msec_t
 ra_report_input(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb,
     ngx_msec_t now)
 {
+    ra_zone_ctx_t  *ctx;
+
     pb->fresh = 0;
 
     if (!ra_report_fresh(rcf, be, now)) {
@@ -334,6 +350,17 @@ ra_report_input(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb,
     pb->fresh = (rcf->metric == RA_METRIC_CPU) ? be->has_cpu
                                                : be->has_connections;
     pb->capacity = be->capacity;
+
+    ctx = rcf->shm_zone->data;
+
+    if (rcf->metric == RA_METRIC_CONNECTIONS
+        && (be->joins || be->remote_joins
+            || be->connections > be->seen)
+        && ra_decay_decays(&ctx->sh->fit))
+    {
+        /* the estimate moves by itself: a kept view holds that long */
+        return now + RA_DECAY_VIEW_MS;
+    }
 
     return be->reported_at + rcf->stale + 1;
 }
@@ -346,9 +373,12 @@ ra_report_input(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb,
  */
 
 void
-ra_report_load(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb)
+ra_report_load(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb,
+    ngx_msec_t now)
 {
-    ngx_uint_t  held;
+    ngx_uint_t        held;
+    ra_zone_ctx_t    *ctx;
+    ra_decay_pick_t   pick;
 
     held = be->live + be->remote_live;
 
@@ -361,7 +391,10 @@ ra_report_load(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb)
         return;
     }
 
-    pb->reported = ra_report_estimate(be);
+    ctx = rcf->shm_zone->data;
+    ra_decay_pick(&ctx->sh->fit, &pick);
+
+    pb->reported = ra_report_estimate(be, &pick, now);
     pb->pending = 0;
 }
 
@@ -369,18 +402,20 @@ ra_report_load(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb)
 /* the connections of a backend with a connections report */
 
 uint32_t
-ra_report_estimate(ra_backend_t *be)
+ra_report_estimate(ra_backend_t *be, ra_decay_pick_t *pick, ngx_msec_t now)
 {
-    int64_t  est;
+    int64_t  est, direct;
 
-    est = (int64_t) be->connections
-          + (int64_t) (be->live + be->remote_live) - (int64_t) be->seen;
+    /* the report's direct part counts in the decayed sum, below */
+
+    direct = (int64_t) be->connections - (int64_t) be->seen;
+    est = (int64_t) (be->live + be->remote_live) + ngx_min(direct, 0);
 
     if (est < 0) {
         est = 0;
     }
 
-    est += be->joins + be->remote_joins;
+    est += ra_decay_estimate(&be->decay, pick, now);
 
     return (est > RA_PL_LOAD_MAX) ? RA_PL_LOAD_MAX : (uint32_t) est;
 }

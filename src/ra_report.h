@@ -27,10 +27,11 @@ ngx_uint_t ra_report_fresh(ra_srv_conf_t *rcf, ra_backend_t *be,
 ngx_msec_t ra_report_input(ra_srv_conf_t *rcf, ra_backend_t *be,
     ra_pl_backend_t *pb, ngx_msec_t now);
 void ra_report_load(ra_srv_conf_t *rcf, ra_backend_t *be,
-    ra_pl_backend_t *pb);
+    ra_pl_backend_t *pb, ngx_msec_t now);
 uint64_t ra_report_total(ra_srv_conf_t *rcf, ra_shctx_t *sh,
     ra_backend_t *be, ngx_uint_t mode);
-uint32_t ra_report_estimate(ra_backend_t *be);
+uint32_t ra_report_estimate(ra_backend_t *be, ra_decay_pick_t *pick,
+    ngx_msec_t now);
 void ra_report_sample(ra_shctx_t *sh, ngx_msec_t now);
 ngx_msec_t ra_report_age(ngx_msec_t now, ngx_msec_t at);
 const char *ra_report_state(ra_srv_conf_t *rcf, ra_peer_map_t *pm,

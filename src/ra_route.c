@@ -260,6 +260,7 @@ found:
 
         sh->backends[rt->slot].joins++;
         sh->joins_total++;
+        ra_decay_add(&sh->backends[rt->slot].decay, 1, msec);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);

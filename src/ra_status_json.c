@@ -10,7 +10,7 @@
 #include "ra_reply.h"
 
 
-#define RA_STATUS_UPSTREAM_LEN  512
+#define RA_STATUS_UPSTREAM_LEN  640
 #define RA_STATUS_BACKEND_LEN   768
 #define RA_STATUS_REDIS_LEN     (1280 + 6 * RA_REDIS_ERR_LEN)
 
@@ -96,6 +96,7 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
     ra_zone_ctx_t    *ctx;
     ra_peer_map_t    *pm;
     ngx_slab_pool_t  *shpool;
+    ra_decay_pick_t   pick;
 
     ctx = rcf->shm_zone->data;
     sh = ctx->sh;
@@ -107,6 +108,8 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
     p = ra_cpystr(p, "\":{\"backends\":[");
 
     ngx_shmtx_lock(&shpool->mutex);
+
+    ra_decay_pick(&sh->fit, &pick);
 
     for (k = 0; k < rcf->peers.nmap; k++) {
         pm = &rcf->peers.map[k];
@@ -159,7 +162,7 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
 
         if (snap.has_report && snap.has_connections) {
             p = ngx_sprintf(p, ",\"estimate\":%uD",
-                            ra_report_estimate(&snap));
+                            ra_report_estimate(&snap, &pick, now));
         }
 
         *p++ = '}';
@@ -177,11 +180,25 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
                     "\"placements\":{\"reused_view\":%ui,"
                     "\"full_pass\":%ui},\"slots_reclaimed\":%ui,"
                     "\"workers_reaped\":%ui,\"live_given_back\":%ui,"
-                    "\"untracked\":%ui}}",
+                    "\"untracked\":%ui}",
                     sh->rooms, used, total, sh->evicted, sh->expired,
                     sh->moved, sh->unrecorded, sh->placed_viewed,
                     sh->placed_full, sh->reclaimed, sh->reaped,
                     sh->reaped_live, sh->untracked);
+
+    /* how long connections nginx does not see are taken to last */
+
+    p = ngx_sprintf(p, ",\"lifetime\":{\"mode\":\"%s\",\"ms\":",
+                    sh->fit.fixed ? "fixed" : "auto");
+
+    if (pick.k == RA_DECAY_NONE) {
+        p = ra_cpystr(p, "null");
+
+    } else {
+        p = ngx_sprintf(p, "%uL", ra_decay_lifetime(&pick));
+    }
+
+    p = ngx_sprintf(p, ",\"reports_fitted\":%uD}}", sh->fit.reports);
 
     ngx_shmtx_unlock(&shpool->mutex);
 

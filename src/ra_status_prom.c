@@ -36,6 +36,7 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
     ngx_str_t         up, zone, server;
     ra_redis_sh_t     rsh;
     ngx_slab_pool_t  *shpool;
+    ra_decay_pick_t   pick;
 
     static const char  *help[] = {
         "room_affinity_backend_up gauge "
@@ -70,6 +71,9 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         "rooms placed without recording because the zone was full",
         "room_affinity_zone_placements_total counter "
         "rooms placed, by how: from a worker's kept view or a full pass",
+        "room_affinity_zone_lifetime_seconds gauge "
+        "how long connections nginx does not see are taken to last "
+        "(0: until the next report)",
         "room_affinity_redis_connected gauge 1 when subscribed",
         "room_affinity_redis_state gauge "
         "1 for the subscriber link's state "
@@ -214,6 +218,13 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         RA_ZONE("unrecorded_total", sh->unrecorded);
 
 #undef RA_ZONE
+
+        /* 0: connections nginx does not see are counted until a report */
+        ra_decay_pick(&sh->fit, &pick);
+        p = ngx_sprintf(p, "room_affinity_zone_lifetime_seconds"
+                        "{upstream=\"%V\",zone=\"%V\"} %uL.%03uL\n",
+                        &up, &zone, ra_decay_lifetime(&pick) / 1000,
+                        ra_decay_lifetime(&pick) % 1000);
 
         p = ngx_sprintf(p, "room_affinity_zone_placements_total"
                         "{upstream=\"%V\",zone=\"%V\",pass=\"reused_view\"}"

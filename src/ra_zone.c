@@ -39,6 +39,9 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
 
+        /* lifetime= may have changed; what was learnt is kept */
+        ctx->sh->fit.fixed = (uint32_t) ctx->lifetime;
+
         /* written by the master only, read by the workers */
         ctx->gen = ++ctx->sh->gen;
 
@@ -60,6 +63,7 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ctx->shpool->data = ctx->sh;
     ctx->sh->version = RA_ZONE_VERSION;
     ctx->sh->gen = 1;
+    ctx->sh->fit.fixed = (uint32_t) ctx->lifetime;
     ctx->gen = 1;
 
     ngx_queue_init(&ctx->sh->idle);

@@ -11,6 +11,7 @@
 #include <ngx_http.h>
 
 #include "ra_message.h"
+#include "ra_decay.h"
 
 
 #pragma GCC visibility push(hidden)
@@ -74,6 +75,9 @@ typedef struct {
     uint32_t            published;    /* live last sent to the others */
     uint32_t            published_joins;
 
+    /* the join flow's connections, as they leave unseen (ra_decay.h) */
+    ra_decay_t          decay;
+
     size_t              name_len;
     size_t              url_len;
     u_char              name[RA_BACKEND_NAME_LEN];  /* "127.0.0.1:3001" */
@@ -119,7 +123,7 @@ typedef struct {
 } ra_worker_t;
 
 
-#define RA_ZONE_VERSION  7            /* layout of ra_shctx_t, ra_room_t,
+#define RA_ZONE_VERSION  8            /* layout of ra_shctx_t, ra_room_t,
                                          ra_backend_t, ra_lease_t */
 
 
@@ -151,6 +155,9 @@ typedef struct {
     ngx_uint_t          remote_total; /* sum of backends[].remote_live */
     ngx_uint_t          joins_total;
     ngx_uint_t          remote_joins_total;
+
+    /* how long the connections nginx does not see last (ra_decay.h) */
+    ra_decay_fit_t      fit;
 
     /* the history of loads (hist[]), one sample a tick, newest at hist_pos */
     ngx_uint_t          hist_pos;
@@ -187,6 +194,7 @@ typedef struct {
     ra_shctx_t                   *sh;
     ngx_http_upstream_srv_conf_t *upstream;    /* whose zone it is */
     ngx_msec_t                    ttl;
+    ngx_uint_t                    lifetime;    /* ra_decay_fit_t's fixed */
     ngx_uint_t                    gen;         /* this configuration's */
     ra_worker_t                  *worker;      /* this process's, or NULL */
     ngx_uint_t                    warned;      /* it found no entry */

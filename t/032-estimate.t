@@ -1,8 +1,9 @@
 # The load a placement reads between two reports of a backend: every
 # connection through nginx counts while it is open (a room's members are the
 # load, not the room), the connections other instances hold count too, joins
-# count until the backend's next report, and a report does not erase the
-# connections opened just before it landed (report_lag).
+# count until the backend's next report, or less as the reports show their
+# clients leaving (lifetime=), and a report does not erase the connections
+# opened just before it landed (report_lag).
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/helpers';
@@ -198,5 +199,84 @@ __DATA__
   qr/^held 10 live 1\d$/,
   (map { qr/^b[12]$/ } 1..30),
   RoomAffinity::rooms_between(8, 23) ]
+--- no_error_log
+[error]
+
+
+
+=== TEST 7: joins the reports showed gone are forgotten: the lifetime is learnt
+--- http_config eval: main::http('')
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":0})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+  (map { "GET /signaling/join?roomName=j" } 1..10),
+  "GET /ctl/sleep?wait=2000",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":0})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+  (map { "GET /signaling/join?roomName=k" } 1..10),
+  "GET /status",
+  "GET /ctl/sleep?wait=6000",
+  "GET /status" ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  (map { qr/"roomName":"j"/ } 1..10),
+  qr/^slept$/,
+  qr/^published :1$/, qr/^published :1$/,
+  (map { qr/"roomName":"k"/ } 1..10),
+  qr/"joins":10,"estimate":10\}.*"lifetime":\{"mode":"auto","ms":5000,"reports_fitted":2\}/s,
+  qr/^slept$/,
+  qr/\A(?!.*"estimate":(?:[5-9]|\d\d))(?=.*"joins":10,"estimate":[0-4]\}).*"lifetime":\{"mode":"auto","ms":5000/s ]
+--- timeout: 15
+--- no_error_log
+[error]
+
+
+
+=== TEST 8: with lifetime=off, joins count until the next report, however long
+--- http_config eval: main::http('lifetime=off')
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":0})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+  (map { "GET /signaling/join?roomName=j" } 1..10),
+  "GET /ctl/sleep?wait=2000",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":0})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+  (map { "GET /signaling/join?roomName=k" } 1..10),
+  "GET /ctl/sleep?wait=6000",
+  "GET /status" ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  (map { qr/"roomName":"j"/ } 1..10),
+  qr/^slept$/,
+  qr/^published :1$/, qr/^published :1$/,
+  (map { qr/"roomName":"k"/ } 1..10),
+  qr/^slept$/,
+  qr/"joins":10,"estimate":10\}.*"lifetime":\{"mode":"fixed","ms":null,"reports_fitted":2\}/s ]
+--- timeout: 15
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: lifetime=20s: joins decay with 20 s from the start, nothing learnt
+--- http_config eval: main::http('lifetime=20s')
+--- config eval: $main::config
+--- request eval
+[ "GET /ready",
+  RoomAffinity::pub("signaling", qq({"url":"$main::A","connections":0})),
+  RoomAffinity::pub("signaling", qq({"url":"$main::B","connections":0})),
+  (map { "GET /signaling/join?roomName=k" } 1..20),
+  "GET /ctl/sleep?wait=3000",
+  "GET /status" ]
+--- response_body_like eval
+[ qr/^subscribed$/, qr/^published :1$/, qr/^published :1$/,
+  (map { qr/"roomName":"k"/ } 1..20),
+  qr/^slept$/,
+  qr/"joins":20,"estimate":1[4-7]\}.*"lifetime":\{"mode":"fixed","ms":20000,"reports_fitted":0\}/s ]
+--- timeout: 15
 --- no_error_log
 [error]

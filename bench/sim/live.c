@@ -23,6 +23,7 @@
 #include <libgen.h>
 
 #include "ra_placement.h"
+#include "ra_decay.h"
 #include "live.h"
 
 
@@ -79,6 +80,7 @@ enum {
     V_APPLY,            /* an instance applies a report */
     V_TICK,             /* an instance's count tick (ra_share_tick) */
     V_COUNT,            /* an instance receives the other's count */
+    V_RJOINS,           /* an instance receives the other's new joins */
     V_SHARE,            /* an instance receives the other's placement */
     V_SAMPLE
 };
@@ -125,7 +127,11 @@ typedef struct {
     int         live[LV_NB];          /* this instance's connections */
     int         remote[LV_NB];        /* the other's, as last received */
     int         published[LV_NB];
-    int         joins[LV_NB];
+    int         joins[LV_NB];         /* this instance's and the other's */
+    int         own_joins[LV_NB];     /* this instance's, ever */
+    int         published_j[LV_NB];
+    ra_decay_t  dec[LV_NB];
+    ra_decay_fit_t  fit;
     int         rooms[LV_NB];
     int         has_report[LV_NB];
     double      reported_at[LV_NB];
@@ -168,9 +174,12 @@ typedef struct {
 } lv_res_t;
 
 
+static uint32_t lv_estimate(const lv_inst_t *in, int b, double now);
 static ra_pl_conf_t  lv_conf;
 static int           lv_port = 19400;
 static int           lv_debug;
+static uint32_t      lv_fixed;       /* ra_decay_fit_t's fixed: -L */
+static char          lv_lifetime[32];
 
 /* the state of one run */
 static lv_trace_t   *T;
@@ -632,18 +641,23 @@ lv_pick_hap(const lv_room_t *r, const lv_inst_t *in)
 /* room_affinity: the placement input as ra_fill_placement() builds it */
 
 static uint32_t
-lv_estimate(const lv_inst_t *in, int b)
+lv_estimate(const lv_inst_t *in, int b, double now)
 {
-    int64_t  est;
+    int64_t          est, direct;
+    ra_decay_pick_t  pick;
 
-    est = (int64_t) in->connections[b]
-          + (int64_t) (in->live[b] + in->remote[b]) - (int64_t) in->seen[b];
+    /* ra_report_estimate(): the direct part and the joins, decayed */
+    direct = (int64_t) in->connections[b] - (int64_t) in->seen[b];
+    est = (int64_t) (in->live[b] + in->remote[b]) + (direct < 0 ? direct : 0);
 
     if (est < 0) {
         est = 0;
     }
 
-    return (uint32_t) (est + in->joins[b]);
+    ra_decay_pick(&in->fit, &pick);
+
+    return (uint32_t) (est + ra_decay_estimate(&in->dec[b], &pick,
+                                               (uint64_t) now));
 }
 
 
@@ -671,7 +685,7 @@ lv_pick_ra(const lv_room_t *r, int i, double now)
         /* ra_report_load() */
         pl[b].live = in->live[b] + in->remote[b];
         pl[b].rooms = in->rooms[b];
-        pl[b].reported = lv_estimate(in, b);
+        pl[b].reported = lv_estimate(in, b, now);
         pl[b].pending = 0;
 
         /* every backend registered when the backends started */
@@ -790,6 +804,8 @@ lv_member(int rid, int k, double now)
     case L_JOIN:
         b = lv_route(i, rid, now);
         inst[i].joins[b]++;
+        inst[i].own_joins[b]++;
+        ra_decay_add(&inst[i].dec[b], 1, (uint64_t) now);
         m->b = b;
         lv_push(now + R.join_ms, V_BCONN, b, 0, 0);
         break;
@@ -888,15 +904,19 @@ lv_apply(int i, int b, int conns, double now)
 
     if (k == 0 || in->hist_n == 0 || now - in->hist_at > 2 * LV_HIST_TICK) {
         in->seen[b] = held;
-        return;
+
+    } else {
+        if (k > in->hist_n - 1) {
+            k = in->hist_n - 1;
+        }
+
+        then = in->hist[(in->hist_pos + LV_HIST_LEN - k) % LV_HIST_LEN][b];
+        in->seen[b] = (held < then) ? held : then;
     }
 
-    if (k > in->hist_n - 1) {
-        k = in->hist_n - 1;
-    }
-
-    then = in->hist[(in->hist_pos + LV_HIST_LEN - k) % LV_HIST_LEN][b];
-    in->seen[b] = (held < then) ? held : then;
+    ra_decay_report(&in->dec[b], &in->fit,
+                    conns > in->seen[b] ? (uint32_t) (conns - in->seen[b]) : 0,
+                    (uint64_t) now);
 }
 
 
@@ -930,6 +950,15 @@ lv_tick(int i, double now)
         }
         in->published[b] = in->live[b];
         lv_push(now + R.count_ms, V_COUNT, 1 - i, b, in->live[b]);
+    }
+
+    /* the joins answered since the last tick, with the counts */
+    for (b = 0; b < LV_NB; b++) {
+        if (in->own_joins[b] != in->published_j[b]) {
+            lv_push(now + R.count_ms, V_RJOINS, 1 - i, b,
+                    in->own_joins[b] - in->published_j[b]);
+            in->published_j[b] = in->own_joins[b];
+        }
     }
 
     lv_push(now + LV_HIST_TICK, V_TICK, i, 0, 0);
@@ -983,9 +1012,10 @@ lv_sample(double now)
                 lv_pol_name[R.policy],
                 now / 1000, total, ratios[nratios - 1]);
         for (b = 0; b < LV_NB; b++) {
-            fprintf(stderr, " %d", bconn[b]);
+            fprintf(stderr, " %d/%u", bconn[b],
+                    lv_estimate(&inst[0], b, now));
         }
-        fprintf(stderr, " ]\n");
+        fprintf(stderr, " ] reports fitted %u\n", inst[0].fit.reports);
     }
 }
 
@@ -1028,6 +1058,9 @@ lv_run(lv_trace_t *t, const lv_run_t *run, lv_res_t *res)
     n = t->nrooms;
 
     memset(inst, 0, sizeof(inst));
+    for (i = 0; i < LV_NI; i++) {
+        inst[i].fit.fixed = lv_fixed;
+    }
     memset(bconn, 0, sizeof(bconn));
     memset(oracle_live, 0, sizeof(oracle_live));
     nheap = 0;
@@ -1151,6 +1184,11 @@ lv_run(lv_trace_t *t, const lv_run_t *run, lv_res_t *res)
 
         case V_COUNT:
             inst[e.a].remote[e.b] = e.c;
+            break;
+
+        case V_RJOINS:
+            inst[e.a].joins[e.b] += e.c;
+            ra_decay_add(&inst[e.a].dec[e.b], (uint32_t) e.c, (uint64_t) now);
             break;
 
         case V_SHARE:
@@ -1316,6 +1354,7 @@ lv_usage(void)
         "                   [-s slow_start_ms] [-l report_lag_ms]\n"
         "                   [-F live-figures.txt] [-q] [-B port_base]\n"
         "                   [-T driver_lateness_ms] [-O sampler_offset_ms]\n"
+        "                   [-L auto|off|lifetime_s]\n"
         "policies: oracle ra-redis ra-redis-join ra-local nginx-hash "
         "haproxy\n");
     exit(2);
@@ -1361,7 +1400,7 @@ sim_live_main(int argc, char **argv)
 
     optind = 1;
 
-    while ((opt = getopt(argc, argv, "w:S:P:p:R:c:b:s:l:F:qB:O:T:")) != -1) {
+    while ((opt = getopt(argc, argv, "w:S:P:p:R:c:b:s:l:F:qB:O:T:L:")) != -1) {
         switch (opt) {
         case 'w': break;
         case 'S':
@@ -1394,6 +1433,19 @@ sim_live_main(int argc, char **argv)
         case 'B': lv_port = atoi(optarg); break;
         case 'O': sample_off = atof(optarg); break;
         case 'T': tick = atof(optarg); break;
+        case 'L':
+            /* lifetime=: auto, off, or seconds */
+            if (strcmp(optarg, "off") == 0) {
+                lv_fixed = 1 + RA_DECAY_NONE;
+            } else if (strcmp(optarg, "auto") != 0) {
+                lv_fixed = 1 + ra_decay_index((uint64_t) (atof(optarg)
+                                                          * 1000));
+            }
+            if (strcmp(optarg, "auto") != 0) {
+                snprintf(lv_lifetime, sizeof(lv_lifetime), "%s%s", optarg,
+                         strcmp(optarg, "off") ? "s" : "");
+            }
+            break;
         default: lv_usage();
         }
     }
@@ -1418,6 +1470,10 @@ sim_live_main(int argc, char **argv)
     if (lag != 500) {
         k += snprintf(lv_params + k, sizeof(lv_params) - k,
                       "%sreport_lag=%.0fms", k ? "," : "", lag);
+    }
+    if (lv_lifetime[0]) {
+        k += snprintf(lv_params + k, sizeof(lv_params) - k,
+                      "%slifetime=%s", k ? "," : "", lv_lifetime);
     }
     if (k == 0) {
         strcpy(lv_params, "-");

@@ -51,9 +51,13 @@ ra_decay_exact(const ra_decay_t *d, unsigned k, uint64_t now)
 {
     double  n;
 
-    n = d->v[k] * ra_decay_factor(k, d->at, now);
+    n = 0;
 
-    if (d->has_report) {
+    if (d->v[k] != 0) {
+        n = d->v[k] * ra_decay_factor(k, d->at, now);
+    }
+
+    if (d->has_report && d->direct != 0) {
         n += d->direct * ra_decay_factor(k, d->reported_at, now);
     }
 

@@ -360,6 +360,7 @@ def verify_status(st, stale_s):
         "rooms_shared": redis.get("rooms_shared"),
         "zone": {k: ups["zone"].get(k) for k in
                  ("rooms", "evicted", "moved", "unrecorded")},
+        "lifetime": ups.get("lifetime"),
     }
 
 

@@ -386,7 +386,7 @@ while (time < $deadline) {
 
     $s = status();
     if (($s->{redis}{sentinel}{master} // '') eq "127.0.0.1:$R"
-        && $s->{redis}{connected})
+        && $s->{redis}{connected} && subscribers($R) == 1)
     {
         $at = time - $start;
         last;
@@ -396,8 +396,8 @@ while (time < $deadline) {
 
 ok(defined $at, 'nginx follows the failover to the replica promoted')
     or diag(explain($s->{redis}), error_log());
-ok(defined $at && $at < 15, sprintf('within 15 s of the failover (%.1f s)',
-                                    $at // -1));
+ok(defined $at && $at < 5, sprintf('within 5 s of the failover (%.1f s)',
+                                   $at // -1));
 diag(sprintf('failover followed in %.2f s', $at)) if defined $at;
 is($failed, 0, "every request proxied during the failover ($requests)");
 ok($s->{redis}{sentinel}{switches} >= 1, 'the switch is counted');
@@ -431,7 +431,7 @@ while (time < $deadline) {
 
     $s = status();
     if (($s->{redis}{sentinel}{master} // '') eq "127.0.0.1:$M"
-        && $s->{redis}{connected})
+        && $s->{redis}{connected} && subscribers($M) == 1)
     {
         $at = time - $start;
         last;

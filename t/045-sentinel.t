@@ -27,6 +27,7 @@ use JSON::PP;
 use IO::Socket::INET;
 use IO::Select;
 use File::Path qw(make_path remove_tree);
+use File::Spec;
 use Time::HiRes qw(sleep time);
 use POSIX ();
 
@@ -132,7 +133,8 @@ sub start_redis {
 
     start_server($name, '--port', $p, '--bind', '127.0.0.1', '--save', '',
                  '--appendonly', 'no', '--daemonize', 'no',
-                 '--aclfile', "$root/conf/users.acl", @more);
+                 '--aclfile', File::Spec->rel2abs("$root/conf/users.acl"),
+                 '--dir', "$root/logs", @more);
 
     for (1 .. 300) {
         return if RoomAffinity::redis_ping($p);
@@ -445,7 +447,60 @@ diag(sprintf('master killed: followed in %.2f s', $at)) if defined $at;
 is($failed, 0, "every request proxied meanwhile ($requests)");
 ok(report_applied($M, 13), 'a report published on the new master is applied');
 
+# a reload: the new workers ask the Sentinels again
+
+my $gen = $s->{redis}{sentinel}{generation};
+my @old = RoomAffinity::children_of($nginx_pid);
+kill 'HUP', $nginx_pid;
+ok(poll(10, sub {
+       my %old = map { $_ => 1 } @old;
+       my $s = status();
+       $s->{redis}{connected} && !$old{$s->{redis}{subscriber_pid}}
+           && ($s->{redis}{sentinel}{master} // '') eq "127.0.0.1:$M";
+   }), 'after a reload a new worker is on the master');
+ok(poll(5, sub { subscribers($M) == 1 }), 'with one subscription');
+ok(report_applied($M, 17), 'and reports are applied');
+
 stop_nginx();
+
+# ---------------------------------------------------------------------
+# a Sentinel with a password and an ACL user: sentinel_password=,
+# sentinel_user=
+
+my $S4 = $rport + 7;
+open my $fh4, '>', "$root/conf/sentinel4.conf" or die $!;
+print $fh4 <<"END";
+port $S4
+bind 127.0.0.1
+daemonize no
+dir $root/logs
+requirepass sentinel-secret
+user lookup on >lookup-secret +\@all ~* &*
+sentinel monitor mymaster 127.0.0.1 $M 2
+END
+close $fh4;
+start_server('sentinel4', "$root/conf/sentinel4.conf", '--sentinel');
+poll(3, sub { redis($S4, 'PING') =~ /NOAUTH|PONG/ });
+
+for my $t (['sentinel_password=wrong', 0],
+           ['sentinel_password=sentinel-secret', 1],
+           ['sentinel_user=lookup sentinel_password=lookup-secret', 1])
+{
+    start_nginx("room_affinity_redis sentinel=127.0.0.1:$S4 master=mymaster "
+                . "$t->[0] user=nginx password=$npw backoff=500ms");
+
+    if ($t->[1]) {
+        ok(poll(10, sub { status()->{redis}{connected} }),
+           "$t->[0]: the Sentinel answers") or diag(error_log());
+    } else {
+        ok(poll(5, sub { error_log() =~ /sentinel AUTH failed: WRONGPASS/ }),
+           "$t->[0]: refused, logged") or diag(error_log());
+        ok(!status()->{redis}{connected}, "$t->[0]: not connected");
+    }
+}
+
+stop_nginx();
+stop_server('sentinel4');
 
 # ---------------------------------------------------------------------
 # a Sentinel of this test: names what it is told to, or nothing

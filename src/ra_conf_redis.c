@@ -576,7 +576,6 @@ ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value)
 }
 
 
-
 /* sentinel=ADDRESS[,ADDRESS...]: resolved here, once, as the address is */
 
 static char *

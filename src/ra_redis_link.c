@@ -118,16 +118,16 @@ ra_redis_link_exit(void)
 ngx_msec_t
 ra_redis_link_tick(ngx_msec_t now, ngx_log_t *log, ngx_msec_t delay)
 {
+    ngx_uint_t        ready;
     ra_redis_conf_t  *rc;
 
     rc = ra_link_w.conf;
 
     if (rc->sentinels) {
-        ra_redis_sentinel_tick(now,
-                               ra_link_w.sub.subscribed
-                                   == RA_REDIS_CHANNELS(rc)
-                               && ra_link_w.cmd.connected
-                               ? ra_link_w.cmd.ac : NULL);
+        /* the command link is asked for its role once both are up */
+        ready = (ra_link_w.sub.subscribed == RA_REDIS_CHANNELS(rc)
+                 && ra_link_w.cmd.connected);
+        ra_redis_sentinel_tick(now, ready ? ra_link_w.cmd.ac : NULL);
     }
 
     if ((ra_link_w.sub.ac == NULL || ra_link_w.cmd.ac == NULL)
@@ -475,6 +475,7 @@ ra_redis_failed(ra_redis_link_t *link, const char *what, const char *err)
     if (ra_link_w.conf->sentinels) {
         ra_redis_sentinel_forget();
     }
+
     ra_link_w.next = ngx_current_msec + ra_link_w.backoff / 2 + jitter;
 
     ngx_log_error(NGX_LOG_ERR, ra_link_w.log, 0,

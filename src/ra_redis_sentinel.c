@@ -721,14 +721,23 @@ ra_redis_sentinel_role_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* an ACL without +role: the link works, unchecked */
 
-        ngx_log_error(NGX_LOG_WARN, ra_sentinel_w.log, 0,
-                      "room_affinity: redis ROLE failed: %*s; the role of "
-                      "the server is not checked", (size_t) reply->len,
-                      reply->str);
+        if (reply->len >= 6
+            && (ngx_strncmp(reply->str, "NOPERM", 6) == 0
+                || ngx_strstrn((u_char *) reply->str, "unknown command",
+                               sizeof("unknown command") - 2)))
+        {
+            /* an ACL without +role: the link works, unchecked */
 
-        ra_sentinel_w.unchecked = 1;
+            ngx_log_error(NGX_LOG_WARN, ra_sentinel_w.log, 0,
+                          "room_affinity: redis ROLE failed: %*s; the role "
+                          "of the server is not checked",
+                          (size_t) reply->len, reply->str);
+
+            ra_sentinel_w.unchecked = 1;
+        }
+
+        /* another error (BUSY, LOADING): asked again later */
         return;
     }
 

@@ -71,6 +71,7 @@ while (<$in>) {
     print $acl $_;
 }
 print $acl "user default on nopass ~* &* +\@all\n";
+print $acl "user norole on >norole-secret ~* &* +\@all -role\n";
 close $acl;
 close $in;
 
@@ -501,6 +502,19 @@ for my $t (['sentinel_password=wrong', 0],
 
 stop_nginx();
 stop_server('sentinel4');
+
+# an ACL user without +role: warned once, the links work unchecked
+
+start_nginx("room_affinity_redis sentinel=127.0.0.1:$S[1] master=mymaster "
+            . "user=norole password=norole-secret ping_interval=300ms");
+ok(poll(10, sub { status()->{redis}{connected} }),
+   'without +role the links work') or diag(error_log());
+ok(poll(5, sub { error_log() =~ /redis ROLE failed: NOPERM.*; the role of the server is not checked/ }),
+   'and a warning says the role is not checked') or diag(error_log());
+sleep 1;
+my $warned = () = error_log() =~ /redis ROLE failed/g;
+is($warned, 1, 'once');
+ok(status()->{redis}{connected}, 'still connected');
 
 # ---------------------------------------------------------------------
 # a Sentinel of this test: names what it is told to, or nothing

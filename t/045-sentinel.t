@@ -371,6 +371,22 @@ like($prom, qr/^room_affinity_redis_sentinel_master\{master_name="mymaster",addr
 like($prom, qr/^room_affinity_redis_sentinel_failures_total [1-9]/m,
      'Prometheus: the Sentinel down counted');
 
+# the exposition as the real Prometheus client parser reads it
+open my $pf, '>', "$root/prom.txt" or die $!;
+print $pf $prom;
+close $pf;
+my $parsed = `/usr/bin/python3 -c '
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in f.samples:
+        print(s.name, ",".join("%s=%s" % kv for kv in sorted(s.labels.items())), s.value)
+' $root/prom.txt 2>&1`;
+like($parsed, qr/^room_affinity_redis_sentinel_master address=127\.0\.0\.1:$M,master_name=mymaster,sentinel=127\.0\.0\.1:$S[0] 1\.0$/m,
+     'the Prometheus parser reads the master') or diag($parsed);
+like($parsed, qr/^room_affinity_redis_sentinel_switches_total  0\.0$/m,
+     'and the switches');
+
 like(get('/?room=r1'), qr/^b[12]$/, 'proxying');
 
 # ---------------------------------------------------------------------

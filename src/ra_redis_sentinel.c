@@ -507,11 +507,12 @@ ra_redis_sentinel_master(u_char *host, size_t hlen, u_char *port, size_t plen,
         return NGX_ERROR;
     }
 
+    /* new to this worker's term of the role: logged */
     changed = (ra_sentinel_w.port != n
                || ngx_strlen(ra_sentinel_w.host) != hlen
                || ngx_strncmp(ra_sentinel_w.host, host, hlen) != 0);
 
-    /* a master known before, in this term of the role: a failover */
+    /* a master known before in this term: the links leave it */
     followed = (changed && ra_sentinel_w.port);
 
     ngx_memcpy(ra_sentinel_w.host, host, hlen);
@@ -525,14 +526,18 @@ ra_redis_sentinel_master(u_char *host, size_t hlen, u_char *port, size_t plen,
 
     ngx_shmtx_lock(&rc->shpool->mutex);
 
-    if (changed || ss->port == 0) {
+    /* the zone's master outlives a term (a reload, a worker taken over) */
+
+    if (ss->port != (ngx_uint_t) n
+        || ngx_strcmp(ss->host, ra_sentinel_w.host) != 0)
+    {
+        if (ss->port) {
+            ss->switches++;
+        }
+
         ngx_memcpy(ss->host, ra_sentinel_w.host, hlen + 1);
         ss->port = n;
         ss->generation++;
-    }
-
-    if (followed) {
-        ss->switches++;
     }
 
     ss->lookups++;

@@ -477,6 +477,10 @@ ok(poll(10, sub {
    }), 'after a reload a new worker is on the master');
 ok(poll(5, sub { subscribers($M) == 1 }), 'with one subscription');
 ok(report_applied($M, 17), 'and reports are applied');
+$s = status();
+is($s->{redis}{sentinel}{generation}, $gen,
+   'the same master: the same generation');
+is($s->{redis}{sentinel}{switches}, 2, 'two failovers followed');
 
 stop_nginx();
 

@@ -29,7 +29,11 @@ typedef void (*ra_redis_sentinel_pt)(ra_redis_sentinel_e event,
     const char *err);
 
 
-/* where to dial: a unix socket, or host (numeric) and port */
+/*
+ * Where to dial: a unix socket, or host (numeric) and port.  With
+ * sentinel=, generation changes with the master: a link of any worker
+ * that finds it changed since it dialled is on an old master.
+ */
 typedef struct {
     const char         *unix_path;
     const char         *host;
@@ -41,6 +45,7 @@ typedef struct {
 
 ngx_int_t ra_redis_target(ra_redis_conf_t *rc, ra_redis_target_t *t);
 
+/* the rest: the Redis role's worker only (ra_redis_link.c) */
 void ra_redis_sentinel_init(ra_redis_conf_t *rc, ngx_log_t *log,
     ra_redis_sentinel_pt handler);
 ngx_uint_t ra_redis_sentinel_needed(void);

@@ -482,6 +482,21 @@ is($s->{redis}{sentinel}{generation}, $gen,
    'the same master: the same generation');
 is($s->{redis}{sentinel}{switches}, 2, 'two failovers followed');
 
+# the Sentinel watched goes away: another one is watched, the links stay
+
+is($s->{redis}{sentinel}{answered_by}, "127.0.0.1:$S[0]",
+   'the first Sentinel up is watched');
+my $connects = $s->{redis}{connects};
+stop_server('sentinel0');
+ok(poll(10, sub {
+       (status()->{redis}{sentinel}{answered_by} // '') eq "127.0.0.1:$S[1]"
+   }), 'the Sentinel watched lost: the next one is') or diag(error_log());
+like(error_log(), qr/sentinel "127\.0\.0\.1:$S[0]" (connection lost|watch)/,
+     'the loss is logged');
+$s = status();
+ok($s->{redis}{connected}, 'the links stay up');
+is($s->{redis}{connects}, $connects, 'and were not reopened');
+
 stop_nginx();
 
 # ---------------------------------------------------------------------

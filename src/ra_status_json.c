@@ -41,9 +41,9 @@ ra_status_json(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 
     len = sizeof("{\"upstreams\":{},\"redis\":null}" CRLF)
           + RA_STATUS_REDIS_LEN
-          + (rmcf->redis ? 6 * rmcf->redis->address.len : 0)
-          + (rmcf->redis && rmcf->redis->sentinels
-             ? RA_STATUS_SENTINEL_LEN + 6 * rmcf->redis->master_name.len : 0);
+          + (rmcf->redis ? 6 * rmcf->redis->address.len
+                           + RA_STATUS_SENTINEL_LEN
+                           + 6 * rmcf->redis->master_name.len : 0);
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
         len += ra_status_upstream_len(rcfp[i]);

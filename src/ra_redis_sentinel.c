@@ -38,6 +38,7 @@ typedef struct {
     ngx_uint_t              tried;      /* Sentinels tried in this round */
     ngx_msec_t              backoff;    /* of the watch */
     ngx_msec_t              role_sent;  /* the last ROLE */
+    ngx_msec_t              logged;     /* an invalid announcement */
     unsigned                asking:1;   /* the links wait for an answer */
     unsigned                known:1;    /* the master, for the links */
     unsigned                closing:1;
@@ -66,6 +67,8 @@ static void ra_redis_sentinel_step(ngx_event_t *ev);
 static void ra_redis_sentinel_close(void);
 static void ra_redis_sentinel_role_reply(redisAsyncContext *ac, void *r,
     void *privdata);
+static u_char *ra_redis_sentinel_text(u_char *dst, size_t size,
+    const char *src, size_t len);
 
 
 static ra_sentinel_worker_t  ra_sentinel_w;
@@ -306,12 +309,17 @@ ra_redis_sentinel_auth(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply  *reply = r;
 
+    u_char  text[RA_REDIS_ERR_LEN], *p;
+
     /* the answer that follows is refused too, and says so */
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
+        p = ra_redis_sentinel_text(text, sizeof(text), reply->str,
+                                   reply->len);
+
         ngx_log_error(NGX_LOG_ERR, ra_sentinel_w.log, 0,
                       "room_affinity: sentinel AUTH failed: %*s",
-                      (size_t) reply->len, reply->str);
+                      (size_t) (p - text), text);
     }
 }
 
@@ -337,9 +345,8 @@ ra_redis_sentinel_answer(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        p = ngx_snprintf(err, sizeof(err) - 1, "%*s",
-                         ngx_min((size_t) reply->len, sizeof(err) - 1),
-                         reply->str);
+        p = ra_redis_sentinel_text(err, sizeof(err) - 1, reply->str,
+                                   reply->len);
         *p = '\0';
         ra_redis_sentinel_failed("lookup", (char *) err);
         return;
@@ -390,7 +397,7 @@ ra_redis_sentinel_message(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply  *reply = r;
 
-    u_char           *p, *last, *field[5];
+    u_char           *p, *last, *field[5], text[RA_REDIS_ERR_LEN];
     size_t            len[5];
     ngx_uint_t        n;
     redisReply       *payload;
@@ -464,9 +471,22 @@ ra_redis_sentinel_message(redisAsyncContext *ac, void *r, void *privdata)
 
 invalid:
 
+    /* a Sentinel may send any number: one line per interval */
+
+    if (ra_sentinel_w.logged
+        && ngx_current_msec - ra_sentinel_w.logged < RA_REDIS_LOG_INTERVAL)
+    {
+        return;
+    }
+
+    ra_sentinel_w.logged = ngx_current_msec ? ngx_current_msec : 1;
+
+    last = ra_redis_sentinel_text(text, sizeof(text), payload->str,
+                                  payload->len);
+
     ngx_log_error(NGX_LOG_WARN, ra_sentinel_w.log, 0,
                   "room_affinity: sentinel sent an invalid +switch-master "
-                  "\"%*s\"", ngx_min(payload->len, 128), payload->str);
+                  "\"%*s\"", (size_t) (last - text), text);
 }
 
 
@@ -734,10 +754,13 @@ ra_redis_sentinel_role_reply(redisAsyncContext *ac, void *r, void *privdata)
         {
             /* an ACL without +role: the link works, unchecked */
 
+            p = ra_redis_sentinel_text(err, sizeof(err), reply->str,
+                                       reply->len);
+
             ngx_log_error(NGX_LOG_WARN, ra_sentinel_w.log, 0,
                           "room_affinity: redis ROLE failed: %*s; the role "
                           "of the server is not checked",
-                          (size_t) reply->len, reply->str);
+                          (size_t) (p - err), err);
 
             ra_sentinel_w.unchecked = 1;
         }
@@ -755,9 +778,10 @@ ra_redis_sentinel_role_reply(redisAsyncContext *ac, void *r, void *privdata)
             return;
         }
 
-        p = ngx_snprintf(err, sizeof(err) - 1, "the server is not the "
-                         "master but a \"%*s\"",
-                         ngx_min((size_t) role->len, 32), role->str);
+        p = ngx_cpymem(err, "the server is not the master but a \"",
+                       sizeof("the server is not the master but a \"") - 1);
+        p = ra_redis_sentinel_text(p, 32, role->str, role->len);
+        *p++ = '"';
 
     } else {
         p = ngx_snprintf(err, sizeof(err) - 1, "an invalid ROLE reply");
@@ -809,6 +833,25 @@ ra_redis_sentinel_stop(void)
     ra_sentinel_w.backoff = 0;
     ra_sentinel_w.port = 0;
     ra_sentinel_w.host[0] = '\0';
+}
+
+
+/*
+ * At most size bytes of what a Sentinel or Redis sent, for the log:
+ * printable ASCII, anything else as '?'
+ */
+
+static u_char *
+ra_redis_sentinel_text(u_char *dst, size_t size, const char *src, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len && i < size; i++) {
+        dst[i] = ((u_char) src[i] >= 0x20 && (u_char) src[i] < 0x7f)
+                 ? (u_char) src[i] : '?';
+    }
+
+    return dst + i;
 }
 
 

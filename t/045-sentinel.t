@@ -602,6 +602,12 @@ sub start_fake {
                 } elsif ($cmd eq 'subscribe') {
                     syswrite $c, "*3\r\n\$9\r\nsubscribe\r\n\$14\r\n"
                                  . "+switch-master\r\n:1\r\n";
+                    # an announcement with a host name and a newline
+                    my $m = "mymaster 127.0.0.1 $R evil\nhost $M";
+                    syswrite $c, "*3\r\n\$7\r\nmessage\r\n\$14\r\n"
+                                 . "+switch-master\r\n\$" . length($m)
+                                 . "\r\n$m\r\n"
+                        if $mode eq 'badswitch';
                 } elsif ($cmd eq 'ping') {
                     syswrite $c, "*2\r\n\$4\r\npong\r\n\$0\r\n\r\n";
                 }
@@ -635,6 +641,11 @@ $s = status();
 ok(!$s->{redis}{connected}, 'and nginx does not stay on the replica');
 ok(poll(3, sub { subscribers($R) == 0 }), 'no subscription is left on it');
 like(get('/?room=z1'), qr/^b[12]$/, 'proxying goes on');
+
+fake_mode('badswitch');
+ok(poll(5, sub { error_log() =~ /sentinel sent an invalid \+switch-master "mymaster 127\.0\.0\.1 $R evil\?host $M"/ }),
+   'an invalid +switch-master is logged, printable, and not followed')
+    or diag(error_log());
 
 fake_mode('name');
 ok(poll(5, sub { error_log() =~ /sentinel "127\.0\.0\.1:$FAKE" lookup: not an address and a port/ }),

@@ -10,6 +10,9 @@
 
 static char *ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc,
     ngx_str_t *value);
+static char *ra_conf_redis_sentinels(ngx_conf_t *cf, ra_redis_conf_t *rc,
+    ngx_str_t *value);
+static char *ra_conf_redis_sentinel_check(ra_redis_conf_t *rc);
 static char *ra_conf_redis_key(ngx_conf_t *cf, ra_redis_conf_t *rc,
     ngx_str_t *value, size_t skip, ngx_uint_t n);
 static ngx_int_t ra_conf_redis_time(ngx_conf_t *cf, ngx_str_t *value,
@@ -21,9 +24,10 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ra_main_conf_t  *rmcf = conf;
 
+    char              *err;
     ngx_str_t         *value, s, prefix, name;
     ngx_int_t          n;
-    ngx_uint_t         i, has_next;
+    ngx_uint_t         i, has_next, first;
     ngx_msec_t         window;
     ra_redis_conf_t   *rc;
 
@@ -50,7 +54,63 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->snapshot_max = RA_REDIS_SNAPSHOT_MAX;
     ngx_str_null(&prefix);
 
-    for (i = 2; i < cf->args->nelts; i++) {
+    /* with sentinel= there is no address: the Sentinels name the master */
+
+    first = 2;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ra_has_prefix(&value[i], "sentinel=")) {
+            first = 1;
+        }
+    }
+
+    for (i = first; i < cf->args->nelts; i++) {
+
+        if (ra_has_prefix(&value[i], "sentinel=")) {
+            if (ra_conf_redis_sentinels(cf, rc, &value[i]) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "master=")) {
+            /* NUL-terminated: a word of the configuration is */
+            rc->master_name.data = value[i].data + sizeof("master=") - 1;
+            rc->master_name.len = value[i].len - (sizeof("master=") - 1);
+
+            if (rc->master_name.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "sentinel_user=")) {
+            rc->sentinel_user.data = value[i].data
+                                     + sizeof("sentinel_user=") - 1;
+            rc->sentinel_user.len = value[i].len
+                                    - (sizeof("sentinel_user=") - 1);
+
+            if (rc->sentinel_user.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "sentinel_password=")) {
+            rc->sentinel_password.data = value[i].data
+                                         + sizeof("sentinel_password=") - 1;
+            rc->sentinel_password.len = value[i].len
+                                        - (sizeof("sentinel_password=") - 1);
+
+            if (rc->sentinel_password.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
 
         if (ra_has_prefix(&value[i], "password=")) {
             rc->password.data = value[i].data + sizeof("password=") - 1;
@@ -251,9 +311,20 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         rc->share.sign = rc->sign;
     }
 
+    err = ra_conf_redis_sentinel_check(rc);
+
+    if (err) {
+        /* nginx names the directive: "room_affinity_redis" directive ... */
+        return err;
+    }
+
     /* after the parameters: "resolve" changes how it is read */
 
-    if (ra_conf_redis_address(cf, rc, &value[1]) != NGX_CONF_OK) {
+    if (rc->sentinels) {
+        /* what the log and the status call the links */
+        rc->address = rc->master_name;
+
+    } else if (ra_conf_redis_address(cf, rc, &value[1]) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -504,3 +575,123 @@ ra_conf_redis_address(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value)
     return NGX_CONF_OK;
 }
 
+
+/* sentinel=ADDRESS[,ADDRESS...]: resolved here, once, as the address is */
+
+static char *
+ra_conf_redis_sentinels(ngx_conf_t *cf, ra_redis_conf_t *rc, ngx_str_t *value)
+{
+    u_char               *p, *last, *comma, text[NGX_SOCKADDR_STRLEN];
+    size_t                len;
+    ngx_url_t             u;
+    ra_redis_sentinel_t  *sn;
+
+    if (rc->sentinels == NULL) {
+        rc->sentinels = ngx_array_create(cf->pool, 3,
+                                         sizeof(ra_redis_sentinel_t));
+        if (rc->sentinels == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    p = value->data + sizeof("sentinel=") - 1;
+    last = value->data + value->len;
+
+    do {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url.data = p;
+        u.url.len = comma - p;
+        u.default_port = RA_REDIS_SENTINEL_PORT;
+
+        if (u.url.len == 0
+            || (u.url.len > sizeof("unix:") - 1
+                && ngx_strncmp(p, "unix:", sizeof("unix:") - 1) == 0)
+            || ngx_parse_url(cf->pool, &u) != NGX_OK
+            || u.naddrs == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid sentinel address \"%V\"%s%s in "
+                               "\"%V\"", &u.url, u.err ? ": " : "",
+                               u.err ? u.err : "", value);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc->sentinels->nelts == RA_REDIS_SENTINELS_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "more than %d sentinels in \"%V\"",
+                               RA_REDIS_SENTINELS_MAX, value);
+            return NGX_CONF_ERROR;
+        }
+
+        sn = ngx_array_push(rc->sentinels);
+        if (sn == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* without brackets: hiredis takes an IPv6 address bare */
+        len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text,
+                            NGX_SOCKADDR_STRLEN, 0);
+
+        sn->host = ngx_pnalloc(cf->pool, len + 1);
+        if (sn->host == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(sn->host, text, len);
+        sn->host[len] = '\0';
+        sn->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+
+        sn->name.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN);
+        if (sn->name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        sn->name.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                                     sn->name.data, NGX_SOCKADDR_STRLEN, 1);
+
+        p = comma + 1;
+
+    } while (comma < last);
+
+    return NGX_CONF_OK;
+}
+
+
+/* the parameters of Sentinel go together: NULL, or what is wrong */
+
+static char *
+ra_conf_redis_sentinel_check(ra_redis_conf_t *rc)
+{
+    if (rc->sentinels == NULL) {
+        if (rc->master_name.len) {
+            return "\"master=\" needs \"sentinel=\"";
+        }
+
+        if (rc->sentinel_user.len || rc->sentinel_password.len) {
+            return "\"sentinel_password=\" needs \"sentinel=\"";
+        }
+
+        return NULL;
+    }
+
+    if (rc->master_name.len == 0) {
+        return "\"sentinel=\" needs \"master=\"";
+    }
+
+    if (rc->sentinel_user.len && rc->sentinel_password.len == 0) {
+        return "\"sentinel_user=\" needs \"sentinel_password=\"";
+    }
+
+    if (rc->resolve) {
+        /* the sentinels are resolved at load, the master is an address */
+        return "\"resolve\" cannot be used with \"sentinel=\"";
+    }
+
+    return NULL;
+}

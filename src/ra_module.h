@@ -22,6 +22,7 @@
  *   ra_redis_link.c  the two Redis links: connection, backoff, outbox
  *   ra_redis_watch.c whether a link's peer is alive, stalled
  *   ra_redis_resolve.c  a "resolve" host's address, before a reconnection
+ *   ra_redis_sentinel.c where a link dials; the master the Sentinels name
  *   ra_redis_in.c    what arrives from Redis, to whom it goes
  *   ra_body.c        the room of a request's JSON body or argument
  *   ra_reply.c       the module's own answers (JSON, errors)

@@ -17,6 +17,8 @@
 
 #define RA_REDIS_ZONE_SIZE     (512 * 1024)
 #define RA_REDIS_PORT          6379
+#define RA_REDIS_SENTINEL_PORT 26379
+#define RA_REDIS_SENTINELS_MAX 16
 #define RA_REDIS_TICK          200       /* ms between election checks */
 #define RA_REDIS_TAKEOVER      800       /* ms without a heartbeat */
 #define RA_REDIS_BACKOFF_MIN   100       /* ms */
@@ -31,7 +33,7 @@
 
 
 /* what the instance's subscriber shares with every worker */
-#define RA_REDIS_ZONE_VERSION  7        /* layout of ra_redis_sh_t and of
+#define RA_REDIS_ZONE_VERSION  8        /* layout of ra_redis_sh_t and of
                                            the outbox (ra_share.h) */
 
 
@@ -43,6 +45,18 @@ typedef enum {
     RA_REDIS_STALLED,           /* subscribed, an answer is overdue */
     RA_REDIS_FAILED             /* the last attempt failed, retrying */
 } ra_redis_state_e;
+
+
+/* what the Sentinels said (ra_redis_sentinel.c), for the status and links */
+typedef struct {
+    ngx_uint_t          generation;   /* changes with the master */
+    ngx_uint_t          lookups;      /* answers */
+    ngx_uint_t          failures;     /* Sentinels that did not answer */
+    ngx_uint_t          switches;     /* failovers followed */
+    ngx_uint_t          port;         /* the master's, 0 if none known */
+    u_char              host[NGX_INET6_ADDRSTRLEN + 1];
+    u_char              answered[NGX_SOCKADDR_STRLEN + 1];  /* by */
+} ra_redis_sentinel_sh_t;
 
 
 typedef struct {
@@ -65,7 +79,16 @@ typedef struct {
     ngx_msec_t          last_message;
     size_t              last_error_len;
     u_char              last_error[RA_REDIS_ERR_LEN];
+    ra_redis_sentinel_sh_t  sentinel;
 } ra_redis_sh_t;
+
+
+/* a Sentinel of sentinel= */
+typedef struct {
+    ngx_str_t           name;         /* "ip:port", for the log and status */
+    u_char             *host;         /* numeric, NUL-terminated */
+    ngx_int_t           port;
+} ra_redis_sentinel_t;
 
 
 struct ra_redis_conf_s {
@@ -95,6 +118,10 @@ struct ra_redis_conf_s {
     ngx_slab_pool_t    *shpool;
     ra_redis_sh_t      *sh;
     ra_share_t          share;
+    ngx_array_t        *sentinels;    /* ra_redis_sentinel_t, or NULL */
+    ngx_str_t           master_name;  /* master=, NUL-terminated */
+    ngx_str_t           sentinel_user;
+    ngx_str_t           sentinel_password;
 };
 
 

@@ -5,7 +5,9 @@
  * role's tick, with a capped, jittered exponential backoff; after every
  * subscription the snapshot hash is read again, since pub/sub loses what
  * is published while no one listens.  With "resolve", the name is looked
- * up (ra_redis_resolve.c) before every (re)connection after a failure.
+ * up (ra_redis_resolve.c) before every (re)connection after a failure;
+ * with "sentinel=", the Sentinels are asked for the master
+ * (ra_redis_sentinel.c), and a failover they announce moves the links.
  *
  * hiredis may free a context inside a callback (connect failure,
  * disconnect): the links forget the context in those callbacks, and
@@ -18,6 +20,7 @@
 #include "ra_redis_link.h"
 #include "ra_redis_watch.h"
 #include "ra_redis_resolve.h"
+#include "ra_redis_sentinel.h"
 #include "ra_redis_in.h"
 #include "ra_hiredis.h"
 
@@ -37,6 +40,8 @@ typedef struct {
 
 static ngx_int_t ra_redis_alive(ra_redis_link_t *link, ngx_msec_t now);
 static void ra_redis_resolve_done(const char *err);
+static void ra_redis_sentinel_done(ra_redis_sentinel_e event,
+    const char *err);
 static ngx_int_t ra_redis_open(ra_redis_link_t *link, ngx_log_t *log);
 static void ra_redis_connected(const redisAsyncContext *ac, int status);
 static void ra_redis_disconnected(const redisAsyncContext *ac, int status);
@@ -72,6 +77,10 @@ ra_redis_link_init(ra_redis_conf_t *rc, ngx_log_t *log)
     ra_link_w.drain.cancelable = 1;
 
     ra_redis_resolve_init(log, ra_redis_resolve_done);
+
+    if (rc->sentinels) {
+        ra_redis_sentinel_init(rc, log, ra_redis_sentinel_done);
+    }
 }
 
 
@@ -81,6 +90,7 @@ void
 ra_redis_link_stop(void)
 {
     ra_redis_resolve_stop();
+    ra_redis_sentinel_stop();
     ra_redis_close(&ra_link_w.sub);
     ra_redis_close(&ra_link_w.cmd);
 }
@@ -108,9 +118,17 @@ ra_redis_link_exit(void)
 ngx_msec_t
 ra_redis_link_tick(ngx_msec_t now, ngx_log_t *log, ngx_msec_t delay)
 {
+    ngx_uint_t        ready;
     ra_redis_conf_t  *rc;
 
     rc = ra_link_w.conf;
+
+    if (rc->sentinels) {
+        /* the command link is asked for its role once both are up */
+        ready = (ra_link_w.sub.subscribed == RA_REDIS_CHANNELS(rc)
+                 && ra_link_w.cmd.connected);
+        ra_redis_sentinel_tick(now, ready ? ra_link_w.cmd.ac : NULL);
+    }
 
     if ((ra_link_w.sub.ac == NULL || ra_link_w.cmd.ac == NULL)
         && (ngx_msec_int_t) (now - ra_link_w.next) >= 0)
@@ -123,6 +141,10 @@ ra_redis_link_tick(ngx_msec_t now, ngx_log_t *log, ngx_msec_t delay)
         if (rc->resolve && ra_redis_resolve_needed()) {
             /* the links open at the tick after the answer */
             ra_redis_resolve(rc);
+
+        } else if (rc->sentinels && ra_redis_sentinel_needed()) {
+            /* the links open at the tick after the answer */
+            ra_redis_sentinel_ask();
 
         } else if (ra_redis_open(&ra_link_w.sub, log) == NGX_OK) {
             (void) ra_redis_open(&ra_link_w.cmd, log);
@@ -150,7 +172,8 @@ ra_redis_link_tick(ngx_msec_t now, ngx_log_t *log, ngx_msec_t delay)
 ngx_uint_t
 ra_redis_link_busy(void)
 {
-    return ra_link_w.sub.ac || ra_link_w.cmd.ac || ra_redis_resolve_busy();
+    return ra_link_w.sub.ac || ra_link_w.cmd.ac || ra_redis_resolve_busy()
+           || ra_redis_sentinel_busy();
 }
 
 
@@ -209,6 +232,55 @@ ra_redis_resolve_done(const char *err)
 }
 
 
+/*
+ * What the Sentinels say: the master is found (the links open at the
+ * next tick), no Sentinel answered or the server is not the master (the
+ * links back off), or a failover (the links leave the old master now)
+ */
+
+static void
+ra_redis_sentinel_done(ra_redis_sentinel_e event, const char *err)
+{
+    ra_redis_conf_t  *rc;
+
+    rc = ra_link_w.conf;
+
+    switch (event) {
+
+    case RA_SENTINEL_FOUND:
+        ra_link_w.next = ngx_current_msec;
+        return;
+
+    case RA_SENTINEL_REPLICA:
+        /* from the command link's callback: it is closed at the tick */
+        ra_redis_failed(&ra_link_w.cmd, "role check", err);
+        return;
+
+    case RA_SENTINEL_SWITCHED:
+        ra_redis_close(&ra_link_w.sub);
+        ra_redis_close(&ra_link_w.cmd);
+
+        ngx_shmtx_lock(&rc->shpool->mutex);
+
+        if (rc->sh->owner == ngx_pid) {
+            rc->sh->state = RA_REDIS_CONNECTING;
+            rc->sh->connected = 0;
+        }
+
+        ngx_shmtx_unlock(&rc->shpool->mutex);
+
+        ra_share_open(&rc->share, 0);
+
+        ra_link_w.backoff = 0;
+        ra_link_w.next = ngx_current_msec;
+        return;
+
+    default: /* RA_SENTINEL_FAILED */
+        ra_redis_failed(&ra_link_w.sub, "sentinel", err);
+    }
+}
+
+
 static ngx_int_t
 ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
 {
@@ -217,16 +289,20 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
     ngx_uint_t          argc;
     redisAsyncContext  *ac;
     ra_redis_conf_t    *rc;
+    ra_redis_target_t   t;
 
     rc = ra_link_w.conf;
 
-    if (rc->unix_path.len) {
-        ac = redisAsyncConnectUnix((char *) rc->unix_path.data);
+    if (ra_redis_target(rc, &t) != NGX_OK) {
+        ra_redis_failed(link, "connect", "no master known");
+        return NGX_ERROR;
+    }
+
+    if (t.unix_path) {
+        ac = redisAsyncConnectUnix(t.unix_path);
 
     } else {
-        ac = redisAsyncConnect(rc->resolve ? ra_redis_resolve_host()
-                                           : (char *) rc->host.data,
-                               (int) rc->port);
+        ac = redisAsyncConnect(t.host, t.port);
     }
 
     if (ac == NULL) {
@@ -287,6 +363,11 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
     if (rc->db && !link->subscriber) {
         redisAsyncCommand(ac, ra_redis_reply, (void *) "SELECT", "SELECT %d",
                           (int) rc->db);
+    }
+
+    if (rc->sentinels && !link->subscriber) {
+        /* a demoted master is left; both links dial the same server */
+        ra_redis_sentinel_role(ac);
     }
 
     if (link->subscriber) {
@@ -388,8 +469,13 @@ ra_redis_failed(ra_redis_link_t *link, const char *what, const char *err)
 
     jitter = ngx_random() % (ra_link_w.backoff / 2 + 1);
 
-    /* the next attempt asks the resolver again */
+    /* the next attempt asks the resolver, or the Sentinels, again */
     ra_redis_resolve_forget();
+
+    if (ra_link_w.conf->sentinels) {
+        ra_redis_sentinel_forget();
+    }
+
     ra_link_w.next = ngx_current_msec + ra_link_w.backoff / 2 + jitter;
 
     ngx_log_error(NGX_LOG_ERR, ra_link_w.log, 0,

@@ -13,6 +13,8 @@
 #define RA_STATUS_UPSTREAM_LEN  640
 #define RA_STATUS_BACKEND_LEN   768
 #define RA_STATUS_REDIS_LEN     (1280 + 6 * RA_REDIS_ERR_LEN)
+#define RA_STATUS_SENTINEL_LEN  (256 + 2 * NGX_SOCKADDR_STRLEN          \
+                                 + 4 * NGX_INT64_LEN)
 
 
 static size_t ra_status_upstream_len(ra_srv_conf_t *rcf);
@@ -20,6 +22,8 @@ static u_char *ra_status_upstream(u_char *p, ra_srv_conf_t *rcf,
     ngx_msec_t now);
 static u_char *ra_status_redis(u_char *p, ra_redis_conf_t *rc,
     ngx_msec_t now);
+static u_char *ra_status_sentinel(u_char *p, ra_redis_conf_t *rc,
+    ra_redis_sentinel_sh_t *ss);
 
 
 /* every upstream and the Redis link */
@@ -37,7 +41,9 @@ ra_status_json(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 
     len = sizeof("{\"upstreams\":{},\"redis\":null}" CRLF)
           + RA_STATUS_REDIS_LEN
-          + (rmcf->redis ? 6 * rmcf->redis->address.len : 0);
+          + (rmcf->redis ? 6 * rmcf->redis->address.len
+                           + RA_STATUS_SENTINEL_LEN
+                           + 6 * rmcf->redis->master_name.len : 0);
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
         len += ra_status_upstream_len(rcfp[i]);
@@ -271,11 +277,59 @@ ra_status_redis(u_char *p, ra_redis_conf_t *rc, ngx_msec_t now)
         p = ra_cpystr(p, "null");
     }
 
-    p = ngx_sprintf(p, ",\"snapshot\":{\"entries\":%ui,\"truncated\":%s}}",
+    p = ngx_sprintf(p, ",\"snapshot\":{\"entries\":%ui,\"truncated\":%s}",
                     sh.snapshot_entries,
                     sh.snapshot_truncated ? "true" : "false");
 
+    p = ra_status_sentinel(p, rc, &sh.sentinel);
+    *p++ = '}';
+
     return p;
+}
+
+
+/* the master the Sentinels named, and which of them did */
+
+static u_char *
+ra_status_sentinel(u_char *p, ra_redis_conf_t *rc, ra_redis_sentinel_sh_t *ss)
+{
+    p = ra_cpystr(p, ",\"sentinel\":");
+
+    if (rc->sentinels == NULL) {
+        return ra_cpystr(p, "null");
+    }
+
+    p = ra_cpystr(p, "{\"master_name\":\"");
+    p = (u_char *) ngx_escape_json(p, rc->master_name.data,
+                                   rc->master_name.len);
+    p = ra_cpystr(p, "\",\"master\":");
+
+    ss->host[NGX_INET6_ADDRSTRLEN] = '\0';
+    ss->answered[NGX_SOCKADDR_STRLEN] = '\0';
+
+    if (ss->port) {
+        /* an IPv6 address in brackets, as nginx writes one with a port */
+        p = ngx_sprintf(p, ngx_strchr(ss->host, ':') ? "\"[%s]:%ui\""
+                                                     : "\"%s:%ui\"",
+                        ss->host, ss->port);
+
+    } else {
+        p = ra_cpystr(p, "null");
+    }
+
+    p = ra_cpystr(p, ",\"answered_by\":");
+
+    if (ss->answered[0]) {
+        p = ngx_sprintf(p, "\"%s\"", ss->answered);
+
+    } else {
+        p = ra_cpystr(p, "null");
+    }
+
+    return ngx_sprintf(p, ",\"lookups\":%ui,\"switches\":%ui,"
+                       "\"failures\":%ui,\"generation\":%ui}",
+                       ss->lookups, ss->switches, ss->failures,
+                       ss->generation);
 }
 
 

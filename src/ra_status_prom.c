@@ -14,10 +14,14 @@
 #define RA_PROM_BACKEND_LEN     (16 * (160 + RA_BACKEND_NAME_LEN))
 #define RA_PROM_HELP_LEN        4096
 #define RA_PROM_REDIS_LEN       (1536 + 96 * RA_MSG_ERR_COUNT)
+#define RA_PROM_SENTINEL_LEN    (512 + 2 * NGX_SOCKADDR_STRLEN          \
+                                 + 3 * NGX_INT64_LEN)
 
 
 static ngx_int_t ra_prom_escape(ngx_pool_t *pool, u_char *data, size_t len,
     ngx_str_t *out);
+static u_char *ra_prom_sentinel(ngx_pool_t *pool, u_char *p,
+    ra_redis_conf_t *rc, ra_redis_sentinel_sh_t *ss);
 
 
 ngx_int_t
@@ -89,10 +93,22 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         "messages for a url that matches no server",
         "room_affinity_redis_messages_rejected_total counter "
         "messages rejected, by reason",
+        "room_affinity_redis_sentinel_master gauge "
+        "1 for the master the Sentinels named and the Sentinel that did",
+        "room_affinity_redis_sentinel_lookups_total counter "
+        "answers of Sentinels",
+        "room_affinity_redis_sentinel_switches_total counter "
+        "failovers followed to a new master",
+        "room_affinity_redis_sentinel_failures_total counter "
+        "Sentinels that did not answer",
         NULL
     };
 
     len = RA_PROM_HELP_LEN + RA_PROM_REDIS_LEN;
+
+    if (rmcf->redis && rmcf->redis->sentinels) {
+        len += RA_PROM_SENTINEL_LEN + 2 * rmcf->redis->master_name.len;
+    }
     rcfp = rmcf->upstreams.elts;
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
@@ -265,12 +281,55 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
                             ra_msg_err_name((ra_msg_err_e) j),
                             rsh.rejected[j]);
         }
+
+        if (rmcf->redis->sentinels) {
+            p = ra_prom_sentinel(r->pool, p, rmcf->redis, &rsh.sentinel);
+            if (p == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
     }
 
     b->last = p;
 
     return ra_send(r, NGX_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
                    b);
+}
+
+
+/* the master as labels (1, or nothing while none is known), and counters */
+
+static u_char *
+ra_prom_sentinel(ngx_pool_t *pool, u_char *p, ra_redis_conf_t *rc,
+    ra_redis_sentinel_sh_t *ss)
+{
+    ngx_str_t  name;
+
+    ss->host[NGX_INET6_ADDRSTRLEN] = '\0';
+    ss->answered[NGX_SOCKADDR_STRLEN] = '\0';
+
+    if (ss->port) {
+        if (ra_prom_escape(pool, rc->master_name.data, rc->master_name.len,
+                           &name)
+            != NGX_OK)
+        {
+            return NULL;
+        }
+
+        p = ngx_sprintf(p, ngx_strchr(ss->host, ':')
+                           ? "room_affinity_redis_sentinel_master"
+                             "{master_name=\"%V\",address=\"[%s]:%ui\","
+                             "sentinel=\"%s\"} 1\n"
+                           : "room_affinity_redis_sentinel_master"
+                             "{master_name=\"%V\",address=\"%s:%ui\","
+                             "sentinel=\"%s\"} 1\n",
+                        &name, ss->host, ss->port, ss->answered);
+    }
+
+    return ngx_sprintf(p, "room_affinity_redis_sentinel_lookups_total %ui\n"
+                       "room_affinity_redis_sentinel_switches_total %ui\n"
+                       "room_affinity_redis_sentinel_failures_total %ui\n",
+                       ss->lookups, ss->switches, ss->failures);
 }
 
 

@@ -69,6 +69,9 @@ void ra_decay_add(ra_decay_t *d, uint32_t joins, uint64_t now);
 uint32_t ra_decay_value(const ra_decay_t *d, unsigned k, uint64_t now);
 void ra_decay_report(ra_decay_t *d, ra_decay_fit_t *fit, uint32_t direct,
     uint64_t now);
+#define ra_decay_empty(d)                                                     \
+    ((d)->v[RA_DECAY_NONE] == 0 && ((d)->direct == 0 || !(d)->has_report))
+
 void ra_decay_pick(const ra_decay_fit_t *fit, ra_decay_pick_t *pick);
 uint32_t ra_decay_estimate(const ra_decay_t *d, const ra_decay_pick_t *pick,
     uint64_t now);

@@ -391,8 +391,15 @@ ra_report_load(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb,
         return;
     }
 
-    ctx = rcf->shm_zone->data;
-    ra_decay_pick(&ctx->sh->fit, &pick);
+    /* the proxy flow has nothing to decay: no pick to make */
+
+    pick.k = RA_DECAY_NONE;
+    pick.alpha = 0;
+
+    if (!ra_decay_empty(&be->decay)) {
+        ctx = rcf->shm_zone->data;
+        ra_decay_pick(&ctx->sh->fit, &pick);
+    }
 
     pb->reported = ra_report_estimate(be, &pick, now);
     pb->pending = 0;

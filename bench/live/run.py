@@ -461,7 +461,9 @@ def run_one(ctx, policy, period, seed, sched_path, duration):
         t0 = time.time()
         drv = subprocess.run(
             [NODE, os.path.join(HERE, "driver.js"), "--schedule", sched_path,
-             "--mode", mode, "--fronts", ",".join(map(str, fronts)),
+             "--mode", mode, "--fronts",
+             ",".join(map(str, fronts if ctx["fronts"] == 2
+                           else [fronts[0]] * len(fronts))),
              "--backends", ",".join(map(str, backends)),
              "--caps", ",".join(str(u * CAP_UNIT) for u in CAP_UNITS),
              "--deadline-s", str(duration + 5)],
@@ -687,7 +689,10 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     ctx = {"procs": Procs(), "port": args.port, "out": args.out,
            "tmp": tempfile.mkdtemp(prefix="ra-live."),
-           "ra_params": env("RA_PARAMS") or ""}
+           "ra_params": env("RA_PARAMS") or "",
+           # FRONTS=1: every member through the first instance (the
+           # second runs idle), to count splits within one instance
+           "fronts": 1 if (env("FRONTS") or "2") == "1" else 2}
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt("signal %d" % signum)

@@ -450,7 +450,9 @@ ra_report_state(ra_srv_conf_t *rcf, ra_peer_map_t *pm, ra_backend_t *be,
         return "draining";
     }
 
-    if (be->has_report && !ra_report_fresh(rcf, be, now)) {
+    /* a registered backend: stale since it joined (ra_fleet.c) */
+
+    if (be->out || (be->has_report && !ra_report_fresh(rcf, be, now))) {
         return "stale";
     }
 

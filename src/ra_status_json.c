@@ -126,12 +126,12 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
 
         p = ngx_sprintf(p, "\",\"weight\":%i,\"backup\":%s,\"state\":\"%s\","
                         "\"live\":%ui,\"rooms\":%ui,\"pending\":%ui,"
-                        "\"placed\":%ui,\"registered\":%s,\"origin\":\"%s\"",
+                        "\"placed\":%ui,\"registered\":%s%s",
                         pm->peer->weight, pm->backup ? "true" : "false",
                         ra_report_state(rcf, pm, &snap, now),
                         snap.live, snap.rooms, snap.pending, snap.placed,
                         snap.registered ? "true" : "false",
-                        snap.dynamic ? "registered" : "configured");
+                        snap.dynamic ? ",\"origin\":\"register\"" : "");
 
         if (snap.has_report) {
             age = ra_report_age(now, snap.reported_at);

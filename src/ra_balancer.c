@@ -56,9 +56,10 @@ ra_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 static ngx_int_t
 ra_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 {
-    ngx_int_t        rc;
-    ra_srv_conf_t   *rcf;
-    ra_peer_data_t  *pd;
+    ngx_int_t                      rc;
+    ra_srv_conf_t                 *rcf;
+    ra_peer_data_t                *pd;
+    ngx_http_upstream_rr_peers_t  *peers;
 
     pd = ngx_pcalloc(r->pool, sizeof(ra_peer_data_t));
     if (pd == NULL) {
@@ -77,6 +78,16 @@ ra_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
+    }
+
+    if (rcf->fleet) {
+        /*
+         * the map may have filled spare peers just now (ra_peers.c): the
+         * tries round robin counted before
+         */
+        peers = us->peer.data;
+        r->upstream->peer.tries = peers->tries
+                                  + (peers->next ? peers->next->tries : 0);
     }
 
     if (rc == NGX_DECLINED) {

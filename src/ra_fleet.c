@@ -52,7 +52,8 @@ static ngx_uint_t ra_fleet_join(ra_main_conf_t *rmcf, ra_srv_conf_t *rcf,
     struct sockaddr *sa, socklen_t socklen, ngx_log_t *log);
 static ngx_uint_t ra_fleet_allowed(ra_fleet_conf_t *fc, struct sockaddr *sa);
 static ngx_int_t ra_fleet_admit(ra_srv_conf_t *rcf, ra_msg_t *msg,
-    struct sockaddr *sa, socklen_t socklen, ngx_str_t *name, ngx_log_t *log);
+    ngx_uint_t snapshot, struct sockaddr *sa, socklen_t socklen,
+    ngx_str_t *name, ngx_log_t *log);
 static ngx_int_t ra_fleet_make_way(ra_srv_conf_t *rcf, ra_shctx_t *sh,
     ngx_msec_t now);
 static void ra_fleet_leave(ra_shctx_t *sh, ra_backend_t *be);
@@ -640,7 +641,7 @@ ra_fleet_resolved(ngx_resolver_ctx_t *ctx)
 
     socklen = ctx->addrs[0].socklen;
 
-    if (socklen > sizeof(ngx_sockaddr_t)) {
+    if (socklen > sizeof(((ra_backend_t *) 0)->addr)) {
         goto done;
     }
 
@@ -679,13 +680,21 @@ ra_fleet_join(ra_main_conf_t *rmcf, ra_srv_conf_t *rcf, ra_msg_t *msg,
     name.data = text;
     name.len = ngx_sock_ntop(sa, socklen, text, RA_FLEET_NAME_LEN, 1);
 
-    if (ra_fleet_admit(rcf, msg, sa, socklen, &name, log) != NGX_OK) {
+    if (ra_fleet_admit(rcf, msg, snapshot, sa, socklen, &name, log)
+        != NGX_OK)
+    {
         return 1;
     }
 
-    /* the report, as for a server line: every worker maps it now */
+    /*
+     * the report, as for a server line: every worker maps it now; a
+     * snapshot entry's is not (it may be all that is left of a backend
+     * that died), the backend takes rooms from its next live report
+     */
 
-    (void) ra_report_receive(rmcf, msg, type, snapshot, log);
+    if (!snapshot) {
+        (void) ra_report_receive(rmcf, msg, type, snapshot, log);
+    }
 
     return 1;
 }
@@ -758,8 +767,8 @@ ra_fleet_allowed(ra_fleet_conf_t *fc, struct sockaddr *sa)
  */
 
 static ngx_int_t
-ra_fleet_admit(ra_srv_conf_t *rcf, ra_msg_t *msg, struct sockaddr *sa,
-    socklen_t socklen, ngx_str_t *name, ngx_log_t *log)
+ra_fleet_admit(ra_srv_conf_t *rcf, ra_msg_t *msg, ngx_uint_t snapshot,
+    struct sockaddr *sa, socklen_t socklen, ngx_str_t *name, ngx_log_t *log)
 {
     ngx_int_t       slot;
     ngx_uint_t      progress, joined;
@@ -780,6 +789,12 @@ ra_fleet_admit(ra_srv_conf_t *rcf, ra_msg_t *msg, struct sockaddr *sa,
 
     if (slot >= 0 && !sh->backends[slot].dynamic) {
         /* a server line's address under another name: not registered */
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (snapshot && slot >= 0 && sh->backends[slot].left) {
+        /* it left: only a live message brings it back */
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -815,8 +830,18 @@ ra_fleet_admit(ra_srv_conf_t *rcf, ra_msg_t *msg, struct sockaddr *sa,
         be->has_report = 0;
         be->joined_at = now ? now : 1;
         be->up_since = be->joined_at;
+
+        if (snapshot) {
+            /*
+             * known from the snapshot hash only: stale from the start, no
+             * new room until a live report, gone after register_expire
+             */
+            be->out = 1;
+            be->joined_at = now - rcf->stale - 1;
+            be->joined_at += (be->joined_at == 0);
+        }
         be->socklen = socklen;
-        ngx_memcpy(&be->sockaddr, sa, socklen);
+        ngx_memcpy(&be->addr, sa, socklen);
 
         sh->fleet.active++;
         sh->fleet.joined++;

@@ -371,7 +371,7 @@ ra_peers_fill(ra_srv_conf_t *rcf, ra_shctx_t *sh, ngx_log_t *log)
 
         peer = fc->peer[k];
 
-        ngx_memcpy(peer->sockaddr, &be->sockaddr, be->socklen);
+        ngx_memcpy(peer->sockaddr, &be->addr, be->socklen);
         peer->socklen = be->socklen;
         ngx_memcpy(peer->name.data, be->name, be->name_len);
         peer->name.len = be->name_len;

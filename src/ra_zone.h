@@ -99,7 +99,13 @@ typedef struct {
     /* a registered backend's address, and when it joined (ra_fleet.c) */
     ngx_msec_t          joined_at;
     socklen_t           socklen;
-    ngx_sockaddr_t      sockaddr;
+    union {                           /* no unix socket: 28 bytes */
+        struct sockaddr       sockaddr;
+        struct sockaddr_in    sockaddr_in;
+#if (NGX_HAVE_INET6)
+        struct sockaddr_in6   sockaddr_in6;
+#endif
+    } addr;
 } ra_backend_t;
 
 

@@ -603,7 +603,9 @@ ra_fleet_resolve(ra_srv_conf_t *rcf, ra_msg_t *msg, ra_msg_type_e type,
     ctx->name.len = hlen;
     ctx->handler = ra_fleet_resolved;
     ctx->data = fr;
-    ctx->timeout = rcf->fleet->clcf->resolver_timeout;
+    /* unset without "resolver_timeout" in http{}, as nginx reads it */
+    ctx->timeout = (rcf->fleet->clcf->resolver_timeout == NGX_CONF_UNSET_MSEC)
+                   ? 30000 : rcf->fleet->clcf->resolver_timeout;
 
     ra_fleet_resolving++;
 

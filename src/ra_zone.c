@@ -633,7 +633,11 @@ ra_backend_free(ra_zone_ctx_t *ctx)
     for (i = 0; i < sh->nbackends; i++) {
         be = &sh->backends[i];
 
-        if (be->gen < gen && be->rooms == 0 && be->live == 0) {
+        /* a registered backend is mapped by no configuration's lines */
+
+        if (be->gen < gen && be->rooms == 0 && be->live == 0
+            && !(be->dynamic && !be->left))
+        {
             return i;
         }
     }

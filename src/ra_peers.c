@@ -63,7 +63,7 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
         && (ngx_msec_int_t) (ngx_current_msec - pt->failed) < RA_MAP_RETRY
         && pt->events == ctx->sh->slot_events)
     {
-        return pt->map ? NGX_OK : NGX_DECLINED;
+        return NGX_DECLINED;
     }
 
     peers = rcf->upstream->peer.data;
@@ -155,9 +155,19 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
                                   pt->failures);
                 }
 
-                /* a map built before stays (only a server line's slot
-                   can be missing, and it had one then) */
-                return pt->map ? NGX_OK : NGX_DECLINED;
+                /*
+                 * a map built before is half overwritten: none until the
+                 * next try (a request being retried finds no server); a
+                 * server line's slot, the only one that can be missing,
+                 * cannot go while this configuration runs, so this is
+                 * not expected with a fleet
+                 */
+                pt->map = NULL;
+                pt->nmap = 0;
+                pt->nprimary = 0;
+                pt->nslots = 0;
+
+                return NGX_DECLINED;
             }
 
             if (ra_fleet_spare(rcf->fleet, peer) < 0) {

@@ -163,7 +163,40 @@ my $log = do { local $/; open my $fh, '<',
 like($log, qr/registration of "ws:\/\/nowhere\.example:\d+" refused in upstream "chat": unresolved/,
      'the refusal is logged with its reason');
 
-# --- "nginx -t" without a resolver, and with "server ... resolve"
+# --- no resolver in http{}: a name is refused as no_resolver
+
+my $port2 = $port + 4;
+push @pids, RoomAffinity::instance('noresolver', <<"END");
+    room_affinity_redis 127.0.0.1:$rport prefix=nr:;
+    upstream chat {
+        room_affinity \$arg_room zone=nr:1m register=127.0.0.1/32:$PA-$PB;
+    }
+    server {
+        listen 127.0.0.1:$port2;
+        location / { proxy_pass http://chat; }
+        location = /status { room_affinity_status; }
+    }
+END
+
+sub status2 {
+    my $r = $http->get("http://127.0.0.1:$port2/status");
+    my $st = $r->{success} ? eval { JSON::PP->new->decode($r->{content}) }
+                           : undef;
+    return ref $st eq 'HASH' ? $st : {};
+}
+
+sub fleet2 { status2()->{upstreams}{chat}{fleet} // {} }
+
+ok(until_ok(10, sub { (status2()->{redis}{state} // '') eq 'subscribed' }),
+   'an instance without a resolver subscribed');
+publish('nr:register', qq({"url":"$url"}));
+ok(until_ok(5, sub { (fleet2()->{refused}{no_resolver} // 0) == 1 }),
+   'without a resolver, a name is refused as no_resolver');
+publish('nr:register', qq({"url":"ws://127.0.0.1:$PA"}));
+ok(until_ok(5, sub { (fleet2()->{registered} // 0) == 1 }),
+   'an IP literal needs no resolver');
+
+# --- "nginx -t" with "server ... resolve"
 
 my $root = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-resolve-t';
 mkdir $root; mkdir "$root/logs"; mkdir "$root/conf";

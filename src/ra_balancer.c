@@ -10,6 +10,7 @@
 #include "ra_balancer.h"
 #include "ra_route.h"
 #include "ra_workers.h"
+#include "ra_fleet.h"
 
 
 typedef struct {
@@ -32,6 +33,16 @@ static void ra_free_peer(ngx_peer_connection_t *pc, void *data,
 ngx_int_t
 ra_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 {
+    ra_srv_conf_t  *rcf;
+
+    rcf = ngx_http_conf_upstream_srv_conf(us, ngx_http_room_affinity_module);
+
+    /* "zone" with register=, "resolve": refused, naming the module */
+
+    if (ra_fleet_init_upstream(cf, rcf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_upstream_init_round_robin(cf, us) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -45,9 +56,10 @@ ra_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 static ngx_int_t
 ra_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 {
-    ngx_int_t        rc;
-    ra_srv_conf_t   *rcf;
-    ra_peer_data_t  *pd;
+    ngx_int_t                      rc;
+    ra_srv_conf_t                 *rcf;
+    ra_peer_data_t                *pd;
+    ngx_http_upstream_rr_peers_t  *peers;
 
     pd = ngx_pcalloc(r->pool, sizeof(ra_peer_data_t));
     if (pd == NULL) {
@@ -68,6 +80,16 @@ ra_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
         return NGX_ERROR;
     }
 
+    if (rcf->fleet) {
+        /*
+         * the map may have filled spare peers just now (ra_peers.c): the
+         * tries round robin counted before
+         */
+        peers = us->peer.data;
+        r->upstream->peer.tries = peers->tries
+                                  + (peers->next ? peers->next->tries : 0);
+    }
+
     if (rc == NGX_DECLINED) {
         /* the zone has no room for the servers' records (logged) */
         return NGX_OK;
@@ -80,8 +102,13 @@ ra_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
         return NGX_OK;
     }
 
+    /*
+     * one bit for every peer, not only those mapped now: the map of a
+     * fleet (ra_fleet.c) may be built again before a retry
+     */
+
     pd->route.tried = ngx_pcalloc(r->pool, sizeof(uintptr_t)
-                          * (rcf->peers.nmap + 8 * sizeof(uintptr_t) - 1)
+                          * (rcf->peers.size + 8 * sizeof(uintptr_t) - 1)
                           / (8 * sizeof(uintptr_t)));
     if (pd->route.tried == NULL) {
         return NGX_ERROR;

@@ -6,6 +6,7 @@
 
 #include "ra_conf.h"
 #include "ra_report.h"
+#include "ra_fleet.h"
 #include "ra_balancer.h"
 #include "ra_join.h"
 #include "ra_status.h"
@@ -197,6 +198,15 @@ ra_conf_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ra_has_prefix(&value[i], "register")) {
+            /* register=, register_max=, register_expire= (ra_fleet.c) */
+            if (ra_fleet_conf_param(cf, rcf, &value[i]) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
@@ -212,6 +222,12 @@ ra_conf_room_affinity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ctx = rcf->shm_zone->data;
     ctx->ttl = rcf->ttl;
     ctx->lifetime = rcf->lifetime;
+
+    /* the spare peers of registered backends */
+
+    if (ra_fleet_conf_done(cf, rcf, uscf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (uscf->peer.init_upstream) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,

@@ -175,6 +175,20 @@ ra_msg_parse(ra_msg_type_e type, const char *data, size_t len,
         msg->draining = json_is_true(value) ? 1 : 0;
     }
 
+    /* a registered backend leaves the fleet (ra_fleet.c) */
+
+    value = json_object_get(root, "deregister");
+
+    if (type == RA_MSG_REGISTER && value != NULL && !json_is_null(value)) {
+        if (!json_is_boolean(value)) {
+            *detail = "deregister is not true or false";
+            rc = RA_MSG_ERR_TYPE;
+            goto done;
+        }
+
+        msg->deregister = json_is_true(value) ? 1 : 0;
+    }
+
     /* a draining report without load is useful: a stopping backend */
 
     if (type == RA_MSG_SIGNALING

@@ -59,6 +59,7 @@ typedef struct {
     unsigned    has_capacity:1;
     unsigned    has_draining:1;
     unsigned    draining:1;
+    unsigned    deregister:1;     /* register only: the backend leaves */
 } ra_msg_t;
 
 

@@ -11,6 +11,7 @@
  *   ra_workers.c     the workers of a zone and what each counts (leases)
  *   ra_peers.c       a worker's map of the upstream's servers to slots
  *   ra_report.c      what a backend's report means and does
+ *   ra_fleet.c       registered backends: admitted, left, spare peers
  *   ra_pick.c        placement input from the zone, and the kept view
  *   ra_route.c       the room's backend: found, placed or moved
  *   ra_balancer.c    the nginx upstream balancer hooks
@@ -107,6 +108,7 @@ extern ngx_module_t  ngx_http_room_affinity_module;
 typedef struct ra_view_s        ra_view_t;         /* ra_pick.c */
 typedef struct ra_redis_conf_s  ra_redis_conf_t;   /* ra_redis.c */
 typedef struct ra_share_s       ra_share_t;        /* ra_share.c */
+typedef struct ra_fleet_conf_s  ra_fleet_conf_t;   /* ra_fleet.c */
 
 
 /* a room_affinity upstream */
@@ -124,6 +126,7 @@ struct ra_srv_conf_s {
     ngx_uint_t                    index;       /* in ra_main_conf_t */
     ngx_str_t                     zone_name;
     ngx_array_t                  *urls;        /* ra_url_t */
+    ra_fleet_conf_t              *fleet;       /* NULL: no register= */
 
     /* per worker, built on first use */
     ra_peers_t                    peers;

@@ -7,12 +7,17 @@
 
 #include "ra_module.h"
 #include "ra_workers.h"
+#include "ra_fleet.h"
 
 
 static void ra_peers_url(ra_srv_conf_t *rcf,
     ngx_http_upstream_rr_peer_t *peer, ra_backend_t *be);
 static ngx_uint_t ra_peer_is(ngx_http_upstream_rr_peer_t *peer, u_char *name,
     size_t len);
+static ngx_uint_t ra_peers_empty(ra_srv_conf_t *rcf,
+    ngx_http_upstream_rr_peer_t *peer);
+static void ra_peers_static(ra_shctx_t *sh, ngx_uint_t slot);
+static void ra_peers_fill(ra_srv_conf_t *rcf, ra_shctx_t *sh, ngx_log_t *log);
 
 
 /*
@@ -35,12 +40,18 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
     ngx_http_upstream_rr_peers_t  *peers, *list;
 
     pt = &rcf->peers;
+    ctx = rcf->shm_zone->data;
 
-    if (pt->map) {
+    /*
+     * built; with registered backends, again when the fleet changed (an
+     * unlocked read of one word: at worst a request later)
+     */
+
+    if (pt->map
+        && (rcf->fleet == NULL || pt->fleet_gen == ctx->sh->fleet.gen))
+    {
         return NGX_OK;
     }
-
-    ctx = rcf->shm_zone->data;
 
     /*
      * a failed map is tried again a second later, or at once when a slot
@@ -87,9 +98,17 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
 
     ra_room_expire(ctx, ngx_current_msec, RA_SLOT_SCAN, log);
 
+    if (rcf->fleet) {
+        /* the spare peers take the registered backends (ra_fleet.c) */
+        ra_peers_fill(rcf, ctx->sh, log);
+        pt->fleet_gen = ctx->sh->fleet.gen;
+    }
+
     for (backup = 0, list = peers; list && backup < 2; list = list->next) {
         for (peer = list->peer; peer; peer = peer->next) {
-            ra_backend_mapped(ctx, &peer->name);
+            if (!ra_peers_empty(rcf, peer)) {
+                ra_backend_mapped(ctx, &peer->name);
+            }
         }
 
         backup++;
@@ -100,10 +119,16 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
     for (backup = 0, list = peers; list && backup < 2; list = list->next) {
 
         for (peer = list->peer; peer && i < n; peer = peer->next) {
+
+            if (ra_peers_empty(rcf, peer)) {
+                continue;
+            }
+
             slot = ra_backend_slot(ctx, &peer->name, &progress, log);
 
             if (slot < 0) {
                 pt->events = ctx->sh->slot_events;
+                pt->fleet_gen--;          /* the fleet is mapped again */
 
                 ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -130,7 +155,23 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
                                   pt->failures);
                 }
 
+                /*
+                 * a map built before is half overwritten: none until the
+                 * next try (a request being retried finds no server); a
+                 * server line's slot, the only one that can be missing,
+                 * cannot go while this configuration runs, so this is
+                 * not expected with a fleet
+                 */
+                pt->map = NULL;
+                pt->nmap = 0;
+                pt->nprimary = 0;
+                pt->nslots = 0;
+
                 return NGX_DECLINED;
+            }
+
+            if (ra_fleet_spare(rcf->fleet, peer) < 0) {
+                ra_peers_static(ctx->sh, slot);
             }
 
             map[i].peer = peer;
@@ -166,10 +207,17 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
         pt->nslots = ngx_max(pt->nslots, map[k].slot + 1);
     }
 
-    pt->slot_map = ngx_palloc(ngx_cycle->pool,
-                              ngx_max(pt->nslots, 1) * sizeof(ngx_uint_t));
-    if (pt->slot_map == NULL) {
-        return NGX_ERROR;
+    if (pt->slot_cap < ngx_max(pt->nslots, 1)) {
+        /* made again only when it grows: a fleet maps it often */
+
+        pt->slot_cap = ngx_max(pt->nslots, 16);
+
+        pt->slot_map = ngx_palloc(ngx_cycle->pool,
+                                  pt->slot_cap * sizeof(ngx_uint_t));
+        if (pt->slot_map == NULL) {
+            pt->slot_cap = 0;
+            return NGX_ERROR;
+        }
     }
 
     for (k = 0; k < pt->nslots; k++) {
@@ -183,8 +231,175 @@ ra_peers_map(ra_srv_conf_t *rcf, ngx_log_t *log)
 
     pt->nmap = i;
     pt->map = map;
+    pt->built++;
 
     return NGX_OK;
+}
+
+
+/* a spare peer that holds no registered backend: not mapped */
+
+static ngx_uint_t
+ra_peers_empty(ra_srv_conf_t *rcf, ngx_http_upstream_rr_peer_t *peer)
+{
+    ngx_int_t  j;
+
+    j = ra_fleet_spare(rcf->fleet, peer);
+
+    return j >= 0 && rcf->fleet->held[j] < 0;
+}
+
+
+/*
+ * A server line's slot: a registered backend of that address (the
+ * configuration now lists it) is registered no more.  The caller holds
+ * the zone's mutex.
+ */
+
+static void
+ra_peers_static(ra_shctx_t *sh, ngx_uint_t slot)
+{
+    ra_backend_t  *be;
+
+    be = &sh->backends[slot];
+
+    if (!be->dynamic) {
+        return;
+    }
+
+    if (!be->left) {
+        sh->fleet.active--;
+    }
+
+    be->dynamic = 0;
+    be->left = 0;
+    be->out = 0;
+    sh->fleet.gen++;
+}
+
+
+/*
+ * This worker's spare peers follow the zone's registered backends: a
+ * spare whose backend left is down again, and each registered backend
+ * without a spare takes a free one (its address, its name).  The caller
+ * holds the zone's mutex.
+ */
+
+static void
+ra_peers_fill(ra_srv_conf_t *rcf, ra_shctx_t *sh, ngx_log_t *log)
+{
+    ngx_int_t                      j, k, held;
+    ngx_uint_t                     s;
+    ra_backend_t                  *be;
+    ra_fleet_conf_t               *fc;
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    fc = rcf->fleet;
+    peers = rcf->upstream->peer.data;
+
+    if (!fc->found) {
+        for (peer = peers->peer; peer; peer = peer->next) {
+            j = ra_fleet_spare(fc, peer);
+
+            if (j >= 0) {
+                fc->peer[j] = peer;
+            }
+        }
+
+        fc->found = 1;
+    }
+
+    /* the spares whose backend left, or whose slot went to another */
+
+    for (j = 0; j < (ngx_int_t) fc->max; j++) {
+        s = fc->held[j];
+        peer = fc->peer[j];
+
+        if (fc->held[j] < 0 || peer == NULL) {
+            continue;
+        }
+
+        be = (s < sh->nbackends) ? &sh->backends[s] : NULL;
+
+        if (be && be->dynamic && !be->left
+            && be->name_len == peer->name.len
+            && ngx_memcmp(be->name, peer->name.data, be->name_len) == 0)
+        {
+            continue;
+        }
+
+        fc->held[j] = -1;
+        peer->down = 1;
+        peers->tries--;
+    }
+
+    /* each registered backend on a spare: one without a connection first */
+
+    for (s = 0; s < sh->nbackends; s++) {
+        be = &sh->backends[s];
+
+        if (!be->dynamic || be->left) {
+            continue;
+        }
+
+        held = -1;
+        k = -1;
+
+        for (j = 0; j < (ngx_int_t) fc->max; j++) {
+            if (fc->held[j] == (ngx_int_t) s) {
+                held = j;
+                break;
+            }
+
+            if (fc->held[j] < 0 && fc->peer[j]
+                && (k < 0 || (fc->peer[k]->conns && !fc->peer[j]->conns)))
+            {
+                k = j;
+            }
+        }
+
+        if (held >= 0) {
+            continue;
+        }
+
+        if (k < 0 || be->name_len >= RA_FLEET_NAME_LEN) {
+            if ((ngx_msec_int_t) (ngx_current_msec - fc->full_logged)
+                >= RA_FLEET_LOG_INTERVAL || fc->full_logged == 0)
+            {
+                fc->full_logged = ngx_current_msec ? ngx_current_msec : 1;
+
+                ngx_log_error(NGX_LOG_WARN, log, 0,
+                              "room_affinity: no spare peer for registered "
+                              "backend \"%*s\" in upstream \"%V\", "
+                              "register_max=%ui", be->name_len, be->name,
+                              &rcf->upstream->host, fc->max);
+            }
+
+            continue;
+        }
+
+        peer = fc->peer[k];
+
+        ngx_memcpy(peer->sockaddr, &be->addr, be->socklen);
+        peer->socklen = be->socklen;
+        ngx_memcpy(peer->name.data, be->name, be->name_len);
+        peer->name.len = be->name_len;
+
+        peer->down = 0;
+        peer->fails = 0;
+        peer->accessed = 0;
+        peer->checked = ngx_time();
+        peer->current_weight = 0;
+        peer->effective_weight = peer->weight;
+
+        peers->tries++;
+        fc->held[k] = s;
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "room_affinity: spare peer %i is \"%V\"", k,
+                       &peer->name);
+    }
 }
 
 

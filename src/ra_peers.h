@@ -43,6 +43,11 @@ typedef struct {
     ngx_uint_t                    events;      /* the zone's slot_events then */
     ngx_uint_t                   *slot_map;    /* slot: map index, or nmap */
     ngx_uint_t                    nslots;
+    ngx_uint_t                    slot_cap;
+    ngx_uint_t                    built;       /* maps built, ever: a kept
+                                                  placement view's indexes
+                                                  are of one of them */
+    ngx_uint_t                    fleet_gen;   /* the zone's fleet then */
 } ra_peers_t;
 
 

@@ -53,6 +53,7 @@ ra_pick(ra_route_t *rt, ngx_uint_t from, ngx_uint_t to, ngx_msec_t now)
     if (from == 0
         && vw->valid
         && vw->gen == ctx->sh->pl_gen
+        && vw->built == rcf->peers.built
         && (ngx_msec_int_t) (now - vw->until) < 0)
     {
         i = ra_pick_viewed(rt, t);
@@ -261,6 +262,7 @@ ra_keep_view(ra_srv_conf_t *rcf, ra_pl_view_t *v, ngx_msec_t until)
 
     vw->view = *v;
     vw->gen = sh->pl_gen;
+    vw->built = rcf->peers.built;
     vw->until = until;
     vw->num = v->sum_num;
     vw->total = ra_view_total(rcf, v->mode);
@@ -374,6 +376,7 @@ ra_pick_can_take(ra_route_t *rt, ngx_uint_t k, time_t now)
 
     return !ra_pick_tried(rt, k)
            && !ctx->sh->backends[rt->conf->peers.map[k].slot].draining
+           && !ctx->sh->backends[rt->conf->peers.map[k].slot].out
            && !ra_peer_gone(rt->conf->peers.map[k].peer, now)
            && !ra_peer_full(rt->conf->peers.map[k].peer);
 }

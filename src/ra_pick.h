@@ -32,6 +32,7 @@ struct ra_view_s {
     ngx_uint_t                   *out;
     ngx_uint_t                    nout;
     ngx_uint_t                    out_cap;
+    ngx_uint_t                    built;    /* the peer map's, then */
     unsigned                      valid:1;
 };
 

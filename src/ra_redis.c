@@ -8,6 +8,7 @@
 
 #include "ra_redis.h"
 #include "ra_redis_link.h"
+#include "ra_fleet.h"
 
 
 /* this worker's side of the role */
@@ -191,6 +192,11 @@ ra_redis_tick(ngx_event_t *ev)
 
     if (ra_redis_elect(rc, now)) {
         delay = ra_redis_link_tick(now, ev->log, delay);
+
+        /* registered backends that went stale, or left (ra_fleet.c) */
+        ra_fleet_tick(ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_room_affinity_module),
+                      rc->sh->state == RA_REDIS_SUBSCRIBED, now, ev->log);
 
     } else if (ra_redis_link_busy()) {
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,

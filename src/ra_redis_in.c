@@ -6,6 +6,7 @@
 
 #include "ra_redis_in.h"
 #include "ra_report.h"
+#include "ra_fleet.h"
 
 
 #define RA_SAMPLE_LEN          64        /* bytes of a message logged */
@@ -301,7 +302,18 @@ ra_redis_in_report(ra_redis_conf_t *rc, ra_msg_type_e type,
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_room_affinity_module);
 
-    matched = ra_report_receive(rmcf, &msg, type, snapshot, log);
+    if (msg.deregister) {
+        /* a registered backend leaves (ra_fleet.c) */
+        matched = ra_fleet_receive(rmcf, &msg, type, snapshot, log);
+
+    } else {
+        matched = ra_report_receive(rmcf, &msg, type, snapshot, log);
+
+        if (!matched) {
+            /* a backend not configured: registers, if allowed */
+            matched = ra_fleet_receive(rmcf, &msg, type, snapshot, log);
+        }
+    }
 
     ngx_shmtx_lock(&rc->shpool->mutex);
 

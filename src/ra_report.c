@@ -61,9 +61,10 @@ ra_report_receive(ra_main_conf_t *rmcf, ra_msg_t *msg, ra_msg_type_e type,
     u_char            hostport[RA_MSG_HOSTPORT_LEN];
     size_t            hlen;
     ngx_int_t         n;
-    ngx_uint_t        i, k, matched, url_ok;
+    ngx_uint_t        i, k, matched, url_ok, same;
     ngx_msec_t        now;
     ra_peers_t       *pt;
+    ra_backend_t     *be;
     ra_peer_map_t    *pm;
     ra_zone_ctx_t    *ctx;
     ra_srv_conf_t   **rcfp, *rcf;
@@ -89,8 +90,18 @@ ra_report_receive(ra_main_conf_t *rmcf, ra_msg_t *msg, ra_msg_type_e type,
         for (k = 0; k < pt->nmap; k++) {
             pm = &pt->map[k];
 
-            if (!ra_peers_match_url(rcf, pm->peer, (u_char *) msg->url,
-                                    msg->url_len, hostport, hlen))
+            /*
+             * a registered backend (ra_fleet.c) also by its url (only this
+             * worker, the subscriber, writes it)
+             */
+
+            be = &ctx->sh->backends[pm->slot];
+            same = be->dynamic && be->url_len == msg->url_len
+                   && ngx_strncmp(be->url, msg->url, msg->url_len) == 0;
+
+            if (!same
+                && !ra_peers_match_url(rcf, pm->peer, (u_char *) msg->url,
+                                       msg->url_len, hostport, hlen))
             {
                 continue;
             }
@@ -100,19 +111,24 @@ ra_report_receive(ra_main_conf_t *rmcf, ra_msg_t *msg, ra_msg_type_e type,
             /*
              * the join API answers with what the configuration allows:
              * the server's room_affinity_url (a message matched it
-             * exactly), else ws://host:port and nothing after it
+             * exactly), else ws://host:port and nothing after it, or the
+             * url a registered backend was admitted with
              */
 
             url_ok = ra_peers_conf_url(rcf, pm->peer) != NULL
-                     || ra_report_url_plain(msg);
+                     || ra_report_url_plain(msg) || same;
 
             if (!url_ok) {
                 ra_report_url_refused(msg, &pm->peer->name, log);
             }
 
             ngx_shmtx_lock(&ctx->shpool->mutex);
-            ra_report_apply(rcf, ctx->sh, &ctx->sh->backends[pm->slot], msg,
-                            type, snapshot, url_ok, now);
+
+            /* the table may have grown, and moved, since */
+            be = &ctx->sh->backends[pm->slot];
+
+            ra_report_apply(rcf, ctx->sh, be, msg, type, snapshot, url_ok,
+                            now);
             ngx_shmtx_unlock(&ctx->shpool->mutex);
 
             ngx_log_debug7(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -476,7 +492,9 @@ ra_report_state(ra_srv_conf_t *rcf, ra_peer_map_t *pm, ra_backend_t *be,
         return "draining";
     }
 
-    if (be->has_report && !ra_report_fresh(rcf, be, now)) {
+    /* a registered backend: stale since it joined (ra_fleet.c) */
+
+    if (be->out || (be->has_report && !ra_report_fresh(rcf, be, now))) {
         return "stale";
     }
 

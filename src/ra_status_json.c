@@ -6,12 +6,14 @@
 
 #include "ra_status_json.h"
 #include "ra_report.h"
+#include "ra_fleet.h"
 #include "ra_redis.h"
 #include "ra_reply.h"
 
 
 #define RA_STATUS_UPSTREAM_LEN  640
 #define RA_STATUS_BACKEND_LEN   768
+#define RA_STATUS_FLEET_LEN     (256 + 48 * RA_FLEET_ERR_COUNT)
 #define RA_STATUS_REDIS_LEN     (1280 + 6 * RA_REDIS_ERR_LEN)
 #define RA_STATUS_SENTINEL_LEN  (256 + 2 * NGX_SOCKADDR_STRLEN          \
                                  + 4 * NGX_INT64_LEN)
@@ -84,7 +86,7 @@ ra_status_json(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 static size_t
 ra_status_upstream_len(ra_srv_conf_t *rcf)
 {
-    return RA_STATUS_UPSTREAM_LEN
+    return RA_STATUS_UPSTREAM_LEN + RA_STATUS_FLEET_LEN
            + 6 * (rcf->upstream->host.len + rcf->zone_name.len)
            + rcf->peers.nmap * (RA_STATUS_BACKEND_LEN
                           + 6 * (RA_BACKEND_NAME_LEN + RA_MSG_URL_MAX));
@@ -133,11 +135,12 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
 
         p = ngx_sprintf(p, "\",\"weight\":%i,\"backup\":%s,\"state\":\"%s\","
                         "\"live\":%ui,\"rooms\":%ui,\"pending\":%ui,"
-                        "\"placed\":%ui,\"registered\":%s",
+                        "\"placed\":%ui,\"registered\":%s%s",
                         pm->peer->weight, pm->backup ? "true" : "false",
                         ra_report_state(rcf, pm, &snap, now),
                         snap.live, snap.rooms, snap.pending, snap.placed,
-                        snap.registered ? "true" : "false");
+                        snap.registered ? "true" : "false",
+                        snap.dynamic ? ",\"origin\":\"register\"" : "");
 
         if (snap.has_report) {
             age = ra_report_age(now, snap.reported_at);
@@ -204,7 +207,25 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
         p = ngx_sprintf(p, "%uL", ra_decay_lifetime(&pick));
     }
 
-    p = ngx_sprintf(p, ",\"reports_fitted\":%uD}}", sh->fit.reports);
+    p = ngx_sprintf(p, ",\"reports_fitted\":%uD}", sh->fit.reports);
+
+    if (rcf->fleet) {
+        /* registered backends (ra_fleet.c) */
+
+        p = ngx_sprintf(p, ",\"fleet\":{\"registered\":%ui,\"max\":%ui,"
+                        "\"joined\":%ui,\"left\":%ui,\"refused\":{",
+                        sh->fleet.active, rcf->fleet->max, sh->fleet.joined,
+                        sh->fleet.left);
+
+        for (k = 0; k < RA_FLEET_ERR_COUNT; k++) {
+            p = ngx_sprintf(p, "%s\"%s\":%ui", k ? "," : "",
+                            ra_fleet_err_name(k), sh->fleet.rejected[k]);
+        }
+
+        p = ra_cpystr(p, "}}");
+    }
+
+    *p++ = '}';
 
     ngx_shmtx_unlock(&shpool->mutex);
 

@@ -6,13 +6,15 @@
 
 #include "ra_status_prom.h"
 #include "ra_report.h"
+#include "ra_fleet.h"
 #include "ra_redis.h"
 #include "ra_reply.h"
 
 
 #define RA_PROM_UPSTREAM_LEN    4096
 #define RA_PROM_BACKEND_LEN     (16 * (160 + RA_BACKEND_NAME_LEN))
-#define RA_PROM_HELP_LEN        4096
+#define RA_PROM_FLEET_LEN       (1024 + 128 * RA_FLEET_ERR_COUNT)
+#define RA_PROM_HELP_LEN        8192
 #define RA_PROM_REDIS_LEN       (1536 + 96 * RA_MSG_ERR_COUNT)
 #define RA_PROM_SENTINEL_LEN    (512 + 2 * NGX_SOCKADDR_STRLEN          \
                                  + 3 * NGX_INT64_LEN)
@@ -62,6 +64,17 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         "capacity in the last report",
         "room_affinity_backend_report_age_seconds gauge "
         "age of the last report",
+        "room_affinity_backend_registered gauge "
+        "1 for a backend that registered through Redis (register=), "
+        "0 for a server line",
+        "room_affinity_fleet_registered gauge "
+        "backends registered through Redis now",
+        "room_affinity_fleet_joined_total counter "
+        "registrations admitted",
+        "room_affinity_fleet_left_total counter "
+        "registered backends removed (stale, deregistered, made way)",
+        "room_affinity_fleet_refused_total counter "
+        "registrations refused, by reason",
         "room_affinity_zone_rooms gauge rooms in the zone",
         "room_affinity_zone_bytes_used gauge bytes used in the zone",
         "room_affinity_zone_bytes_total gauge size of the zone",
@@ -112,7 +125,8 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
     rcfp = rmcf->upstreams.elts;
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
-        len += RA_PROM_UPSTREAM_LEN
+        len += RA_PROM_UPSTREAM_LEN + RA_PROM_FLEET_LEN
+               + 16 * rcfp[i]->upstream->host.len
                + rcfp[i]->peers.nmap * (RA_PROM_BACKEND_LEN
                                   + 16 * rcfp[i]->upstream->host.len)
                + 24 * (rcfp[i]->upstream->host.len
@@ -175,6 +189,9 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
             p = ngx_sprintf(p, "room_affinity_backend_state"
                             "{upstream=\"%V\",server=\"%V\",state=\"%s\"} 1\n",
                             RA_LABEL_ARGS, ra_report_state(rcf, pm, &be, now));
+            p = ngx_sprintf(p, "room_affinity_backend_registered"
+                            RA_LABELS " %d\n", RA_LABEL_ARGS,
+                            be.dynamic ? 1 : 0);
             p = ngx_sprintf(p, "room_affinity_backend_live_connections"
                             RA_LABELS " %ui\n", RA_LABEL_ARGS, be.live);
             p = ngx_sprintf(p, "room_affinity_backend_rooms" RA_LABELS
@@ -249,6 +266,24 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
                         "{upstream=\"%V\",zone=\"%V\",pass=\"full_pass\"}"
                         " %ui\n",
                         &up, &zone, sh->placed_full);
+
+        if (rcf->fleet) {
+            p = ngx_sprintf(p, "room_affinity_fleet_registered"
+                            "{upstream=\"%V\"} %ui\n"
+                            "room_affinity_fleet_joined_total"
+                            "{upstream=\"%V\"} %ui\n"
+                            "room_affinity_fleet_left_total"
+                            "{upstream=\"%V\"} %ui\n",
+                            &up, sh->fleet.active, &up, sh->fleet.joined,
+                            &up, sh->fleet.left);
+
+            for (j = 0; j < RA_FLEET_ERR_COUNT; j++) {
+                p = ngx_sprintf(p, "room_affinity_fleet_refused_total"
+                                "{upstream=\"%V\",reason=\"%s\"} %ui\n",
+                                &up, ra_fleet_err_name(j),
+                                sh->fleet.rejected[j]);
+            }
+        }
 
         ngx_shmtx_unlock(&shpool->mutex);
     }

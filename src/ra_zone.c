@@ -607,6 +607,21 @@ ra_backend_free(ra_zone_ctx_t *ctx)
 
     sh = ctx->sh;
 
+    /*
+     * a registered backend that left (ra_fleet.c) is mapped by no
+     * worker's spare peer, whatever the configuration
+     */
+
+    for (i = 0; i < sh->nbackends; i++) {
+        be = &sh->backends[i];
+
+        if (be->dynamic && be->left && be->rooms == 0 && be->live == 0
+            && be->remote_live == 0)
+        {
+            return i;
+        }
+    }
+
     if (sh->workers_full) {
         return NGX_DECLINED;
     }
@@ -622,7 +637,11 @@ ra_backend_free(ra_zone_ctx_t *ctx)
     for (i = 0; i < sh->nbackends; i++) {
         be = &sh->backends[i];
 
-        if (be->gen < gen && be->rooms == 0 && be->live == 0) {
+        /* a registered backend is mapped by no configuration's lines */
+
+        if (be->gen < gen && be->rooms == 0 && be->live == 0
+            && !(be->dynamic && !be->left))
+        {
             return i;
         }
     }

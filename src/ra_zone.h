@@ -32,6 +32,17 @@
 #define RA_LEASE_SPARE         64       /* freed leases a worker keeps */
 
 
+/* why a registration was refused (ra_fleet.c), counted in the zone */
+typedef enum {
+    RA_FLEET_ERR_URL = 0,     /* scheme, no port, a path */
+    RA_FLEET_ERR_NOT_ALLOWED, /* address or port outside register= */
+    RA_FLEET_ERR_NO_RESOLVER, /* a name, and no resolver */
+    RA_FLEET_ERR_UNRESOLVED,  /* a name that did not resolve */
+    RA_FLEET_ERR_FULL,        /* register_max backends registered */
+    RA_FLEET_ERR_COUNT
+} ra_fleet_err_e;
+
+
 /*
  * one upstream server (one resolved address) in the shared zone; what a
  * placement reads comes first, together.  The report fields are written
@@ -62,6 +73,12 @@ typedef struct {
     unsigned            has_connections:1;
     unsigned            registered:1;
     unsigned            draining:1;
+    unsigned            dynamic:1;    /* a registered backend, not a
+                                         server line (ra_fleet.c) */
+    unsigned            left:1;       /* it left the fleet: no worker
+                                         gives it new connections */
+    unsigned            out:1;        /* registered, its reports stale:
+                                         no new room */
 
     ngx_msec_t          reported_at;  /* ngx_current_msec of the report */
     ngx_msec_t          up_since;     /* for slow start; 0: long ago */
@@ -82,7 +99,30 @@ typedef struct {
     size_t              url_len;
     u_char              name[RA_BACKEND_NAME_LEN];  /* "127.0.0.1:3001" */
     u_char              url[RA_MSG_URL_MAX + 1];     /* public url */
+
+    /* a registered backend's address, and when it joined (ra_fleet.c) */
+    ngx_msec_t          joined_at;
+    socklen_t           socklen;
+    union {                           /* no unix socket: 28 bytes */
+        struct sockaddr       sockaddr;
+        struct sockaddr_in    sockaddr_in;
+#if (NGX_HAVE_INET6)
+        struct sockaddr_in6   sockaddr_in6;
+#endif
+    } addr;
 } ra_backend_t;
+
+
+/* the registered backends of a zone, and why urls were refused */
+typedef struct {
+    ngx_uint_t          gen;          /* changes when one joins or leaves:
+                                         the workers fill their spare
+                                         peers again (ra_peers.c) */
+    ngx_uint_t          active;       /* registered, not left */
+    ngx_uint_t          joined;
+    ngx_uint_t          left;
+    ngx_uint_t          rejected[RA_FLEET_ERR_COUNT];
+} ra_fleet_sh_t;
 
 
 typedef struct ra_room_s  ra_room_t;
@@ -123,7 +163,7 @@ typedef struct {
 } ra_worker_t;
 
 
-#define RA_ZONE_VERSION  8            /* layout of ra_shctx_t, ra_room_t,
+#define RA_ZONE_VERSION  9            /* layout of ra_shctx_t, ra_room_t,
                                          ra_backend_t, ra_lease_t */
 
 
@@ -186,6 +226,8 @@ typedef struct {
                                             its last room or connection
                                             went, or a worker left */
     ra_worker_t         workers[RA_WORKERS_MAX];
+
+    ra_fleet_sh_t       fleet;           /* registered backends */
 } ra_shctx_t;
 
 

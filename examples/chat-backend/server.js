@@ -8,7 +8,9 @@
  * - Load reports: PUBLISH <prefix>register {"url"} once connected to Redis,
  *   PUBLISH <prefix>signaling {"url","connections","cpu",...} every interval,
  *   and HSET <prefix>room_affinity:backends <url> <same JSON> as a snapshot.
- *   On SIGTERM/SIGINT the backend reports draining:true and exits.
+ *   On SIGTERM/SIGINT the backend reports draining:true and exits; with
+ *   DEREGISTER=1 it also publishes {"url","deregister":true} on register
+ *   and removes its snapshot entry (a registered backend leaves at once).
  *
  * Options: --port or PORT, etc. (see `opt` calls below).
  */
@@ -36,6 +38,8 @@ const REPORT_MS = Number(opt('report-interval-ms', 2000));
 const CPU_MS = Number(opt('cpu-interval-ms', 5000));
 const CAPACITY = Number(opt('capacity', 0)) || undefined;   /* not sent when unset */
 const SNAPSHOT_KEY = `${PREFIX}room_affinity:backends`;
+/* on stop, leave nginx's fleet at once (room_affinity ... register=) */
+const DEREGISTER = /^(1|on|true|yes)$/i.test(opt('deregister', ''));
 
 const log = (...a) => console.log(`[${NAME}]`, ...a);
 
@@ -133,6 +137,13 @@ async function stop(signal) {
   clearInterval(timer);
   setTimeout(() => process.exit(0), 3000).unref();  /* hard limit */
   await report(true);
+  if (DEREGISTER && redis.isReady) {
+    /* a registered backend leaves; its snapshot entry must not bring it back */
+    await Promise.all([
+      redis.publish(`${PREFIX}register`, JSON.stringify({ url: PUBLIC_URL, deregister: true })),
+      redis.hDel(SNAPSHOT_KEY, PUBLIC_URL),
+    ]).catch((err) => log('deregister failed:', err.message));
+  }
   server.close();
   for (const ws of wss.clients) ws.close(1001, 'backend going away');
   await redis.quit().catch(() => {});

@@ -5,7 +5,10 @@
 #   redis-server, three chat backends of different capacities reporting
 #   their load to Redis, and nginx with ngx_http_room_affinity_module in
 #   front of them; 60 WebSocket clients in 12 rooms talk through nginx,
-#   then one backend is killed and its rooms move, each as a whole.
+#   then one backend is killed and its rooms move, each as a whole; then
+#   a fourth backend starts and stops: the backends register themselves
+#   through Redis (room_affinity ... register=), so nginx.conf is never
+#   edited and nginx never reloaded.
 #
 #   DEMO_KEEP=1 make demo     leave everything running afterwards
 #
@@ -125,7 +128,7 @@ make -s -C "$ROOT" all examples/node_modules > "$DIR/build.log" 2>&1 \
     || { cat "$DIR/build.log"; die "the build failed"; }
 say "built $MODULE"
 
-for p in "$PORT" "$RPORT" "$BPORT" $((BPORT + 1)) $((BPORT + 2)); do
+for p in "$PORT" "$RPORT" "$BPORT" $((BPORT + 1)) $((BPORT + 2)) $((BPORT + 3)); do
     port_free "$p" || die "port $p is in use (set DEMO_PORT, DEMO_BACKEND_PORT, DEMO_REDIS_PORT)"
 done
 
@@ -143,7 +146,8 @@ for i in 0 1 2; do
     port=$((BPORT + i))
     spawn "$name" env NAME="$name" PORT="$port" CAPACITY="${CAPACITY[i]}" \
         REDIS_URL="redis://127.0.0.1:$RPORT" REPORT_INTERVAL_MS=1000 \
-        CPU_INTERVAL_MS=1000 node "$ROOT/examples/chat-backend/server.js"
+        CPU_INTERVAL_MS=1000 DEREGISTER=1 \
+        node "$ROOT/examples/chat-backend/server.js"
     BPID[$name]=$LAST
     BADDR[$name]=127.0.0.1:$port
 done
@@ -181,13 +185,10 @@ http {
     room_affinity_redis 127.0.0.1:$RPORT;
 
     upstream chat {
-        # every request and WebSocket of a room goes to the room's backend
-        room_affinity \$arg_roomName zone=rooms:1m;
-        zone chat_peers 64k;
-
-        server ${BADDR[b1]};
-        server ${BADDR[b2]};
-        server ${BADDR[b3]};
+        # every request and WebSocket of a room goes to the room's backend;
+        # no server line: the backends on these ports register themselves
+        room_affinity \$arg_roomName zone=rooms:1m stale=3s register_expire=6s
+                      register=127.0.0.1/32:$BPORT-$((BPORT + 3));
     }
 
     server {
@@ -224,7 +225,8 @@ wait_for 10 curl -sf "$BASE/status" \
     || die "nginx did not start: $(tail -5 "$DIR/nginx/logs/error.log")"
 say "nginx         127.0.0.1:$PORT  (pid $NGINX_PID, 2 workers, config $DIR/nginx/nginx.conf)"
 
-NAMEMAP="${BADDR[b1]}=b1,${BADDR[b2]}=b2,${BADDR[b3]}=b3"
+BADDR[b4]=127.0.0.1:$((BPORT + 3))
+NAMEMAP="${BADDR[b1]}=b1,${BADDR[b2]}=b2,${BADDR[b3]}=b3,${BADDR[b4]}=b4"
 report wait "$BASE/status" 3 10 \
     || die "nginx did not hear from the three backends through Redis"
 say "nginx is subscribed to Redis and has a load report from every backend"
@@ -286,7 +288,46 @@ report rooms "$DIR/round2.json" --round 2 --before "$DIR/round1.json" \
 bold "== GET $BASE/status after the failover =="
 report status "$DIR/status-after.json" "$NAMEMAP"
 
-# ---- 4. keep or stop ----
+# ---- 4. scale up and down: no edit of nginx.conf, no reload ----
+
+CONF_SUM=$(md5sum < "$DIR/nginx/nginx.conf")
+registered() { curl -s "$BASE/status" | grep -q "\"server\":\"$1\""; }
+
+bold "== scale up: backend b4 starts; it registers itself through Redis =="
+spawn b4 env NAME=b4 PORT="$((BPORT + 3))" CAPACITY=40 \
+    REDIS_URL="redis://127.0.0.1:$RPORT" REPORT_INTERVAL_MS=1000 \
+    CPU_INTERVAL_MS=1000 DEREGISTER=1 \
+    node "$ROOT/examples/chat-backend/server.js"
+BPID[b4]=$LAST
+wait_for 15 registered "${BADDR[b4]}" || die "b4 did not register"
+say "b4 (${BADDR[b4]}) is one of nginx's backends: nginx.conf unchanged, no reload"
+rc=0
+node "$ROOT/examples/ws-client/swarm.js" --nginx "$BASE" --rooms 12 \
+    --clients 60 --messages 3 --room-prefix scale --json \
+    > "$DIR/scale1.json" 2> "$DIR/scale1.err" || rc=$?
+signalled $rc
+report rooms "$DIR/scale1.json" || rc=1
+[ $rc = 0 ] || die "a room was split or lost messages after b4 joined"
+report status "$BASE/status" "$NAMEMAP"
+
+bold "== scale down: b4 stops (SIGTERM); it deregisters, its rooms move whole =="
+kill -TERM "${BPID[b4]}"
+wait "${BPID[b4]}" 2> /dev/null || true
+wait_for 10 sh -c "! curl -s '$BASE/status' | grep -q '\"server\":\"${BADDR[b4]}\"'" \
+    || die "b4 did not leave"
+say "b4 left nginx's backends at once"
+rc=0
+node "$ROOT/examples/ws-client/swarm.js" --nginx "$BASE" --rooms 12 \
+    --clients 60 --messages 3 --room-prefix scale --json \
+    > "$DIR/scale2.json" 2> "$DIR/scale2.err" || rc=$?
+signalled $rc
+report rooms "$DIR/scale2.json" || rc=1
+[ $rc = 0 ] || die "a room was split or lost messages after b4 left"
+[ "$(md5sum < "$DIR/nginx/nginx.conf")" = "$CONF_SUM" ] \
+    || die "nginx.conf changed"
+say "nginx.conf was never edited, nginx never reloaded"
+
+# ---- 5. keep or stop ----
 
 if [ -z "$KEEP" ]; then
     bold "== done: every room stayed whole on one backend, every message arrived =="
@@ -298,7 +339,7 @@ i=0
 while [ "${NAMES[i]}" != "$VICTIM" ]; do i=$((i + 1)); done
 spawn "$VICTIM.2" env NAME="$VICTIM" PORT="$((BPORT + i))" \
     CAPACITY="${CAPACITY[i]}" REDIS_URL="redis://127.0.0.1:$RPORT" \
-    REPORT_INTERVAL_MS=1000 CPU_INTERVAL_MS=1000 \
+    REPORT_INTERVAL_MS=1000 CPU_INTERVAL_MS=1000 DEREGISTER=1 \
     node "$ROOT/examples/chat-backend/server.js"
 BPID[$VICTIM]=$LAST
 wait_for 10 curl -sf "http://${BADDR[$VICTIM]}/" || die "$VICTIM did not restart"

@@ -194,7 +194,7 @@ async function main() {
       return until(Number(seconds), (st) => Object.values(st.upstreams).every((u) => {
         const live = u.backends.reduce((s, b) => s + b.live, 0);
         const dead = u.backends.find((b) => b.server === addr);
-        return live === Number(n) && dead && dead.live === 0;
+        return live === Number(n) && (!dead || dead.live === 0);   /* a registered one leaves */
       }));
     }
     default:

@@ -191,6 +191,24 @@ test_valid(void)
     RA_OK(msg.has_connections && msg.connections == 0,
           "signaling: zero connections");
 
+    /* a registered backend leaves (ra_fleet.c): register only */
+
+    rc = parse(RA_MSG_REGISTER, "{" U ",\"deregister\":true}", &msg);
+    RA_IS_INT(rc, RA_MSG_OK, "register: deregister true");
+    RA_OK(msg.deregister, "register: deregister set");
+
+    rc = parse(RA_MSG_REGISTER, "{" U ",\"deregister\":null}", &msg);
+    RA_IS_INT(rc, RA_MSG_OK, "register: deregister null");
+    RA_OK(!msg.deregister, "register: deregister null is absent");
+
+    rc = parse(RA_MSG_REGISTER, "{" U ",\"deregister\":1}", &msg);
+    RA_IS_INT(rc, RA_MSG_ERR_TYPE, "register: deregister 1 is a type error");
+
+    rc = parse(RA_MSG_SIGNALING,
+               "{" U ",\"connections\":1,\"deregister\":true}", &msg);
+    RA_IS_INT(rc, RA_MSG_OK, "signaling: deregister ignored");
+    RA_OK(!msg.deregister, "signaling: deregister not set");
+
     /* a stopping backend that could not count: draining only */
 
     rc = parse(RA_MSG_SIGNALING, "{" U ",\"draining\":true}", &msg);

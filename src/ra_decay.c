@@ -83,16 +83,16 @@ ra_decay_report(ra_decay_t *d, ra_decay_fit_t *fit, uint32_t direct,
         for (k = 0; k < RA_DECAY_N; k++) {
             p = ra_decay_exact(d, k, now);
 
-            fit->pred[k] = (fit->reports == 0)
-                           ? p
-                           : (fit->pred[k] * (16 - RA_DECAY_FORGET)
-                              + p * RA_DECAY_FORGET) / 16;
+            fit->pred[k] = (float) ((fit->reports == 0)
+                                    ? p
+                                    : (fit->pred[k] * (16 - RA_DECAY_FORGET)
+                                       + p * RA_DECAY_FORGET) / 16);
         }
 
-        fit->actual = (fit->reports == 0)
-                      ? direct
-                      : (fit->actual * (16 - RA_DECAY_FORGET)
-                         + (double) direct * RA_DECAY_FORGET) / 16;
+        fit->actual = (float) ((fit->reports == 0)
+                               ? direct
+                               : (fit->actual * (16 - RA_DECAY_FORGET)
+                                  + (double) direct * RA_DECAY_FORGET) / 16);
         fit->reports++;
     }
 

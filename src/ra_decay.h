@@ -51,8 +51,8 @@ typedef struct {
  * they said, both smoothed (the newest report weighs RA_DECAY_FORGET/16)
  */
 typedef struct {
-    double      pred[RA_DECAY_N];
-    double      actual;
+    float       pred[RA_DECAY_N];   /* float: the zone's context must fit */
+    float       actual;             /* in one page (ra_zone.c) */
     uint32_t    reports;            /* reports learnt from */
     uint32_t    fixed;              /* 0: learn; else 1 + k */
 } ra_decay_fit_t;

@@ -86,14 +86,15 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ctx->sh->mask = n - 1;
 
     /*
-     * twice the servers configured now (16 at least): a reload that adds
-     * servers should not have to grow the table in a full zone
+     * twice the servers configured now (8 at least): a reload that adds
+     * servers should not have to grow the table in a full zone; not more,
+     * as a slot takes 848 bytes and the smallest zone is 8 pages
      */
 
     peers = ctx->upstream->peer.data;
     n = peers->number + (peers->next ? peers->next->number : 0);
 
-    for (ctx->sh->backends_cap = 16;
+    for (ctx->sh->backends_cap = 8;
          ctx->sh->backends_cap < 2 * n;
          ctx->sh->backends_cap *= 2)
     {

@@ -123,6 +123,8 @@ struct ra_srv_conf_s {
     ngx_str_t                     zone_name;
     ngx_array_t                  *urls;        /* ra_url_t */
 
+    ngx_flag_t                    directory;   /* its rooms in Redis */
+
     /* per worker, built on first use */
     ra_peers_t                    peers;
     ra_view_t                    *view;

@@ -93,7 +93,8 @@ ra_share_put(ra_srv_conf_t *rcf, ngx_str_t *room, ngx_str_t *backend,
                                                ngx_http_room_affinity_module);
     share = rmcf->share;
 
-    if (share == NULL) {
+    if (share == NULL || share->directory) {
+        /* with the directory, every instance asks it (ra_directory.c) */
         return;
     }
 
@@ -309,6 +310,15 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
     if (m.kind == RA_MSG_ROOM_COUNT) {
         return ra_counts_receive(&share->sh->counts, share->shpool, &m, log,
                                  detail);
+    }
+
+    if (share->directory) {
+        /*
+         * the directory's record decides, and a placement made here
+         * without it is repaired from it: one placed elsewhere without it
+         * would only disagree
+         */
+        return RA_MSG_OK;
     }
 
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,

@@ -8,9 +8,11 @@
 #include "ra_report.h"
 #include "ra_redis.h"
 #include "ra_reply.h"
+#include "ra_directory.h"
 
 
 #define RA_STATUS_UPSTREAM_LEN  512
+#define RA_STATUS_DIRECTORY_LEN (384 + 14 * NGX_INT64_LEN)
 #define RA_STATUS_BACKEND_LEN   768
 #define RA_STATUS_REDIS_LEN     (1280 + 6 * RA_REDIS_ERR_LEN)
 
@@ -18,6 +20,7 @@
 static size_t ra_status_upstream_len(ra_srv_conf_t *rcf);
 static u_char *ra_status_upstream(u_char *p, ra_srv_conf_t *rcf,
     ngx_msec_t now);
+static u_char *ra_status_directory(u_char *p, ra_srv_conf_t *rcf);
 static u_char *ra_status_redis(u_char *p, ra_redis_conf_t *rc,
     ngx_msec_t now);
 
@@ -78,7 +81,7 @@ ra_status_json(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 static size_t
 ra_status_upstream_len(ra_srv_conf_t *rcf)
 {
-    return RA_STATUS_UPSTREAM_LEN
+    return RA_STATUS_UPSTREAM_LEN + RA_STATUS_DIRECTORY_LEN
            + 6 * (rcf->upstream->host.len + rcf->zone_name.len)
            + rcf->peers.nmap * (RA_STATUS_BACKEND_LEN
                           + 6 * (RA_BACKEND_NAME_LEN + RA_MSG_URL_MAX));
@@ -177,7 +180,7 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
                     "\"placements\":{\"reused_view\":%ui,"
                     "\"full_pass\":%ui},\"slots_reclaimed\":%ui,"
                     "\"workers_reaped\":%ui,\"live_given_back\":%ui,"
-                    "\"untracked\":%ui}}",
+                    "\"untracked\":%ui}",
                     sh->rooms, used, total, sh->evicted, sh->expired,
                     sh->moved, sh->unrecorded, sh->placed_viewed,
                     sh->placed_full, sh->reclaimed, sh->reaped,
@@ -185,7 +188,38 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
 
     ngx_shmtx_unlock(&shpool->mutex);
 
+    if (rcf->directory) {
+        p = ra_status_directory(p, rcf);
+    }
+
+    *p++ = '}';
+
     return p;
+}
+
+
+/* the room directory's figures (ra_directory.c) */
+
+static u_char *
+ra_status_directory(u_char *p, ra_srv_conf_t *rcf)
+{
+    ra_dir_sh_t  d;
+
+    ra_directory_stats(rcf, &d);
+
+    return ngx_sprintf(p, ",\"directory\":{\"calls\":%ui,\"hits\":%ui,"
+                       "\"misses\":%ui,\"adopted\":%ui,"
+                       "\"lost_races\":%ui,\"moves\":%ui,"
+                       "\"move_races\":%ui,\"unconfirmed\":%ui,"
+                       "\"reconciled\":%ui,\"splits\":%ui,"
+                       "\"renewed\":%ui,\"errors\":%ui,"
+                       "\"rtt_us\":{\"count\":%ui,\"avg\":%uL,"
+                       "\"max\":%uL}}",
+                       d.calls, d.hits, d.misses, d.adopted, d.lost_races,
+                       d.moves, d.move_races, d.unconfirmed, d.reconciled,
+                       d.splits, d.renewed, d.errors, d.rtt_n,
+                       d.rtt_n ? d.rtt_sum / d.rtt_n : (uint64_t) 0,
+                       d.rtt_max);
 }
 
 

@@ -201,6 +201,9 @@ ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name, size_t len,
     room->live = 0;
     room->peak = 0;
     room->backend = 0;
+    room->dir = 0;
+    room->epoch = 0;
+    room->confirmed = 0;
     room->last = (uint32_t) now;
     room->created = (uint32_t) now;
     ngx_memcpy(room->data, name, len);

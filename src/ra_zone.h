@@ -83,6 +83,11 @@ typedef struct {
 
 typedef struct ra_room_s  ra_room_t;
 
+/* ra_room_t dir: what the room directory (ra_directory.c) knows of it */
+#define RA_DIR_NONE            0      /* nothing: the directory is off */
+#define RA_DIR_CONFIRMED       1      /* the record's backend and epoch */
+#define RA_DIR_UNCONFIRMED     2      /* placed here, Redis did not say */
+
 struct ra_room_s {
     ra_room_t          *next;         /* hash chain */
     ngx_queue_t         queue;        /* idle LRU; empty while live */
@@ -94,6 +99,9 @@ struct ra_room_s {
     uint16_t            peak;         /* most live connections seen */
     uint16_t            backend;      /* slot in the backend table */
     uint16_t            len;
+    uint16_t            dir;          /* RA_DIR_* (ra_directory.c) */
+    uint32_t            epoch;        /* of the directory's record */
+    uint32_t            confirmed;    /* ms when the directory said so */
     u_char              data[1];
 };
 
@@ -119,8 +127,37 @@ typedef struct {
 } ra_worker_t;
 
 
-#define RA_ZONE_VERSION  7            /* layout of ra_shctx_t, ra_room_t,
+#define RA_ZONE_VERSION  8            /* layout of ra_shctx_t, ra_room_t,
                                          ra_backend_t, ra_lease_t */
+
+
+/*
+ * the room directory's figures of an upstream (ra_directory.c), and the
+ * state its workers share: the reconciliation's and renewal's cursors
+ */
+typedef struct {
+    ngx_uint_t          calls;        /* script calls sent */
+    ngx_uint_t          hits;         /* the record existed */
+    ngx_uint_t          misses;       /* none: this instance's recorded */
+    ngx_uint_t          adopted;      /* another instance's record taken */
+    ngx_uint_t          lost_races;   /* ... made less than 1 s earlier */
+    ngx_uint_t          moves;        /* moves committed (epoch + 1) */
+    ngx_uint_t          move_races;   /* moves refused: the epoch moved */
+    ngx_uint_t          unconfirmed;  /* rooms placed without an answer */
+    ngx_uint_t          reconciled;   /* of those, checked later */
+    ngx_uint_t          splits;       /* ... found on another backend */
+    ngx_uint_t          renewed;      /* records whose expiry was renewed */
+    ngx_uint_t          errors;       /* calls failed or unusable */
+    uint64_t            rtt_sum;      /* us, of answered calls */
+    ngx_uint_t          rtt_n;
+    uint64_t            rtt_max;      /* us */
+    ngx_uint_t          dirty;        /* unconfirmed rooms may be here */
+    ngx_uint_t          pass_found;   /* ... one was, in this pass */
+    ngx_uint_t          renewing;     /* a renewal pass is under way */
+    ngx_uint_t          cursor;       /* next bucket to reconcile */
+    ngx_uint_t          renew_cursor; /* next bucket to renew */
+    ngx_msec_t          renew_at;     /* the next renewal pass */
+} ra_dir_sh_t;
 
 
 typedef struct {
@@ -179,6 +216,7 @@ typedef struct {
                                             its last room or connection
                                             went, or a worker left */
     ra_worker_t         workers[RA_WORKERS_MAX];
+    ra_dir_sh_t         dir;             /* the room directory's */
 } ra_shctx_t;
 
 

@@ -280,10 +280,13 @@ ra_directory_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
 
-    if (ctx && ctx->directory != RA_DIR_ASK_NONE) {
-        /* asked: answered, or not in time; the balancer goes on */
-        return (ctx->directory == RA_DIR_ASK_WAITING) ? NGX_AGAIN
-                                                      : NGX_DECLINED;
+    if (ctx && (ctx->directory & RA_DIR_ASK_WAITING)) {
+        return NGX_AGAIN;
+    }
+
+    if (ctx && ctx->directory >= RA_DIR_ASK_MAX) {
+        /* answered, or not in time; the balancer goes on */
+        return NGX_DECLINED;
     }
 
     rcf = ra_directory_upstream(r);
@@ -307,16 +310,23 @@ ra_directory_handler(ngx_http_request_t *r)
         ngx_http_set_ctx(r, ctx, ngx_http_room_affinity_module);
     }
 
-    ctx->directory = RA_DIR_ASK_DONE;
+    /*
+     * asked again after an answer: the record's backend may be gone here,
+     * and the move is asked for (no call when the room is fine)
+     */
+
+    ctx->directory++;
 
     rc = ra_directory_ask(r, rcf, &key, ra_directory_resume_phases);
 
     if (rc == NGX_AGAIN) {
-        ctx->directory = RA_DIR_ASK_WAITING;
+        ctx->directory |= RA_DIR_ASK_WAITING;
 
         r->write_event_handler = ngx_http_request_empty_handler;
         return NGX_AGAIN;
     }
+
+    ctx->directory = RA_DIR_ASK_DONE;
 
     return NGX_DECLINED;
 }
@@ -365,7 +375,7 @@ ra_directory_resume_phases(ngx_http_request_t *r)
     ra_body_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
-    ctx->directory = RA_DIR_ASK_DONE;
+    ctx->directory &= ~RA_DIR_ASK_WAITING;
 
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
@@ -614,6 +624,7 @@ ra_directory_event(ngx_event_t *ev)
     ra_dir_call_t  *call = ev->data;
 
     ngx_connection_t    *c;
+    ra_body_ctx_t       *ctx;
     ngx_http_request_t  *r;
     ra_dir_resume_pt     resume;
 
@@ -639,6 +650,12 @@ ra_directory_event(ngx_event_t *ev)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "room_affinity: directory %s, the request goes on",
                    ev->timedout ? "wait over" : "answered");
+
+    if (ev->timedout) {
+        /* no answer in time: not asked again for this request */
+        ctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
+        ctx->directory = RA_DIR_ASK_DONE | RA_DIR_ASK_WAITING;
+    }
 
     c = r->connection;
 

@@ -25,10 +25,14 @@
 #define RA_DIR_RENEW_MIN       1000      /* ms between renewals, at least */
 #define RA_DIR_RENEW_MAX       60000     /* ... and at most */
 
-/* ra_body_ctx_t directory: where a request is with the directory */
+/*
+ * ra_body_ctx_t directory: the asks a request made (a second one when
+ * the record's backend is gone here: the move), and whether it waits
+ */
 #define RA_DIR_ASK_NONE        0
-#define RA_DIR_ASK_WAITING     1
-#define RA_DIR_ASK_DONE        2
+#define RA_DIR_ASK_MAX         2
+#define RA_DIR_ASK_DONE        RA_DIR_ASK_MAX
+#define RA_DIR_ASK_WAITING     0x10
 
 
 typedef void (*ra_dir_resume_pt)(ngx_http_request_t *r);

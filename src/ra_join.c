@@ -219,7 +219,7 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
             bctx->room = *room;
 
             if (ra_directory_ask(r, rcf, room, ra_join_resume) == NGX_AGAIN) {
-                bctx->directory = RA_DIR_ASK_WAITING;
+                bctx->directory |= RA_DIR_ASK_WAITING;
                 r->main->count++;
                 return NGX_DONE;
             }

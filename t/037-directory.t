@@ -18,7 +18,7 @@ use Time::HiRes qw(sleep time);
 use lib 't/helpers';
 use RoomAffinity;
 
-my $base = ($ENV{TEST_NGINX_PORT} || 1984) + 21;
+my $base = ($ENV{TEST_NGINX_PORT} || 1984) - 70;
 my @ports = ($base, $base + 1, $base + 2);
 my @pids;
 

@@ -623,6 +623,7 @@ ra_directory_event(ngx_event_t *ev)
 {
     ra_dir_call_t  *call = ev->data;
 
+    ngx_uint_t           timedout;
     ngx_connection_t    *c;
     ra_body_ctx_t       *ctx;
     ngx_http_request_t  *r;
@@ -630,6 +631,7 @@ ra_directory_event(ngx_event_t *ev)
 
     r = call->r;
     resume = call->resume;
+    timedout = ev->timedout && !call->answered;
 
     if (r) {
         call->r = NULL;
@@ -649,9 +651,9 @@ ra_directory_event(ngx_event_t *ev)
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "room_affinity: directory %s, the request goes on",
-                   ev->timedout ? "wait over" : "answered");
+                   timedout ? "wait over" : "answered");
 
-    if (ev->timedout) {
+    if (timedout) {
         /* no answer in time: not asked again for this request */
         ctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
         ctx->directory = RA_DIR_ASK_DONE | RA_DIR_ASK_WAITING;

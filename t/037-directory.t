@@ -169,8 +169,8 @@ like($prom, qr/^# TYPE room_affinity_directory_splits_total counter$/m,
      'Prometheus: splits declared');
 
 # the records themselves
-my $rec = RoomAffinity::redis_command($ENV{TEST_NGINX_REDIS_PORT}, 'HGET',
-                                      'room_affinity:dir:chat:c1', 'e');
-is($rec, '$1', 'the record of a room has epoch 1');
+my $rec = RoomAffinity::redis_command($ENV{TEST_NGINX_REDIS_PORT}, 'HINCRBY',
+                                      'room_affinity:dir:chat:c1', 'e', '0');
+is($rec, ':1', 'the record of a room has epoch 1');
 
 done_testing();

@@ -31,6 +31,7 @@
 #include "ra_redis.h"
 #include "ra_route.h"
 #include "ra_body.h"
+#include "ra_share.h"
 
 
 #define RA_DIR_OP_PLACE        'p'
@@ -237,7 +238,7 @@ ra_directory_init_process(ngx_cycle_t *cycle)
     ra_dir_w.tick.data = rmcf->redis;
     ra_dir_w.tick.cancelable = 1;
 
-    ngx_add_timer(&ra_dir_w.tick, RA_DIR_TICK);
+    ngx_add_timer(&ra_dir_w.tick, 1);
 
     return NGX_OK;
 }
@@ -769,6 +770,7 @@ ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec)
 {
     uint32_t         hash;
     ngx_int_t        slot;
+    ngx_str_t        name;
     ngx_uint_t       mine, split, moved_from, from_len, level;
     ra_room_t       *room;
     ra_shctx_t      *sh;
@@ -782,6 +784,8 @@ ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec)
     sh = ctx->sh;
     d = &sh->dir;
     hash = (uint32_t) ra_hash(call->room, call->len);
+    name.data = call->room;
+    name.len = call->len;
     mine = (rec->instance.len == 16
             && ngx_memcmp(rec->instance.data, ra_dir_w.instance, 16) == 0);
     split = 0;
@@ -867,6 +871,11 @@ ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec)
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
+    if (rec->status == 1 && call->op == RA_DIR_OP_MOVE) {
+        /* the others hold the old record: a hint to ask again */
+        ra_share_put(rcf, &name, &rec->backend, 1);
+    }
+
     if (moved_from) {
         level = split ? NGX_LOG_WARN : NGX_LOG_INFO;
 
@@ -895,6 +904,13 @@ ra_directory_tick(ngx_event_t *ev)
     busy = 0;
 
     ra_dir_link_tick(now);
+
+    /*
+     * the link is opened before the first new room needs it, and again
+     * after a failure (with the backoff): a first request does not pay
+     * for the connection and the script's loading
+     */
+    (void) ra_dir_link_usable(now, RA_TIME_MAX);
 
     rcfp = ra_dir_w.rmcf->upstreams.elts;
 

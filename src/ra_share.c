@@ -21,6 +21,8 @@ static u_char *ra_share_encode(ra_share_t *share, ra_msg_room_t *m,
     size_t *len, ngx_log_t *log);
 
 
+static void ra_share_hint(ra_share_t *share, ra_srv_conf_t *rcf,
+    ra_msg_room_t *m);
 static ngx_uint_t ra_share_allow(ra_share_t *share, ra_srv_conf_t *rcf);
 static void ra_share_refused(ra_share_t *share, const char *why,
     ngx_log_t *log);
@@ -93,8 +95,11 @@ ra_share_put(ra_srv_conf_t *rcf, ngx_str_t *room, ngx_str_t *backend,
                                                ngx_http_room_affinity_module);
     share = rmcf->share;
 
-    if (share == NULL || share->directory) {
-        /* with the directory, every instance asks it (ra_directory.c) */
+    if (share == NULL || (share->directory && !moved)) {
+        /*
+         * with the directory, every instance asks it for a new room
+         * (ra_directory.c); a move is still told, as a hint to ask again
+         */
         return;
     }
 
@@ -312,7 +317,7 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
                                  detail);
     }
 
-    if (share->directory) {
+    if (share->directory && m.kind != RA_MSG_ROOM_MOVED) {
         /*
          * the directory's record decides, and a placement made here
          * without it is repaired from it: one placed elsewhere without it
@@ -327,6 +332,11 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
     rcf = ra_upstream_find(rmcf, (u_char *) m.upstream, m.upstream_len);
 
     if (rcf == NULL || ra_peers_map(rcf, log) != NGX_OK) {
+        return RA_MSG_OK;
+    }
+
+    if (share->directory) {
+        ra_share_hint(share, rcf, &m);
         return RA_MSG_OK;
     }
 
@@ -406,6 +416,37 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
     ngx_shmtx_unlock(&share->shpool->mutex);
 
     return RA_MSG_OK;
+}
+
+
+/*
+ * With the directory, another instance moved a room: the record changed,
+ * so the copy here is no longer trusted; the room's next request asks
+ * the directory again (ra_directory.c), whose record decides
+ */
+
+static void
+ra_share_hint(ra_share_t *share, ra_srv_conf_t *rcf, ra_msg_room_t *m)
+{
+    ra_room_t      *r;
+    ra_zone_ctx_t  *ctx;
+
+    ctx = rcf->shm_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    r = ra_room_lookup(ctx->sh, (uint32_t) ra_hash(m->room, m->room_len),
+                       (u_char *) m->room, m->room_len);
+
+    if (r && r->dir == RA_DIR_CONFIRMED) {
+        r->confirmed = (uint32_t) (ngx_current_msec - rcf->ttl);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_shmtx_lock(&share->shpool->mutex);
+    share->sh->received++;
+    ngx_shmtx_unlock(&share->shpool->mutex);
 }
 
 

@@ -420,9 +420,10 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
 
 
 /*
- * With the directory, another instance moved a room: the record changed,
- * so the copy here is no longer trusted; the room's next request asks
- * the directory again (ra_directory.c), whose record decides
+ * With the directory, another instance moved a room: unless the copy here
+ * has that backend already, the record changed since it was read, and
+ * the room's next request asks the directory again (ra_directory.c),
+ * whose record decides
  */
 
 static void
@@ -438,7 +439,11 @@ ra_share_hint(ra_share_t *share, ra_srv_conf_t *rcf, ra_msg_room_t *m)
     r = ra_room_lookup(ctx->sh, (uint32_t) ra_hash(m->room, m->room_len),
                        (u_char *) m->room, m->room_len);
 
-    if (r && r->dir == RA_DIR_CONFIRMED) {
+    if (r && r->dir == RA_DIR_CONFIRMED
+        && ra_backend_find(ctx->sh, (u_char *) m->backend, m->backend_len)
+           != (ngx_int_t) r->backend)
+    {
+        /* not the backend here: this copy is older than the move */
         r->confirmed = (uint32_t) (ngx_current_msec - rcf->ttl);
     }
 

@@ -40,6 +40,7 @@ typedef struct {
     ngx_msec_t          progress;     /* the last answer, or the first
                                          call since the link was idle */
     ngx_msec_t          logged;
+    ngx_uint_t          connects;
     const char         *script;
     size_t              script_len;
     u_char              sha[40];
@@ -219,6 +220,15 @@ ra_dir_call(ngx_uint_t nkeys, ngx_str_t *keys, ngx_uint_t nargs,
 }
 
 
+/* connections made: one more may be a Redis that lost its records */
+
+ngx_uint_t
+ra_dir_link_connects(void)
+{
+    return ra_dir_l.connects;
+}
+
+
 uint64_t
 ra_dir_now_us(void)
 {
@@ -300,6 +310,7 @@ ra_dir_link_connected(const redisAsyncContext *ac, int status)
     }
 
     ra_dir_l.connected = 1;
+    ra_dir_l.connects++;
     ra_dir_l.backoff = 0;
     ra_hiredis_timer((redisAsyncContext *) ac, 0, NULL);
 

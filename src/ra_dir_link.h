@@ -20,7 +20,7 @@
 
 #define RA_DIR_BACKOFF_MAX     500       /* ms: a returning Redis is seen
                                             within this, for the repair */
-#define RA_DIR_ARGS_MAX        264       /* keys and arguments of a call */
+#define RA_DIR_ARGS_MAX        400       /* keys and arguments of a call */
 
 
 /*
@@ -38,6 +38,7 @@ ngx_int_t ra_dir_link_usable(ngx_msec_t now, ngx_msec_t stall);
 void ra_dir_link_tick(ngx_msec_t now);
 ngx_int_t ra_dir_call(ngx_uint_t nkeys, ngx_str_t *keys, ngx_uint_t nargs,
     ngx_str_t *args, ra_dir_reply_pt handler, void *data);
+ngx_uint_t ra_dir_link_connects(void);
 uint64_t ra_dir_now_us(void);
 
 

@@ -11,7 +11,10 @@
  *   m  move: the new backend if the record still has the epoch read,
  *      else the record as it is (compare-and-set);
  *   d  delete, if the record still has the epoch read (compare-and-delete);
- *   r  renew the expiry of the rooms named.
+ *   r  renew the expiry of the rooms named, each with the backend and
+ *      epoch held here: a missing record is written again from it (a
+ *      Redis restarted empty, a failover that lost it), one naming
+ *      another backend is returned, and adopted.
  *
  * Who asks: the worker that sees the request, before the balancer, in a
  * precontent phase handler (a room the zone holds, confirmed, costs no
@@ -58,6 +61,24 @@ typedef struct {
 } ra_dir_call_t;
 
 
+/* a renewal batch, alive until its answer */
+typedef struct {
+    ra_srv_conf_t           *rcf;
+    ngx_uint_t               n;
+    u_char                   op;
+    ngx_str_t                keys[RA_DIR_RENEW_BATCH];
+    ngx_str_t                args[5 + 2 * RA_DIR_RENEW_BATCH];
+    struct {
+        size_t               len;
+        u_char               data[RA_ROOM_MAX_LEN];
+    }                        rooms[RA_DIR_RENEW_BATCH];
+    u_char                   buf[RA_DIR_RENEW_BATCH
+                                 * (RA_ROOM_MAX_LEN + 256
+                                    + RA_BACKEND_NAME_LEN + NGX_INT_T_LEN)
+                                 + NGX_INT_T_LEN];
+} ra_dir_renew_t;
+
+
 /* a record as the script returns it */
 typedef struct {
     ngx_int_t                status;  /* 1: written by this call */
@@ -74,6 +95,7 @@ typedef struct {
     ngx_log_t               *log;
     ngx_event_t              tick;
     ngx_uint_t               busy;    /* repairing: a shorter tick */
+    ngx_uint_t               connects;  /* the link's, at the last tick */
     u_char                   instance[16];
 } ra_dir_worker_t;
 
@@ -102,23 +124,37 @@ static void ra_directory_count(ra_srv_conf_t *rcf, ngx_uint_t what,
 
 /*
  * KEYS[1] the record (or, for r, every record to renew); ARGV: op,
- * backend, instance, expiry (ms), the epoch read.  Redis's clock gives
+ * backend, instance, expiry (ms), the epoch read (for r, then a backend
+ * and an epoch a key).  Redis's clock gives
  * the record's age, so instances' clocks need not agree.
  */
 
 static const char  ra_dir_script[] =
     "if redis.replicate_commands then redis.replicate_commands() end\n"
     "local op = ARGV[1]\n"
-    "if op == 'r' then\n"
-    "  local n = 0\n"
-    "  for _, k in ipairs(KEYS) do\n"
-    "    n = n + redis.call('pexpire', k, ARGV[4])\n"
-    "  end\n"
-    "  return n\n"
-    "end\n"
-    "local k = KEYS[1]\n"
     "local t = redis.call('time')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "if op == 'r' then\n"
+    "  local out = {0, 0}\n"
+    "  for i, k in ipairs(KEYS) do\n"
+    "    local b, e = ARGV[4 + 2 * i], ARGV[5 + 2 * i]\n"
+    "    local cur = redis.call('hmget', k, 'b', 'e')\n"
+    "    if not cur[1] then\n"
+    "      redis.call('hset', k, 'b', b, 'e', e, 'i', ARGV[3], 't', now)\n"
+    "      redis.call('pexpire', k, ARGV[4])\n"
+    "      out[2] = out[2] + 1\n"
+    "    elseif cur[1] == b then\n"
+    "      redis.call('pexpire', k, ARGV[4])\n"
+    "      out[1] = out[1] + 1\n"
+    "    else\n"
+    "      out[#out + 1] = i\n"
+    "      out[#out + 1] = cur[1]\n"
+    "      out[#out + 1] = tonumber(cur[2]) or 1\n"
+    "    end\n"
+    "  end\n"
+    "  return out\n"
+    "end\n"
+    "local k = KEYS[1]\n"
     "local rec = redis.call('hmget', k, 'b', 'e', 'i', 't')\n"
     "local e = tonumber(rec[2] or '0') or 0\n"
     "local function cur()\n"
@@ -794,7 +830,10 @@ ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec)
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    if (rec->status == 1) {
+    if (call->op == RA_DIR_OP_RENEW) {
+        /* a renewal found the record elsewhere: counted below */
+
+    } else if (rec->status == 1) {
         if (call->op == RA_DIR_OP_MOVE) {
             d->moves++;
 
@@ -848,8 +887,14 @@ ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec)
 
     } else if (room->backend != (ngx_uint_t) slot) {
 
-        if (room->dir == RA_DIR_UNCONFIRMED) {
-            /* placed here while Redis did not answer, elsewhere there */
+        if (room->dir == RA_DIR_UNCONFIRMED
+            || (call->op == RA_DIR_OP_RENEW && rec->epoch <= room->epoch))
+        {
+            /*
+             * placed here while Redis did not answer, elsewhere there; or
+             * a record of no later epoch on another backend (written
+             * after a failover lost the one this copy was read from)
+             */
             split = 1;
             d->splits++;
         }
@@ -892,7 +937,8 @@ ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec)
 static void
 ra_directory_tick(ngx_event_t *ev)
 {
-    ngx_uint_t       i, busy;
+    ngx_uint_t       i, busy, again;
+    ra_zone_ctx_t   *ctx;
     ngx_msec_t       now;
     ra_srv_conf_t  **rcfp;
 
@@ -912,6 +958,15 @@ ra_directory_tick(ngx_event_t *ev)
      */
     (void) ra_dir_link_usable(now, RA_TIME_MAX);
 
+    /*
+     * connected again: Redis may have restarted empty, or failed over to a
+     * replica without the latest records; the renewal pass, which writes
+     * back what is missing, starts now rather than at its time
+     */
+    again = (ra_dir_link_connects() > 1
+             && ra_dir_link_connects() != ra_dir_w.connects);
+    ra_dir_w.connects = ra_dir_link_connects();
+
     rcfp = ra_dir_w.rmcf->upstreams.elts;
 
     for (i = 0; i < ra_dir_w.rmcf->upstreams.nelts; i++) {
@@ -919,6 +974,18 @@ ra_directory_tick(ngx_event_t *ev)
             || ra_peers_map(rcfp[i], ev->log) != NGX_OK)
         {
             continue;
+        }
+
+        if (again) {
+            ctx = rcfp[i]->shm_zone->data;
+
+            ngx_shmtx_lock(&ctx->shpool->mutex);
+
+            if (!ctx->sh->dir.renewing) {
+                ctx->sh->dir.renew_at = now;
+            }
+
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
         }
 
         busy |= ra_directory_repair(rcfp[i], now);
@@ -1042,22 +1109,22 @@ ra_directory_repair(ra_srv_conf_t *rcf, ngx_msec_t now)
 /*
  * Every renewal interval, one pass over the zone in batches: the records
  * of the rooms with live connections here get their expiry again, in one
- * call a batch, so a room in use anywhere keeps its record
+ * call a batch, so a room in use anywhere keeps its record; a record
+ * lost meanwhile is written again from the copy here
  */
 
 static void
 ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
 {
-    u_char          *p;
-    ngx_str_t        args[5], *keys;
+    u_char          *p, *q;
+    ngx_str_t       *keys, *args;
     ngx_uint_t       n, b, end, interval;
     ra_room_t       *room;
     ra_shctx_t      *sh;
     ra_dir_sh_t     *d;
     ra_zone_ctx_t   *ctx;
-    u_char           op, expiry[NGX_INT_T_LEN];
-    static ngx_str_t keyv[RA_DIR_BATCH];
-    static u_char    kbuf[RA_DIR_BATCH][RA_ROOM_MAX_LEN + 256];
+    ra_dir_renew_t  *rn;
+    ra_backend_t    *be;
 
     ctx = rcf->shm_zone->data;
     sh = ctx->sh;
@@ -1077,8 +1144,18 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
         return;
     }
 
+    /* freed with the answer: its rooms are what the answer's indexes name */
+
+    rn = ngx_alloc(sizeof(ra_dir_renew_t), ra_dir_w.log);
+    if (rn == NULL) {
+        return;
+    }
+
+    rn->rcf = rcf;
+    keys = rn->keys;
+    args = rn->args;
+    p = rn->buf;
     n = 0;
-    keys = keyv;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -1086,6 +1163,7 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
         if ((ngx_msec_int_t) (now - d->renew_at) < 0) {
             /* another worker took it */
             ngx_shmtx_unlock(&ctx->shpool->mutex);
+            ngx_free(rn);
             return;
         }
 
@@ -1097,20 +1175,35 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
     b = d->renew_cursor;
     end = ngx_min(b + RA_DIR_SCAN, sh->mask + 1);
 
-    for ( /* void */ ; b < end && n < RA_DIR_BATCH; b++) {
-        for (room = sh->buckets[b]; room && n < RA_DIR_BATCH;
+    for ( /* void */ ; b < end && n < RA_DIR_RENEW_BATCH; b++) {
+        for (room = sh->buckets[b]; room && n < RA_DIR_RENEW_BATCH;
              room = room->next)
         {
             if (room->live == 0 || room->dir != RA_DIR_CONFIRMED) {
                 continue;
             }
 
-            if (ra_directory_key(rcf, room->data, room->len, &keys[n],
-                                 kbuf[n], sizeof(kbuf[n]))
+            if (ra_directory_key(rcf, room->data, room->len, &keys[n], p,
+                                 RA_ROOM_MAX_LEN + 256)
                 != NGX_OK)
             {
                 continue;
             }
+
+            p += keys[n].len;
+
+            be = &sh->backends[room->backend];
+            args[5 + 2 * n].data = p;
+            args[5 + 2 * n].len = be->name_len;
+            p = ngx_cpymem(p, be->name, be->name_len);
+
+            q = p;
+            p = ngx_sprintf(p, "%uD", room->epoch);
+            args[6 + 2 * n].data = q;
+            args[6 + 2 * n].len = p - q;
+
+            rn->rooms[n].len = room->len;
+            ngx_memcpy(rn->rooms[n].data, room->data, room->len);
 
             room->confirmed = (uint32_t) now;
             n++;
@@ -1127,48 +1220,100 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     if (n == 0) {
+        ngx_free(rn);
         return;
     }
 
-    op = RA_DIR_OP_RENEW;
-    args[0].data = &op;
+    rn->n = n;
+    rn->op = RA_DIR_OP_RENEW;
+    args[0].data = &rn->op;
     args[0].len = 1;
     ngx_str_set(&args[1], "");
-    ngx_str_set(&args[2], "");
-    p = ngx_sprintf(expiry, "%M", ra_directory_expiry(rcf));
-    args[3].data = expiry;
-    args[3].len = p - expiry;
+    args[2].data = ra_dir_w.instance;
+    args[2].len = 16;
+    args[3].data = p;
+    args[3].len = ngx_sprintf(p, "%M", ra_directory_expiry(rcf)) - p;
     ngx_str_set(&args[4], "0");
 
-    if (ra_dir_call(n, keys, 5, args, ra_directory_renewed, rcf) == NGX_OK) {
-        ra_directory_count(rcf, RA_DIR_COUNT_CALL, 0);
+    if (ra_dir_call(n, keys, 5 + 2 * n, args, ra_directory_renewed, rn)
+        != NGX_OK)
+    {
+        ngx_free(rn);
+        return;
     }
+
+    ra_directory_count(rcf, RA_DIR_COUNT_CALL, 0);
 }
 
+
+/*
+ * {renewed, restored, then index, backend, epoch of each record that
+ * names another backend than the copy here}: the record wins
+ */
 
 static void
 ra_directory_renewed(void *data, redisReply *reply, uint64_t rtt)
 {
-    ra_srv_conf_t  *rcf = data;
+    ra_dir_renew_t  *rn = data;
 
-    ra_zone_ctx_t  *ctx;
+    size_t            i, k;
+    redisReply      **e;
+    ra_dir_call_t     call;
+    ra_zone_ctx_t    *ctx;
+    ra_dir_record_t   rec;
 
     if (ra_dir_w.conf == NULL || reply == NULL) {
+        ngx_free(rn);
         return;
     }
 
-    ctx = rcf->shm_zone->data;
+    ctx = rn->rcf->shm_zone->data;
+    e = reply->element;
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0) {
-        ctx->sh->dir.renewed += (ngx_uint_t) reply->integer;
-
-    } else {
-        ctx->sh->dir.errors++;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2
+        || (reply->elements - 2) % 3 != 0
+        || e[0]->type != REDIS_REPLY_INTEGER
+        || e[1]->type != REDIS_REPLY_INTEGER)
+    {
+        ra_directory_count(rn->rcf, RA_DIR_COUNT_ERROR, 0);
+        ngx_free(rn);
+        return;
     }
 
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ctx->sh->dir.renewed += (ngx_uint_t) e[0]->integer;
+    ctx->sh->dir.restored += (ngx_uint_t) e[1]->integer;
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    for (i = 2; i + 2 < reply->elements; i += 3) {
+        if (e[i]->type != REDIS_REPLY_INTEGER
+            || e[i + 1]->type != REDIS_REPLY_STRING
+            || e[i + 2]->type != REDIS_REPLY_INTEGER
+            || e[i]->integer < 1 || (ngx_uint_t) e[i]->integer > rn->n
+            || e[i + 1]->len == 0 || e[i + 1]->len > RA_BACKEND_NAME_LEN
+            || e[i + 2]->integer < 1 || e[i + 2]->integer > 0x7fffffff)
+        {
+            ra_directory_count(rn->rcf, RA_DIR_COUNT_ERROR, 0);
+            continue;
+        }
+
+        k = (size_t) e[i]->integer - 1;
+
+        ngx_memzero(&rec, sizeof(ra_dir_record_t));
+        rec.backend.data = (u_char *) e[i + 1]->str;
+        rec.backend.len = e[i + 1]->len;
+        rec.epoch = (uint32_t) e[i + 2]->integer;
+        rec.age = -1;
+
+        call.rcf = rn->rcf;
+        call.op = RA_DIR_OP_RENEW;
+        call.len = rn->rooms[k].len;
+        ngx_memcpy(call.room, rn->rooms[k].data, call.len);
+
+        ra_directory_apply(&call, &rec);
+    }
+
+    ngx_free(rn);
 }
 
 

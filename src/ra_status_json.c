@@ -212,12 +212,13 @@ ra_status_directory(u_char *p, ra_srv_conf_t *rcf)
                        "\"lost_races\":%ui,\"moves\":%ui,"
                        "\"move_races\":%ui,\"unconfirmed\":%ui,"
                        "\"reconciled\":%ui,\"splits\":%ui,"
-                       "\"renewed\":%ui,\"errors\":%ui,"
+                       "\"renewed\":%ui,\"restored\":%ui,"
+                       "\"errors\":%ui,"
                        "\"rtt_us\":{\"count\":%ui,\"avg\":%uL,"
                        "\"max\":%uL}}",
                        d.calls, d.hits, d.misses, d.adopted, d.lost_races,
                        d.moves, d.move_races, d.unconfirmed, d.reconciled,
-                       d.splits, d.renewed, d.errors, d.rtt_n,
+                       d.splits, d.renewed, d.restored, d.errors, d.rtt_n,
                        d.rtt_n ? d.rtt_sum / d.rtt_n : (uint64_t) 0,
                        d.rtt_max);
 }

@@ -96,6 +96,8 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         "unconfirmed rooms the directory had on another backend",
         "room_affinity_directory_renewed_total counter "
         "record expiries renewed for rooms with live connections",
+        "room_affinity_directory_restored_total counter "
+        "records found missing by the renewal and written again",
         "room_affinity_directory_errors_total counter "
         "directory calls without a usable answer",
         "room_affinity_directory_rtt_seconds summary "
@@ -322,6 +324,7 @@ ra_prom_directory(u_char *p, ra_srv_conf_t *rcf, ngx_str_t *up)
     RA_DIR("reconciled_total", d.reconciled);
     RA_DIR("splits_total", d.splits);
     RA_DIR("renewed_total", d.renewed);
+    RA_DIR("restored_total", d.restored);
     RA_DIR("errors_total", d.errors);
     RA_DIR("rtt_seconds_count", d.rtt_n);
 

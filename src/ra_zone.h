@@ -147,6 +147,7 @@ typedef struct {
     ngx_uint_t          reconciled;   /* of those, checked later */
     ngx_uint_t          splits;       /* ... found on another backend */
     ngx_uint_t          renewed;      /* records whose expiry was renewed */
+    ngx_uint_t          restored;     /* records written again, lost */
     ngx_uint_t          errors;       /* calls failed or unusable */
     uint64_t            rtt_sum;      /* us, of answered calls */
     ngx_uint_t          rtt_n;

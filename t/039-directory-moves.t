@@ -40,6 +40,7 @@ for my $i (0 .. 1) {
     upstream slow {
         room_affinity \$arg_room zone=slow:1m ttl=2s;
         server 127.0.0.1:$ENV{TEST_NGINX_CONTROL_PORT};
+        server $dead down;
     }
 @{[ $i == 0 ? RoomAffinity::backends(3) : '' ]}
     server {
@@ -172,7 +173,7 @@ is_deeply([map { dir($_)->{calls} } @ports], \@calls, 'without a call');
 my $pid = fork();
 die "fork: $!" unless defined $pid;
 if ($pid == 0) {
-    get($ports[0], "/sleep?wait=5000&room=long");
+    get($ports[0], "/sleep?wait=8000&room=long");
     exit 0;
 }
 
@@ -186,6 +187,21 @@ sleep 4;
 is(redis('EXISTS', $key), ':1', 'still there 4 s later: renewed');
 ok(sum('renewed', 'slow') >= 2, 'renewals counted ('
    . sum('renewed', 'slow') . ')');
+
+# a record lost (a failover to a replica without it): written again
+redis('DEL', $key);
+$t = time;
+sleep 0.05 until redis('EXISTS', $key) eq ':1' || time - $t > 3;
+is(redis('EXISTS', $key), ':1', 'a lost record of a live room is written again');
+is(sum('restored', 'slow'), 1, 'and counted as restored');
+
+# a record naming another backend at the same epoch (written by another
+# instance after a failover lost this one): the record wins, a split
+redis('HSET', $key, 'b', $dead, 'e', '1');
+$t = time;
+sleep 0.05 until sum('splits', 'slow') >= 1 || time - $t > 3;
+is(sum('splits', 'slow'), 1, 'a live room found elsewhere by the renewal '
+   . 'is a split');
 
 waitpid $pid, 0;
 

@@ -960,8 +960,9 @@ ra_directory_tick(ngx_event_t *ev)
 
     /*
      * connected again: Redis may have restarted empty, or failed over to a
-     * replica without the latest records; the renewal pass, which writes
-     * back what is missing, starts now rather than at its time
+     * replica without the latest records; a renewal pass over every room
+     * held here, idle or not, which writes back what is missing, starts
+     * now rather than at its time
      */
     again = (ra_dir_link_connects() > 1
              && ra_dir_link_connects() != ra_dir_w.connects);
@@ -981,9 +982,10 @@ ra_directory_tick(ngx_event_t *ev)
 
             ngx_shmtx_lock(&ctx->shpool->mutex);
 
-            if (!ctx->sh->dir.renewing) {
-                ctx->sh->dir.renew_at = now;
-            }
+            /* every room held, idle ones too: a restarted Redis has none */
+            ctx->sh->dir.renewing = 0;
+            ctx->sh->dir.renew_all = 1;
+            ctx->sh->dir.renew_at = now;
 
             ngx_shmtx_unlock(&ctx->shpool->mutex);
         }
@@ -1170,6 +1172,8 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
         d->renewing = 1;
         d->renew_cursor = 0;
         d->renew_at = now + interval;
+        d->pass_all = d->renew_all;
+        d->renew_all = 0;
     }
 
     b = d->renew_cursor;
@@ -1179,7 +1183,9 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
         for (room = sh->buckets[b]; room && n < RA_DIR_RENEW_BATCH;
              room = room->next)
         {
-            if (room->live == 0 || room->dir != RA_DIR_CONFIRMED) {
+            if (room->dir != RA_DIR_CONFIRMED
+                || (room->live == 0 && !d->pass_all))
+            {
                 continue;
             }
 
@@ -1338,8 +1344,10 @@ ra_directory_expiry(ra_srv_conf_t *rcf)
 static void
 ra_directory_count(ra_srv_conf_t *rcf, ngx_uint_t what, uint64_t rtt)
 {
+    ngx_uint_t      i;
     ra_dir_sh_t    *d;
     ra_zone_ctx_t  *ctx;
+    static uint64_t bounds[RA_DIR_RTT_BUCKETS] = RA_DIR_RTT_BOUNDS;
 
     ctx = rcf->shm_zone->data;
     d = &ctx->sh->dir;
@@ -1351,6 +1359,14 @@ ra_directory_count(ra_srv_conf_t *rcf, ngx_uint_t what, uint64_t rtt)
     case RA_DIR_COUNT_RTT:
         d->rtt_sum += rtt;
         d->rtt_n++;
+
+        for (i = 0; i < RA_DIR_RTT_BUCKETS - 1; i++) {
+            if (rtt <= bounds[i]) {
+                break;
+            }
+        }
+
+        d->rtt_le[i]++;
 
         if (rtt > d->rtt_max) {
             d->rtt_max = rtt;

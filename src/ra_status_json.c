@@ -12,7 +12,7 @@
 
 
 #define RA_STATUS_UPSTREAM_LEN  512
-#define RA_STATUS_DIRECTORY_LEN (384 + 14 * NGX_INT64_LEN)
+#define RA_STATUS_DIRECTORY_LEN (512 + 32 * NGX_INT64_LEN)
 #define RA_STATUS_BACKEND_LEN   768
 #define RA_STATUS_REDIS_LEN     (1280 + 6 * RA_REDIS_ERR_LEN)
 
@@ -203,11 +203,13 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
 static u_char *
 ra_status_directory(u_char *p, ra_srv_conf_t *rcf)
 {
-    ra_dir_sh_t  d;
+    ngx_uint_t       i, n;
+    ra_dir_sh_t      d;
+    static uint64_t  bounds[RA_DIR_RTT_BUCKETS] = RA_DIR_RTT_BOUNDS;
 
     ra_directory_stats(rcf, &d);
 
-    return ngx_sprintf(p, ",\"directory\":{\"calls\":%ui,\"hits\":%ui,"
+    p = ngx_sprintf(p, ",\"directory\":{\"calls\":%ui,\"hits\":%ui,"
                        "\"misses\":%ui,\"adopted\":%ui,"
                        "\"lost_races\":%ui,\"moves\":%ui,"
                        "\"move_races\":%ui,\"unconfirmed\":%ui,"
@@ -215,12 +217,29 @@ ra_status_directory(u_char *p, ra_srv_conf_t *rcf)
                        "\"renewed\":%ui,\"restored\":%ui,"
                        "\"errors\":%ui,"
                        "\"rtt_us\":{\"count\":%ui,\"avg\":%uL,"
-                       "\"max\":%uL}}",
+                       "\"max\":%uL,\"le\":{",
                        d.calls, d.hits, d.misses, d.adopted, d.lost_races,
                        d.moves, d.move_races, d.unconfirmed, d.reconciled,
                        d.splits, d.renewed, d.restored, d.errors, d.rtt_n,
                        d.rtt_n ? d.rtt_sum / d.rtt_n : (uint64_t) 0,
                        d.rtt_max);
+
+    /* the histogram, cumulative as Prometheus has it */
+
+    n = 0;
+
+    for (i = 0; i < RA_DIR_RTT_BUCKETS; i++) {
+        n += d.rtt_le[i];
+
+        if (bounds[i]) {
+            p = ngx_sprintf(p, "%s\"%uL\":%ui", i ? "," : "", bounds[i], n);
+
+        } else {
+            p = ngx_sprintf(p, ",\"inf\":%ui", n);
+        }
+    }
+
+    return ra_cpystr(p, "}}}");
 }
 
 

@@ -14,7 +14,7 @@
 #define RA_PROM_UPSTREAM_LEN    4096
 #define RA_PROM_BACKEND_LEN     (16 * (160 + RA_BACKEND_NAME_LEN))
 #define RA_PROM_HELP_LEN        6144
-#define RA_PROM_DIRECTORY_LEN   (14 * 96)
+#define RA_PROM_DIRECTORY_LEN   (24 * 128)
 #define RA_PROM_REDIS_LEN       (1536 + 96 * RA_MSG_ERR_COUNT)
 
 
@@ -100,7 +100,7 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         "records found missing by the renewal and written again",
         "room_affinity_directory_errors_total counter "
         "directory calls without a usable answer",
-        "room_affinity_directory_rtt_seconds summary "
+        "room_affinity_directory_rtt_seconds histogram "
         "round-trip time of the directory's calls",
         "room_affinity_redis_connected gauge 1 when subscribed",
         "room_affinity_redis_state gauge "
@@ -125,7 +125,7 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
         len += RA_PROM_UPSTREAM_LEN + RA_PROM_DIRECTORY_LEN
-               + 14 * rcfp[i]->upstream->host.len
+               + 24 * rcfp[i]->upstream->host.len
                + rcfp[i]->peers.nmap * (RA_PROM_BACKEND_LEN
                                   + 16 * rcfp[i]->upstream->host.len)
                + 24 * (rcfp[i]->upstream->host.len
@@ -305,7 +305,9 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 static u_char *
 ra_prom_directory(u_char *p, ra_srv_conf_t *rcf, ngx_str_t *up)
 {
-    ra_dir_sh_t  d;
+    ngx_uint_t       i, n;
+    ra_dir_sh_t      d;
+    static uint64_t  bounds[RA_DIR_RTT_BUCKETS] = RA_DIR_RTT_BOUNDS;
 
     ra_directory_stats(rcf, &d);
 
@@ -329,6 +331,22 @@ ra_prom_directory(u_char *p, ra_srv_conf_t *rcf, ngx_str_t *up)
     RA_DIR("rtt_seconds_count", d.rtt_n);
 
 #undef RA_DIR
+
+    n = 0;
+
+    for (i = 0; i < RA_DIR_RTT_BUCKETS; i++) {
+        n += d.rtt_le[i];
+
+        if (bounds[i]) {
+            p = ngx_sprintf(p, "room_affinity_directory_rtt_seconds_bucket"
+                            "{upstream=\"%V\",le=\"%uL.%06uL\"} %ui\n", up,
+                            bounds[i] / 1000000, bounds[i] % 1000000, n);
+
+        } else {
+            p = ngx_sprintf(p, "room_affinity_directory_rtt_seconds_bucket"
+                            "{upstream=\"%V\",le=\"+Inf\"} %ui\n", up, n);
+        }
+    }
 
     return ngx_sprintf(p, "room_affinity_directory_rtt_seconds_sum"
                        "{upstream=\"%V\"} %uL.%06uL\n", up,

@@ -131,6 +131,12 @@ typedef struct {
                                          ra_backend_t, ra_lease_t */
 
 
+/* the bounds of the directory's round-trip histogram, us; the last: +Inf */
+#define RA_DIR_RTT_BUCKETS     9
+#define RA_DIR_RTT_BOUNDS      { 100, 250, 500, 1000, 2500, 5000, 10000,     \
+                                 50000, 0 }
+
+
 /*
  * the room directory's figures of an upstream (ra_directory.c), and the
  * state its workers share: the reconciliation's and renewal's cursors
@@ -152,9 +158,12 @@ typedef struct {
     uint64_t            rtt_sum;      /* us, of answered calls */
     ngx_uint_t          rtt_n;
     uint64_t            rtt_max;      /* us */
+    ngx_uint_t          rtt_le[RA_DIR_RTT_BUCKETS];  /* histogram */
     ngx_uint_t          dirty;        /* unconfirmed rooms may be here */
     ngx_uint_t          pass_found;   /* ... one was, in this pass */
     ngx_uint_t          renewing;     /* a renewal pass is under way */
+    ngx_uint_t          renew_all;    /* the next one: idle rooms too */
+    ngx_uint_t          pass_all;     /* this one: idle rooms too */
     ngx_uint_t          cursor;       /* next bucket to reconcile */
     ngx_uint_t          renew_cursor; /* next bucket to renew */
     ngx_msec_t          renew_at;     /* the next renewal pass */

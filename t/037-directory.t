@@ -168,6 +168,19 @@ like($prom, qr/^room_affinity_directory_rtt_seconds_sum\{upstream="chat"\} [\d.]
 like($prom, qr/^# TYPE room_affinity_directory_splits_total counter$/m,
      'Prometheus: splits declared');
 
+my $parsed = get($ENV{TEST_NGINX_CONTROL_PORT},
+                 "/prometheus-check?port=$ports[1]&wait=0");
+like($parsed, qr/^parsed \d+ families/m,
+     'the exposition parses with the Prometheus client');
+my ($inf) = $parsed =~ /^room_affinity_directory_rtt_seconds_bucket le=\+Inf,upstream=chat ([\d.]+)$/m;
+my ($cnt) = $parsed =~ /^room_affinity_directory_rtt_seconds_count upstream=chat ([\d.]+)$/m;
+ok(defined $inf && defined $cnt && $inf == $cnt && $cnt > 0,
+   'the round-trip histogram: +Inf bucket = count ('
+   . ($inf // 'none') . ')');
+my $h = dir($ports[1])->{rtt_us}{le} // {};
+is($h->{inf}, dir($ports[1])->{rtt_us}{count},
+   'JSON: the histogram is cumulative to the count');
+
 # the records themselves
 my $rec = RoomAffinity::redis_command($ENV{TEST_NGINX_REDIS_PORT}, 'HINCRBY',
                                       'room_affinity:dir:chat:c1', 'e', '0');

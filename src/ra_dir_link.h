@@ -18,7 +18,7 @@
 #pragma GCC visibility push(hidden)
 
 
-#define RA_DIR_BACKOFF_MAX     500       /* ms: a returning Redis is seen
+#define RA_DIR_BACKOFF_MAX     250       /* ms: a returning Redis is seen
                                             within this, for the repair */
 #define RA_DIR_ARGS_MAX        400       /* keys and arguments of a call */
 

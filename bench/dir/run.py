@@ -162,6 +162,31 @@ def status(port):
         return json.load(r)
 
 
+def dir_pair():
+    u = r = 0
+    for port in FRONTS:
+        d = status(port)["upstreams"]["chat"].get("directory", {})
+        u += d.get("unconfirmed", 0)
+        r += d.get("reconciled", 0)
+    return u, r
+
+
+def split_logged(root):
+    """the rooms the instances logged as split (and moved)"""
+    rooms = set()
+    for i in range(len(FRONTS)):
+        try:
+            with open(os.path.join(root, "front%d" % i, "logs",
+                                   "error.log")) as f:
+                for line in f:
+                    k = line.find('was split')
+                    if k > 0:
+                        rooms.add(line.split('room "', 1)[1].split('"', 1)[0])
+        except OSError:
+            pass
+    return rooms
+
+
 def dir_sum(field):
     n = 0
     for port in FRONTS:
@@ -259,36 +284,47 @@ def run_load(args, name, directory, outage=False):
     marks = {}
 
     async def restart(start):
+        loop = asyncio.get_event_loop()
         half = args.rooms / args.rate / 2
         await asyncio.sleep(max(0, start + half - time.time()))
         cl.stop_redis()
         marks["down"] = time.time()
         await asyncio.sleep(args.outage / 1000)
-        await asyncio.get_event_loop().run_in_executor(None, cl.start_redis)
+        await loop.run_in_executor(None, cl.start_redis)
         marks["up"] = time.time()
+        marks["unconfirmed_at_return"] = await loop.run_in_executor(
+            None, dir_sum, "unconfirmed")
+        # until every room placed without the directory so far is
+        # reconciled (new ones may follow while traffic goes on)
+        while time.time() - marks["up"] < 30:
+            u, r = await loop.run_in_executor(None, dir_pair)
+            if r >= u:
+                marks["reconciled"] = time.time()
+                break
+            await asyncio.sleep(0.02)
 
     try:
         answers, errors, late, took = asyncio.run(
             replay(args, ev, rng, restart if outage else None))
-        split = sum(1 for v in answers.values() if len(set(v)) > 1)
+        split = set(k for k, v in answers.items() if len(set(v)) > 1)
         res.update(rooms=len(answers), requests=len(ev), errors=errors,
                    seconds=round(took, 2), max_late_ms=round(late * 1000, 1),
-                   split_rooms=split)
+                   split_rooms=len(split))
         if directory:
             if outage:
-                # until every unconfirmed room is reconciled
-                t = time.time()
-                while time.time() - t < 30:
-                    if dir_sum("reconciled") >= dir_sum("unconfirmed"):
-                        break
-                    time.sleep(0.02)
-                done = time.time()
-                res["reconciled_after_redis_back_ms"] = round(
-                    (done - marks["up"]) * 1000)
                 res["outage_ms"] = round((marks["up"] - marks["down"]) * 1000)
+                res["unconfirmed_at_return"] = marks["unconfirmed_at_return"]
+                res["reconciled_after_redis_back_ms"] = round(
+                    (marks["reconciled"] - marks["up"]) * 1000) \
+                    if "reconciled" in marks else None
+            time.sleep(1)
             for f in ("calls", "misses", "hits", "adopted", "lost_races",
-                      "unconfirmed", "reconciled", "splits", "errors"):
+                      "unconfirmed", "reconciled", "splits", "restored",
+                      "errors"):
                 res[f] = dir_sum(f)
+            logged = split_logged(root)
+            res["split_rooms_logged"] = len(logged)
+            res["split_rooms_not_logged"] = len(split - logged)
             res["rooms_apart_after"] = agree(sorted(answers))
     finally:
         cl.stop()
@@ -333,6 +369,13 @@ def run_latency(args, directory):
             st = status(FRONTS[0])["upstreams"]["chat"]["directory"]
             res["rtt_avg_us"] = st["rtt_us"]["avg"]
             res["rtt_max_us"] = st["rtt_us"]["max"]
+            # the histogram's bucket that holds the 99th percentile
+            le = st["rtt_us"]["le"]
+            n = st["rtt_us"]["count"]
+            for k, v in le.items():
+                if v >= 0.99 * n:
+                    res["rtt_p99_le_us"] = k
+                    break
     finally:
         cl.stop()
         if not os.environ.get("KEEP"):

@@ -114,7 +114,7 @@ static ngx_int_t ra_directory_parse(redisReply *reply, ra_dir_record_t *rec);
 static void ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec);
 static void ra_directory_tick(ngx_event_t *ev);
 static ngx_uint_t ra_directory_repair(ra_srv_conf_t *rcf, ngx_msec_t now);
-static void ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now);
+static ngx_uint_t ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now);
 static void ra_directory_renewed(void *data, redisReply *reply,
     uint64_t rtt);
 static ngx_msec_t ra_directory_expiry(ra_srv_conf_t *rcf);
@@ -991,7 +991,7 @@ ra_directory_tick(ngx_event_t *ev)
         }
 
         busy |= ra_directory_repair(rcfp[i], now);
-        ra_directory_renew(rcfp[i], now);
+        busy |= ra_directory_renew(rcfp[i], now);
     }
 
     ngx_add_timer(ev, busy ? RA_DIR_TICK_BUSY : RA_DIR_TICK);
@@ -1115,12 +1115,12 @@ ra_directory_repair(ra_srv_conf_t *rcf, ngx_msec_t now)
  * lost meanwhile is written again from the copy here
  */
 
-static void
+static ngx_uint_t
 ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
 {
     u_char          *p, *q;
     ngx_str_t       *keys, *args;
-    ngx_uint_t       n, b, end, interval;
+    ngx_uint_t       n, b, end, interval, more;
     ra_room_t       *room;
     ra_shctx_t      *sh;
     ra_dir_sh_t     *d;
@@ -1136,21 +1136,21 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
                        RA_DIR_RENEW_MIN);
 
     if (!d->renewing && (ngx_msec_int_t) (now - d->renew_at) < 0) {
-        return;
+        return 0;
     }
 
     if (ra_dir_link_usable(now, ngx_max(4 * ra_dir_w.conf->directory_wait,
                                         50))
         != NGX_OK)
     {
-        return;
+        return 0;
     }
 
     /* freed with the answer: its rooms are what the answer's indexes name */
 
     rn = ngx_alloc(sizeof(ra_dir_renew_t), ra_dir_w.log);
     if (rn == NULL) {
-        return;
+        return 0;
     }
 
     rn->rcf = rcf;
@@ -1166,7 +1166,7 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
             /* another worker took it */
             ngx_shmtx_unlock(&ctx->shpool->mutex);
             ngx_free(rn);
-            return;
+            return 0;
         }
 
         d->renewing = 1;
@@ -1222,12 +1222,13 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
     }
 
     d->renew_cursor = b;
+    more = d->renewing;
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     if (n == 0) {
         ngx_free(rn);
-        return;
+        return more;
     }
 
     rn->n = n;
@@ -1245,10 +1246,13 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
         != NGX_OK)
     {
         ngx_free(rn);
-        return;
+        return 0;
     }
 
     ra_directory_count(rcf, RA_DIR_COUNT_CALL, 0);
+
+    /* a pass under way goes on at the busy tick */
+    return more;
 }
 
 

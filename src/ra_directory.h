@@ -18,7 +18,7 @@
 
 #define RA_DIR_TICK            100       /* ms between a worker's ticks */
 #define RA_DIR_TICK_BUSY       20        /* ... while repairing */
-#define RA_DIR_SCAN            4096      /* buckets looked at a tick */
+#define RA_DIR_SCAN            16384     /* buckets looked at a tick */
 #define RA_DIR_BATCH           256       /* rooms repaired a tick */
 #define RA_DIR_RENEW_BATCH     128       /* records renewed a call */
 #define RA_DIR_RACE            1000      /* ms: another instance's record

@@ -23,6 +23,8 @@
  *   ra_redis_watch.c whether a link's peer is alive, stalled
  *   ra_redis_resolve.c  a "resolve" host's address, before a reconnection
  *   ra_redis_in.c    what arrives from Redis, to whom it goes
+ *   ra_directory.c   the room directory: a room's record in Redis
+ *   ra_dir_link.c    a worker's own Redis link for the directory
  *   ra_body.c        the room of a request's JSON body or argument
  *   ra_reply.c       the module's own answers (JSON, errors)
  *   ra_join.c        the join API

@@ -266,10 +266,13 @@ def agree(rooms):
         pools = [Pool(p) for p in FRONTS]
         apart = 0
         for room in rooms:
-            got = set()
+            got = []
             for p in pools:
-                got.add((await p.get("/?room=" + room))[1])
-            apart += len(got) > 1
+                got.append((await p.get("/?room=" + room))[1])
+            if len(set(got)) > 1:
+                apart += 1
+                if os.environ.get("KEEP"):
+                    print("apart: %s %s" % (room, got), file=sys.stderr)
         return apart
     return asyncio.run(run())
 

@@ -199,6 +199,7 @@ ngx_int_t
 ra_directory_init(ngx_conf_t *cf)
 {
     ngx_uint_t                  i;
+    ra_zone_ctx_t              *zctx;
     ra_srv_conf_t             **rcfp;
     ra_main_conf_t             *rmcf;
     ngx_http_handler_pt        *h;
@@ -217,6 +218,10 @@ ra_directory_init(ngx_conf_t *cf)
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
         rcfp[i]->directory = 1;
+
+        /* its figures in the zone (ra_zone.c) */
+        zctx = rcfp[i]->shm_zone->data;
+        zctx->directory = 1;
     }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
@@ -321,7 +326,7 @@ ra_directory_handler(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
-    if (ctx && ctx->directory >= RA_DIR_ASK_MAX) {
+    if (ctx && (ctx->directory & RA_DIR_ASK_COUNT) >= RA_DIR_ASK_MAX) {
         /* answered, or not in time; the balancer goes on */
         return NGX_DECLINED;
     }
@@ -363,7 +368,7 @@ ra_directory_handler(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
-    ctx->directory = RA_DIR_ASK_DONE;
+    ctx->directory = (ctx->directory & ~RA_DIR_ASK_COUNT) | RA_DIR_ASK_DONE;
 
     return NGX_DECLINED;
 }
@@ -693,7 +698,8 @@ ra_directory_event(ngx_event_t *ev)
     if (timedout) {
         /* no answer in time: not asked again for this request */
         ctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
-        ctx->directory = RA_DIR_ASK_DONE | RA_DIR_ASK_WAITING;
+        ctx->directory = (ctx->directory & ~RA_DIR_ASK_COUNT)
+                         | RA_DIR_ASK_DONE | RA_DIR_ASK_WAITING;
     }
 
     c = r->connection;
@@ -711,12 +717,20 @@ ra_directory_reply(void *data, redisReply *reply, uint64_t rtt)
 {
     ra_dir_call_t  *call = data;
 
-    ra_dir_record_t  rec;
+    ra_body_ctx_t    *ctx;
+    ra_dir_record_t   rec;
 
     if (ra_dir_w.conf && reply) {
         if (ra_directory_parse(reply, &rec) == NGX_OK) {
             ra_directory_count(call->rcf, RA_DIR_COUNT_RTT, rtt);
             ra_directory_apply(call, &rec);
+
+            if (call->r && rec.status == 1) {
+                /* the join says "new": the first placement anywhere */
+                ctx = ngx_http_get_module_ctx(call->r,
+                                              ngx_http_room_affinity_module);
+                ctx->directory |= RA_DIR_ASK_PLACED;
+            }
 
         } else {
             ngx_log_error(NGX_LOG_ERR, ra_dir_w.log, 0,
@@ -818,7 +832,7 @@ ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec)
     rcf = call->rcf;
     ctx = rcf->shm_zone->data;
     sh = ctx->sh;
-    d = &sh->dir;
+    d = sh->dir;
     hash = (uint32_t) ra_hash(call->room, call->len);
     name.data = call->room;
     name.len = call->len;
@@ -983,9 +997,9 @@ ra_directory_tick(ngx_event_t *ev)
             ngx_shmtx_lock(&ctx->shpool->mutex);
 
             /* every room held, idle ones too: a restarted Redis has none */
-            ctx->sh->dir.renewing = 0;
-            ctx->sh->dir.renew_all = 1;
-            ctx->sh->dir.renew_at = now;
+            ctx->sh->dir->renewing = 0;
+            ctx->sh->dir->renew_all = 1;
+            ctx->sh->dir->renew_at = now;
 
             ngx_shmtx_unlock(&ctx->shpool->mutex);
         }
@@ -1021,7 +1035,7 @@ ra_directory_repair(ra_srv_conf_t *rcf, ngx_msec_t now)
 
     ctx = rcf->shm_zone->data;
     sh = ctx->sh;
-    d = &sh->dir;
+    d = sh->dir;
 
     if (!d->dirty) {
         return 0;
@@ -1130,7 +1144,7 @@ ra_directory_renew(ra_srv_conf_t *rcf, ngx_msec_t now)
 
     ctx = rcf->shm_zone->data;
     sh = ctx->sh;
-    d = &sh->dir;
+    d = sh->dir;
 
     interval = ngx_max(ngx_min(rcf->ttl / 4, RA_DIR_RENEW_MAX),
                        RA_DIR_RENEW_MIN);
@@ -1291,8 +1305,8 @@ ra_directory_renewed(void *data, redisReply *reply, uint64_t rtt)
     }
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
-    ctx->sh->dir.renewed += (ngx_uint_t) e[0]->integer;
-    ctx->sh->dir.restored += (ngx_uint_t) e[1]->integer;
+    ctx->sh->dir->renewed += (ngx_uint_t) e[0]->integer;
+    ctx->sh->dir->restored += (ngx_uint_t) e[1]->integer;
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     for (i = 2; i + 2 < reply->elements; i += 3) {
@@ -1354,7 +1368,7 @@ ra_directory_count(ra_srv_conf_t *rcf, ngx_uint_t what, uint64_t rtt)
     static uint64_t bounds[RA_DIR_RTT_BUCKETS] = RA_DIR_RTT_BOUNDS;
 
     ctx = rcf->shm_zone->data;
-    d = &ctx->sh->dir;
+    d = ctx->sh->dir;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -1398,6 +1412,6 @@ ra_directory_stats(ra_srv_conf_t *rcf, ra_dir_sh_t *copy)
     ctx = rcf->shm_zone->data;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
-    *copy = ctx->sh->dir;
+    *copy = *ctx->sh->dir;
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 }

@@ -33,7 +33,9 @@
 #define RA_DIR_ASK_NONE        0
 #define RA_DIR_ASK_MAX         2
 #define RA_DIR_ASK_DONE        RA_DIR_ASK_MAX
+#define RA_DIR_ASK_COUNT       0x0f     /* the asks made */
 #define RA_DIR_ASK_WAITING     0x10
+#define RA_DIR_ASK_PLACED      0x20     /* its call wrote the record */
 
 
 typedef void (*ra_dir_resume_pt)(ngx_http_request_t *r);

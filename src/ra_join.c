@@ -266,10 +266,16 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
                    "room_affinity: join room \"%V\" %s, url \"%*s\"",
                    room, rt.is_new ? "placed" : "found", url_len, url);
 
-    /* a room placed without recording (full zone) is new as well */
+    /*
+     * a room placed without recording (full zone) is new as well; with
+     * the directory, one whose record this join wrote
+     */
+
+    bctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
 
     return ra_join_answer(r, rlcf, room, url, url_len,
-                          rt.is_new || rt.room == NULL);
+                          rt.is_new || rt.room == NULL
+                          || (bctx && (bctx->directory & RA_DIR_ASK_PLACED)));
 }
 
 
@@ -284,7 +290,7 @@ ra_join_resume(ngx_http_request_t *r)
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_room_affinity_module);
     bctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
 
-    bctx->directory = RA_DIR_ASK_DONE;
+    bctx->directory = (bctx->directory & RA_DIR_ASK_PLACED) | RA_DIR_ASK_DONE;
 
     ngx_http_finalize_request(r, ra_join_room(r, rlcf, &bctx->room));
 }

@@ -191,9 +191,9 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
         if (rcf->directory) {
             /* not committed in the directory: repaired from it later */
             room->dir = RA_DIR_UNCONFIRMED;
-            sh->dir.unconfirmed++;
-            sh->dir.dirty = 1;
-            sh->dir.pass_found = 1;
+            sh->dir->unconfirmed++;
+            sh->dir->dirty = 1;
+            sh->dir->pass_found = 1;
         }
 
         goto found;
@@ -244,9 +244,9 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
          * here, and repaired from its record when it answers
          */
         room->dir = RA_DIR_UNCONFIRMED;
-        sh->dir.unconfirmed++;
-        sh->dir.dirty = 1;
-        sh->dir.pass_found = 1;
+        sh->dir->unconfirmed++;
+        sh->dir->dirty = 1;
+        sh->dir->pass_found = 1;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,

@@ -226,7 +226,7 @@ typedef struct {
                                             its last room or connection
                                             went, or a worker left */
     ra_worker_t         workers[RA_WORKERS_MAX];
-    ra_dir_sh_t         dir;             /* the room directory's */
+    ra_dir_sh_t        *dir;             /* with the room directory */
 } ra_shctx_t;
 
 
@@ -238,6 +238,7 @@ typedef struct {
     ngx_uint_t                    gen;         /* this configuration's */
     ra_worker_t                  *worker;      /* this process's, or NULL */
     ngx_uint_t                    warned;      /* it found no entry */
+    ngx_uint_t                    directory;   /* sh->dir is needed */
 } ra_zone_ctx_t;
 
 

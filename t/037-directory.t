@@ -159,6 +159,17 @@ for my $i (1 .. 20) {
 }
 is($agree, 20, 'rooms placed by a join are proxied to the same backend');
 
+my ($new_first, $new_later) = (0, 0);
+for my $i (1 .. 10) {
+    my @j = map {
+        eval { JSON::PP->new->decode(get($_, "/join?roomName=n$i")) } // {}
+    } @ports;
+    $new_first++ if $j[0]{new};
+    $new_later++ if $j[1]{new} || $j[2]{new};
+}
+is($new_first, 10, 'a join that records the room says "new"');
+is($new_later, 0, 'the joins of the other instances do not');
+
 # Prometheus
 my $prom = get($ports[1], '/status?format=prometheus');
 like($prom, qr/^room_affinity_directory_misses_total\{upstream="chat"\} \d+$/m,

@@ -887,6 +887,12 @@ ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec)
 
     room = ra_room_lookup(sh, hash, call->room, call->len);
 
+    if (room && room->dir == RA_DIR_CONFIRMED && room->epoch > rec->epoch) {
+        /* a late answer, older than what the zone has learnt since */
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return;
+    }
+
     if (room == NULL) {
         room = ra_room_create(ctx, hash, call->room, call->len,
                               ngx_current_msec, ra_dir_w.log);

@@ -269,8 +269,10 @@ ra_dir_link_open(ngx_msec_t now)
 
     rc = ra_dir_l.conf;
 
-    ac = ra_redis_dial(rc, (char *) rc->host.data, 1, ra_dir_link_auth,
-                       ra_dir_l.log, &err);
+    /* the configured address: "resolve" is refused with the directory */
+
+    ac = ra_redis_dial(rc, (char *) rc->host.data, rc->port, 1,
+                       ra_dir_link_auth, ra_dir_l.log, &err);
 
     if (ac == NULL) {
         ra_dir_link_failed("connect", err);

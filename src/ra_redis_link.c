@@ -224,7 +224,8 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
 
     ac = ra_redis_dial(rc, rc->resolve ? ra_redis_resolve_host()
                                        : (char *) rc->host.data,
-                       !link->subscriber, ra_redis_reply, log, &err);
+                       rc->port, !link->subscriber, ra_redis_reply, log,
+                       &err);
 
     if (ac == NULL) {
         ra_redis_failed(link, "connect", err);
@@ -268,7 +269,7 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
 
 
 /*
- * A new context to "host" (NULL or ignored with a unix socket), attached
+ * A new context to "host" and "port" (ignored with a unix socket), attached
  * to nginx's loop, with AUTH (and SELECT, with "select") queued: written
  * once connected, answered to "reply" with the command's name as
  * privdata.  The caller sets the callbacks and the connect timer.  NULL
@@ -277,8 +278,9 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
  */
 
 redisAsyncContext *
-ra_redis_dial(ra_redis_conf_t *rc, const char *host, ngx_uint_t select,
-    redisCallbackFn *reply, ngx_log_t *log, const char **err)
+ra_redis_dial(ra_redis_conf_t *rc, const char *host, ngx_int_t port,
+    ngx_uint_t select, redisCallbackFn *reply, ngx_log_t *log,
+    const char **err)
 {
     const char         *argv[3];
     size_t              argvlen[3];
@@ -289,7 +291,7 @@ ra_redis_dial(ra_redis_conf_t *rc, const char *host, ngx_uint_t select,
         ac = redisAsyncConnectUnix((char *) rc->unix_path.data);
 
     } else {
-        ac = redisAsyncConnect(host, (int) rc->port);
+        ac = redisAsyncConnect(host, (int) port);
     }
 
     if (ac == NULL) {

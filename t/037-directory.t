@@ -14,6 +14,7 @@ use JSON::PP ();
 use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(sleep time);
+use File::Path ();
 
 use lib 't/helpers';
 use RoomAffinity;
@@ -196,5 +197,35 @@ is($h->{inf}, dir($ports[1])->{rtt_us}{count},
 my $rec = RoomAffinity::redis_command($ENV{TEST_NGINX_REDIS_PORT}, 'HINCRBY',
                                       'room_affinity:dir:chat:c1', 'e', '0');
 is($rec, ':1', 'the record of a room has epoch 1');
+
+# configuration errors, as nginx -t says them
+sub conf_error {
+    my ($redis) = @_;
+    my $dir = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-dirconf';
+    File::Path::make_path("$dir/conf", "$dir/logs");
+    open my $fh, '>', "$dir/conf/nginx.conf" or die $!;
+    print $fh join('', map { "load_module $_;\n" }
+                   split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || ''))
+        . "events {}\nhttp {\n    resolver 127.0.0.1;\n"
+        . "    room_affinity_redis $redis;\n"
+        . "    upstream u { room_affinity \$arg_room zone=c:1m; "
+        . "server 127.0.0.1:1; }\n}\n";
+    close $fh;
+    my $out = `$ENV{TEST_NGINX_BINARY} -t -p $dir/ -c conf/nginx.conf 2>&1`
+              if $ENV{TEST_NGINX_BINARY};
+    $out //= `nginx -t -p $dir/ -c conf/nginx.conf 2>&1`;
+    return $out;
+}
+
+like(conf_error('redis.example.com:6379 resolve directory=on'),
+     qr/"directory=on" needs an IP address or a unix socket, not "resolve"/,
+     'directory=on refuses "resolve"');
+like(conf_error('127.0.0.1:6379 directory=on directory_wait=0'),
+     qr/invalid time in "directory_wait=0", it must be between 1ms and 10s/,
+     'directory_wait=0 is refused');
+like(conf_error('127.0.0.1:6379 directory=maybe'),
+     qr/invalid parameter "directory=maybe"/, 'directory=maybe is refused');
+like(conf_error('127.0.0.1:6379 directory=on directory_wait=20ms'),
+     qr/test is successful/, 'directory=on directory_wait=20ms is accepted');
 
 done_testing();

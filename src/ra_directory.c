@@ -873,8 +873,22 @@ ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec)
     slot = ra_backend_find(sh, rec->backend.data, rec->backend.len);
 
     if (slot == NGX_DECLINED) {
-        /* a server this configuration does not have: left as it is */
+        /*
+         * a server this configuration does not have (the instances must
+         * name their servers alike): the room stays where it is here,
+         * taken as confirmed, so that it is neither repaired nor asked
+         * for again before ttl/2
+         */
         d->errors++;
+
+        room = ra_room_lookup(sh, hash, call->room, call->len);
+
+        if (room) {
+            room->dir = RA_DIR_CONFIRMED;
+            room->epoch = rec->epoch;
+            room->confirmed = (uint32_t) ngx_current_msec;
+        }
+
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 
         ngx_log_error(NGX_LOG_WARN, ra_dir_w.log, 0,

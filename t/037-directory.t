@@ -211,10 +211,8 @@ sub conf_error {
         . "    upstream u { room_affinity \$arg_room zone=c:1m; "
         . "server 127.0.0.1:1; }\n}\n";
     close $fh;
-    my $out = `$ENV{TEST_NGINX_BINARY} -t -p $dir/ -c conf/nginx.conf 2>&1`
-              if $ENV{TEST_NGINX_BINARY};
-    $out //= `nginx -t -p $dir/ -c conf/nginx.conf 2>&1`;
-    return $out;
+    my $bin = $ENV{TEST_NGINX_BINARY} || 'nginx';
+    return scalar `$bin -t -p $dir/ -c conf/nginx.conf 2>&1`;
 }
 
 like(conf_error('redis.example.com:6379 resolve directory=on'),

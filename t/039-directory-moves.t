@@ -168,6 +168,18 @@ for my $room (@rooms) {
 is($agree, 10, 'the moved rooms stay on the new backend');
 is_deeply([map { dir($_)->{calls} } @ports], \@calls, 'without a call');
 
+# a record naming a server this configuration does not have: proxied all
+# the same, counted as an error, and not asked for again and again
+redis('HSET', 'room_affinity:dir:chat:unknown', 'b', '127.0.0.1:1', 'e', '1',
+      'i', 'seed', 't', '0');
+like(get($ports[0], '/?room=unknown'), qr/^b\d$/,
+     'a room recorded on an unknown server is proxied');
+sleep 0.5;
+my $c0 = dir($ports[0])->{calls};
+sleep 0.5;
+is(dir($ports[0])->{calls}, $c0, 'and costs no more calls afterwards');
+ok(dir($ports[0])->{errors} >= 1, 'the unknown server is counted as an error');
+
 # renewal: a room with a live connection keeps its record past its expiry
 
 my $pid = fork();

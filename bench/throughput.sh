@@ -10,6 +10,8 @@
 # round robin; HAProxy (url_param room + hash-type consistent +
 # hash-balance-factor 125) when it is installed. wrk asks for 100,000
 # distinct rooms, round after round, the policies interleaved.
+# BENCH_DIRECTORY=1: a redis-server too, and the front with
+# "room_affinity_redis ... directory=on" (the room directory).
 
 set -euo pipefail
 
@@ -30,6 +32,13 @@ P_HA=$((BASE + 13))
 
 BACK=$(bench_prefix back)
 FRONT=$(bench_prefix front)
+
+REDIS_CONF=""
+if [ -n "${BENCH_DIRECTORY:-}" ]; then
+    P_REDIS=$((BASE + 20))
+    bench_redis "$P_REDIS"
+    REDIS_CONF="room_affinity_redis 127.0.0.1:$P_REDIS directory=on;"
+fi
 
 cat > "$BACK/conf/nginx.conf" <<END
 worker_processes 1;
@@ -60,6 +69,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 100000;
+    $REDIS_CONF
     upstream ra {
         room_affinity \$arg_room zone=bench_rooms:64m;
         $servers

@@ -474,9 +474,14 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
         if (k < rcf->peers.nmap
             && !ra_peer_gone(rcf->peers.map[k].peer, ngx_time()))
         {
+            /*
+             * 32-bit differences: a worker's clock may be a little behind
+             * the one that confirmed it
+             */
+
             if (room->dir == RA_DIR_CONFIRMED
-                && (ngx_msec_int_t) ((uint32_t) now - room->confirmed)
-                   < (ngx_msec_int_t) (rcf->ttl / 2))
+                && (int32_t) ((uint32_t) now - room->confirmed)
+                   < (int32_t) (rcf->ttl / 2))
             {
                 /* known, and the record lives: no call */
                 ngx_shmtx_unlock(&ctx->shpool->mutex);

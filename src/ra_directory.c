@@ -479,25 +479,28 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
              * the one that confirmed it
              */
 
-            if (room->dir == RA_DIR_CONFIRMED
-                && (int32_t) ((uint32_t) now - room->confirmed)
+            if (room->dir != RA_DIR_CONFIRMED
+                || (int32_t) ((uint32_t) now - room->confirmed)
                    < (int32_t) (rcf->ttl / 2))
             {
-                /* known, and the record lives: no call */
+                /*
+                 * known, and the record lives: no call; or placed here
+                 * without an answer: the repair asks for it (every
+                 * request of it waiting for Redis again would cost a
+                 * wait each while Redis is slow)
+                 */
                 ngx_shmtx_unlock(&ctx->shpool->mutex);
                 ra_peers_unlock(rcf);
                 return NGX_DECLINED;
             }
 
             /*
-             * placed here without an answer, or confirmed long ago: its
-             * record may have expired, or another instance's won
+             * confirmed long ago: its record may have expired, or
+             * another instance's won
              */
 
-            op = (room->dir == RA_DIR_CONFIRMED || room->epoch == 0)
-                 ? RA_DIR_OP_PLACE : RA_DIR_OP_MOVE;
+            op = RA_DIR_OP_PLACE;
             epoch = room->epoch;
-            repair = (room->dir == RA_DIR_UNCONFIRMED);
             i = k;
 
         } else {

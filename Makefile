@@ -172,6 +172,11 @@ asan:
 bench-redis: module
 	bench/redis.sh
 
+# the room directory (bench/dir/run.py, docs/benchmarks.md): 3 instances,
+# 10,000 rooms, with and without the directory, Redis restarted midway
+bench-dir: module
+	python3 bench/dir/run.py $(BENCH_DIR_ARGS)
+
 # the sanitized module under load: two workers, failures, Redis reports
 stress:
 	$(MAKE) BUILD=build-asan CC_OPT="$(ASAN_OPT)" module
@@ -196,7 +201,7 @@ bench-live: module examples/node_modules
 	SEEDS="$(SEEDS)" PERIODS="$(PERIODS)" python3 bench/live/run.py
 
 .PHONY: all module agent deps unit suites test clean bench bench-micro \
-        bench-redis sim asan stress test-nginx bench-live FORCE
+        bench-redis sim asan stress test-nginx bench-live bench-dir FORCE
 
 demo: module agent examples/node_modules
 	bash examples/demo/demo.sh

@@ -12,6 +12,7 @@
 #include "src/ra_conf_redis.h"
 #include "src/ra_redis.h"
 #include "src/ra_body.h"
+#include "src/ra_directory.h"
 #include "src/ra_bench.h"
 #include "src/ra_workers.h"
 
@@ -147,6 +148,11 @@ ra_preconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ra_postconfiguration(ngx_conf_t *cf)
 {
+    /* first: a phase's handlers run in the reverse order (ra_directory.c) */
+    if (ra_directory_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ra_body_init(cf);
 }
 
@@ -245,13 +251,18 @@ ra_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ra_redis_init_process(cycle);
+    if (ra_redis_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ra_directory_init_process(cycle);
 }
 
 
 static void
 ra_exit_process(ngx_cycle_t *cycle)
 {
+    ra_directory_exit_process(cycle);
     ra_redis_exit_process(cycle);
     ra_workers_exit_process(cycle);
 }

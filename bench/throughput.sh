@@ -10,6 +10,9 @@
 # round robin; HAProxy (url_param room + hash-type consistent +
 # hash-balance-factor 125) when it is installed. wrk asks for 100,000
 # distinct rooms, round after round, the policies interleaved.
+# BENCH_DIRECTORY=on|off: a redis-server too, and the front with
+# "room_affinity_redis ... directory=on|off" (the room directory, or Redis
+# without it: the same links, to tell the directory's cost from Redis's).
 
 set -euo pipefail
 
@@ -30,6 +33,14 @@ P_HA=$((BASE + 13))
 
 BACK=$(bench_prefix back)
 FRONT=$(bench_prefix front)
+
+REDIS_CONF=""
+if [ -n "${BENCH_DIRECTORY:-}" ]; then
+    P_REDIS=$((BASE + 20))
+    bench_redis "$P_REDIS"
+    REDIS_CONF="room_affinity_redis 127.0.0.1:$P_REDIS"
+    REDIS_CONF="$REDIS_CONF directory=$BENCH_DIRECTORY;"
+fi
 
 cat > "$BACK/conf/nginx.conf" <<END
 worker_processes 1;
@@ -60,6 +71,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 100000;
+    $REDIS_CONF
     upstream ra {
         room_affinity \$arg_room zone=bench_rooms:64m;
         $servers
@@ -145,9 +157,13 @@ run() {
         | awk '/^Requests\/sec/ { print $2 }'
 }
 
-# warm up: every room placed once, every connection opened
+# warm up: every room placed once, every connection opened (with the
+# directory, long enough that the rounds measure known rooms: a new room
+# waits for Redis)
+WARMUP=${BENCH_WARMUP:-2}
+if [ -n "${BENCH_DIRECTORY:-}" ]; then WARMUP=${BENCH_WARMUP:-15}; fi
 for p in $POLICIES; do
-    wrk -t 1 -c "$CONNS" -d 2s -s "$DIR/rooms.lua" \
+    wrk -t 1 -c "$CONNS" -d "${WARMUP}s" -s "$DIR/rooms.lua" \
         "http://127.0.0.1:$(port_of "$p")/" >/dev/null 2>&1
 done
 

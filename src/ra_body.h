@@ -29,6 +29,7 @@ typedef struct {
     ngx_int_t                     status;      /* for the phase handler */
     ngx_str_t                     room;
     ra_room_err_t                 err;
+    ngx_uint_t                    directory;   /* RA_DIR_ASK_* (ra_directory.c) */
 } ra_body_ctx_t;
 
 

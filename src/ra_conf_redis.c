@@ -52,6 +52,7 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->command_timeout = RA_REDIS_COMMAND_TIMEOUT;
     rc->ping_interval = RA_REDIS_PING_INTERVAL;
     rc->snapshot_max = RA_REDIS_SNAPSHOT_MAX;
+    rc->directory_wait = RA_DIR_WAIT_DEFAULT;
     ngx_str_null(&prefix);
 
     /* with sentinel= there is no address: the Sentinels name the master */
@@ -276,6 +277,34 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "directory=on") == 0) {
+            rc->directory = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "directory=off") == 0) {
+            rc->directory = 0;
+            continue;
+        }
+
+        if (ra_has_prefix(&value[i], "directory_wait=")) {
+            s.data = value[i].data + sizeof("directory_wait=") - 1;
+            s.len = value[i].len - (sizeof("directory_wait=") - 1);
+
+            rc->directory_wait = ngx_parse_time(&s, 0);
+            if (rc->directory_wait == (ngx_msec_t) NGX_ERROR
+                || rc->directory_wait == 0
+                || rc->directory_wait > 10000)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid time in \"%V\", it must be "
+                                   "between 1ms and 10s", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ngx_strcmp(value[i].data, "share=off") == 0) {
             rc->share_on = 0;
             continue;
@@ -328,6 +357,14 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (rc->directory && rc->resolve) {
+        /* every worker dials it, and hiredis would resolve it blocking */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"directory=on\" needs an IP address or a "
+                           "unix socket, not \"resolve\"");
+        return NGX_CONF_ERROR;
+    }
+
     /* channel and key names, NUL-terminated for hiredis */
 
     rc->channel_register.len = prefix.len + sizeof("register") - 1;
@@ -350,6 +387,16 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ngx_sprintf(rc->channel_rooms.data, "%Vroom_affinity:rooms%Z", &prefix);
+
+    /* the directory's keys: "<prefix>room_affinity:dir:<upstream>:<room>" */
+    rc->directory_prefix.len = prefix.len + sizeof("room_affinity:dir:") - 1;
+    rc->directory_prefix.data = ngx_pnalloc(cf->pool,
+                                            rc->directory_prefix.len);
+    if (rc->directory_prefix.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(rc->directory_prefix.data, "%Vroom_affinity:dir:", &prefix);
 
     ngx_sprintf(rc->channel_register.data, "%Vregister%Z", &prefix);
     ngx_sprintf(rc->channel_signaling.data, "%Vsignaling%Z", &prefix);

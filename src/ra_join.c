@@ -13,11 +13,13 @@
 #include "ra_join.h"
 #include "ra_body.h"
 #include "ra_route.h"
+#include "ra_directory.h"
 
 
 static ngx_int_t ra_join_arg(ngx_http_request_t *r, ra_loc_conf_t *rlcf);
 static void ra_join_body_handler(ngx_http_request_t *r);
 static ngx_int_t ra_join_body(ngx_http_request_t *r);
+static void ra_join_resume(ngx_http_request_t *r);
 static ngx_int_t ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf,
     ngx_str_t *room);
 static ngx_int_t ra_join_stateless(ngx_http_request_t *r, ra_loc_conf_t *rlcf,
@@ -193,9 +195,36 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
     ra_backend_t   *be;
     ra_srv_conf_t  *rcf;
     ra_zone_ctx_t  *ctx;
+    ra_body_ctx_t  *bctx;
     u_char          url[RA_MSG_URL_MAX + RA_BACKEND_NAME_LEN + 8];
 
     rcf = rlcf->join;
+
+    if (rcf->directory) {
+        /* the room's record first, as for a proxied request */
+
+        bctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
+
+        if (bctx == NULL) {
+            bctx = ngx_pcalloc(r->pool, sizeof(ra_body_ctx_t));
+            if (bctx == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_http_set_ctx(r, bctx, ngx_http_room_affinity_module);
+        }
+
+        if (bctx->directory == RA_DIR_ASK_NONE) {
+            bctx->directory = RA_DIR_ASK_DONE;
+            bctx->room = *room;
+
+            if (ra_directory_ask(r, rcf, room, ra_join_resume) == NGX_AGAIN) {
+                bctx->directory |= RA_DIR_ASK_WAITING;
+                r->main->count++;
+                return NGX_DONE;
+            }
+        }
+    }
 
     rc = ra_route_init(&rt, rcf, room, r->pool, r->connection->log);
 
@@ -237,10 +266,33 @@ ra_join_room(ngx_http_request_t *r, ra_loc_conf_t *rlcf, ngx_str_t *room)
                    "room_affinity: join room \"%V\" %s, url \"%*s\"",
                    room, rt.is_new ? "placed" : "found", url_len, url);
 
-    /* a room placed without recording (full zone) is new as well */
+    /*
+     * a room placed without recording (full zone) is new as well; with
+     * the directory, one whose record this join wrote
+     */
+
+    bctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
 
     return ra_join_answer(r, rlcf, room, url, url_len,
-                          rt.is_new || rt.room == NULL);
+                          rt.is_new || rt.room == NULL
+                          || (bctx && (bctx->directory & RA_DIR_ASK_PLACED)));
+}
+
+
+/* the directory answered, or the wait is over: the answer */
+
+static void
+ra_join_resume(ngx_http_request_t *r)
+{
+    ra_body_ctx_t  *bctx;
+    ra_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_room_affinity_module);
+    bctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
+
+    bctx->directory = (bctx->directory & RA_DIR_ASK_PLACED) | RA_DIR_ASK_DONE;
+
+    ngx_http_finalize_request(r, ra_join_room(r, rlcf, &bctx->room));
 }
 
 

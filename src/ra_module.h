@@ -25,6 +25,8 @@
  *   ra_redis_resolve.c  a "resolve" host's address, before a reconnection
  *   ra_redis_sentinel.c where a link dials; the master the Sentinels name
  *   ra_redis_in.c    what arrives from Redis, to whom it goes
+ *   ra_directory.c   the room directory: a room's record in Redis
+ *   ra_dir_link.c    a worker's own Redis link for the directory
  *   ra_body.c        the room of a request's JSON body or argument
  *   ra_reply.c       the module's own answers (JSON, errors)
  *   ra_join.c        the join API
@@ -127,6 +129,8 @@ struct ra_srv_conf_s {
     ngx_str_t                     zone_name;
     ngx_array_t                  *urls;        /* ra_url_t */
     ra_fleet_conf_t              *fleet;       /* NULL: no register= */
+
+    ngx_flag_t                    directory;   /* its rooms in Redis */
 
     /* per worker, built on first use */
     ra_peers_t                    peers;

@@ -30,6 +30,7 @@
 #define RA_REDIS_SNAPSHOT_BATCH   500    /* HSCAN's COUNT */
 #define RA_REDIS_LOG_INTERVAL  5000      /* ms between logs of one reason */
 #define RA_REDIS_ERR_LEN       128
+#define RA_DIR_WAIT_DEFAULT    5         /* ms, directory_wait= */
 
 
 /* what the instance's subscriber shares with every worker */
@@ -122,6 +123,11 @@ struct ra_redis_conf_s {
     ngx_str_t           master_name;  /* master=, NUL-terminated */
     ngx_str_t           sentinel_user;
     ngx_str_t           sentinel_password;
+
+    /* the room directory (ra_directory.c) */
+    ngx_flag_t          directory;
+    ngx_msec_t          directory_wait;
+    ngx_str_t           directory_prefix;  /* of its keys */
 };
 
 

@@ -31,6 +31,7 @@ typedef struct {
     ngx_log_t          *log;
     ngx_event_t         drain;        /* the outbox of placements */
     ngx_uint_t          closing;      /* inside ra_redis_close() */
+    u_char              dial_err[128];  /* hiredis's, copied */
     ngx_msec_t          backoff;
     ngx_msec_t          next;         /* no connect before */
     ra_redis_link_t     sub;
@@ -284,8 +285,7 @@ ra_redis_sentinel_done(ra_redis_sentinel_e event, const char *err)
 static ngx_int_t
 ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
 {
-    const char         *argv[5];
-    size_t              argvlen[5];
+    const char         *argv[4], *err;
     ngx_uint_t          argc;
     redisAsyncContext  *ac;
     ra_redis_conf_t    *rc;
@@ -298,32 +298,13 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
         return NGX_ERROR;
     }
 
-    if (t.unix_path) {
-        ac = redisAsyncConnectUnix(t.unix_path);
+    /* the address: the one choice of where to connect (ra_redis_target) */
 
-    } else {
-        ac = redisAsyncConnect(t.host, t.port);
-    }
+    ac = ra_redis_dial(rc, t.host, t.port, !link->subscriber, ra_redis_reply,
+                       log, &err);
 
     if (ac == NULL) {
-        ra_redis_failed(link, "connect", "out of memory");
-        return NGX_ERROR;
-    }
-
-    if (ac->err) {
-        ra_redis_failed(link, "connect", ac->errstr);
-        redisAsyncFree(ac);
-        return NGX_ERROR;
-    }
-
-    if (rc->unix_path.len == 0) {
-        /* a Redis host gone without a FIN is noticed, not waited on */
-        (void) redisEnableKeepAlive(&ac->c);
-    }
-
-    if (ra_hiredis_attach(ac, log) != NGX_OK) {
-        redisAsyncFree(ac);
-        ra_redis_failed(link, "connect", "no free nginx connection");
+        ra_redis_failed(link, "connect", err);
         return NGX_ERROR;
     }
 
@@ -340,30 +321,6 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
 
     redisAsyncSetConnectCallback(ac, ra_redis_connected);
     redisAsyncSetDisconnectCallback(ac, ra_redis_disconnected);
-
-    /* the commands are queued and written once connected */
-
-    if (rc->password.len) {
-        /* "AUTH user password": a Redis 6 ACL user (user=) */
-        argc = 0;
-        argv[argc] = "AUTH";
-        argvlen[argc++] = sizeof("AUTH") - 1;
-
-        if (rc->user.len) {
-            argv[argc] = (const char *) rc->user.data;
-            argvlen[argc++] = rc->user.len;
-        }
-
-        argv[argc] = (const char *) rc->password.data;
-        argvlen[argc++] = rc->password.len;
-        redisAsyncCommandArgv(ac, ra_redis_reply, (void *) "AUTH", (int) argc,
-                              argv, argvlen);
-    }
-
-    if (rc->db && !link->subscriber) {
-        redisAsyncCommand(ac, ra_redis_reply, (void *) "SELECT", "SELECT %d",
-                          (int) rc->db);
-    }
 
     if (rc->sentinels && !link->subscriber) {
         /* a demoted master is left; both links dial the same server */
@@ -389,6 +346,85 @@ ra_redis_open(ra_redis_link_t *link, ngx_log_t *log)
                    link->name, ac->c.fd);
 
     return NGX_OK;
+}
+
+
+/*
+ * A new context to "host" and "port" (ignored with a unix socket), attached
+ * to nginx's loop, with AUTH (and SELECT, with "select") queued: written
+ * once connected, answered to "reply" with the command's name as
+ * privdata.  The caller sets the callbacks and the connect timer.  NULL
+ * with *err set on failure.  Shared by the role's links and the
+ * workers' directory links (ra_dir_link.c).
+ */
+
+redisAsyncContext *
+ra_redis_dial(ra_redis_conf_t *rc, const char *host, ngx_int_t port,
+    ngx_uint_t select, redisCallbackFn *reply, ngx_log_t *log,
+    const char **err)
+{
+    const char         *argv[3];
+    size_t              argvlen[3];
+    ngx_uint_t          argc;
+    redisAsyncContext  *ac;
+
+    if (rc->unix_path.len) {
+        ac = redisAsyncConnectUnix((char *) rc->unix_path.data);
+
+    } else {
+        ac = redisAsyncConnect(host, (int) port);
+    }
+
+    if (ac == NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+
+    if (ac->err) {
+        /* hiredis's text, kept in a static buffer until the next one */
+        ngx_cpystrn(ra_link_w.dial_err, (u_char *) ac->errstr,
+                    sizeof(ra_link_w.dial_err));
+        *err = (const char *) ra_link_w.dial_err;
+        redisAsyncFree(ac);
+        return NULL;
+    }
+
+    if (rc->unix_path.len == 0) {
+        /* a Redis host gone without a FIN is noticed, not waited on */
+        (void) redisEnableKeepAlive(&ac->c);
+    }
+
+    if (ra_hiredis_attach(ac, log) != NGX_OK) {
+        redisAsyncFree(ac);
+        *err = "no free nginx connection";
+        return NULL;
+    }
+
+    /* the commands are queued and written once connected */
+
+    if (rc->password.len) {
+        /* "AUTH user password": a Redis 6 ACL user (user=) */
+        argc = 0;
+        argv[argc] = "AUTH";
+        argvlen[argc++] = sizeof("AUTH") - 1;
+
+        if (rc->user.len) {
+            argv[argc] = (const char *) rc->user.data;
+            argvlen[argc++] = rc->user.len;
+        }
+
+        argv[argc] = (const char *) rc->password.data;
+        argvlen[argc++] = rc->password.len;
+        redisAsyncCommandArgv(ac, reply, (void *) "AUTH", (int) argc,
+                              argv, argvlen);
+    }
+
+    if (rc->db && select) {
+        redisAsyncCommand(ac, reply, (void *) "SELECT", "SELECT %d",
+                          (int) rc->db);
+    }
+
+    return ac;
 }
 
 

@@ -41,6 +41,9 @@ ngx_msec_t ra_redis_link_tick(ngx_msec_t now, ngx_log_t *log,
     ngx_msec_t delay);
 ngx_uint_t ra_redis_link_busy(void);
 void ra_redis_link_start(ngx_msec_t now);
+redisAsyncContext *ra_redis_dial(ra_redis_conf_t *rc, const char *host,
+    ngx_int_t port, ngx_uint_t select, redisCallbackFn *reply,
+    ngx_log_t *log, const char **err);
 
 
 #pragma GCC visibility pop

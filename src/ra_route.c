@@ -187,6 +187,15 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
         ra_room_move(sh, room, rt->slot);
         sh->moved++;
         rt->moved = 1;
+
+        if (rcf->directory) {
+            /* not committed in the directory: repaired from it later */
+            room->dir = RA_DIR_UNCONFIRMED;
+            sh->dir->unconfirmed++;
+            sh->dir->dirty = 1;
+            sh->dir->pass_found = 1;
+        }
+
         goto found;
     }
 
@@ -228,6 +237,17 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
 
     ra_room_set_backend(sh, room, rt->slot);
     rt->is_new = 1;
+
+    if (rcf->directory) {
+        /*
+         * the directory did not answer in time (ra_directory.c): placed
+         * here, and repaired from its record when it answers
+         */
+        room->dir = RA_DIR_UNCONFIRMED;
+        sh->dir->unconfirmed++;
+        sh->dir->dirty = 1;
+        sh->dir->pass_found = 1;
+    }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                    "room_affinity: new room \"%V\" placed on \"%V\"",

@@ -21,6 +21,8 @@ static u_char *ra_share_encode(ra_share_t *share, ra_msg_room_t *m,
     size_t *len, ngx_log_t *log);
 
 
+static void ra_share_hint(ra_share_t *share, ra_srv_conf_t *rcf,
+    ra_msg_room_t *m);
 static ngx_uint_t ra_share_allow(ra_share_t *share, ra_srv_conf_t *rcf);
 static void ra_share_refused(ra_share_t *share, const char *why,
     ngx_log_t *log);
@@ -93,7 +95,11 @@ ra_share_put(ra_srv_conf_t *rcf, ngx_str_t *room, ngx_str_t *backend,
                                                ngx_http_room_affinity_module);
     share = rmcf->share;
 
-    if (share == NULL) {
+    if (share == NULL || (share->directory && !moved)) {
+        /*
+         * with the directory, every instance asks it for a new room
+         * (ra_directory.c); a move is still told, as a hint to ask again
+         */
         return;
     }
 
@@ -311,12 +317,26 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
                                  detail);
     }
 
+    if (share->directory && m.kind != RA_MSG_ROOM_MOVED) {
+        /*
+         * the directory's record decides, and a placement made here
+         * without it is repaired from it: one placed elsewhere without it
+         * would only disagree
+         */
+        return RA_MSG_OK;
+    }
+
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_room_affinity_module);
 
     rcf = ra_upstream_find(rmcf, (u_char *) m.upstream, m.upstream_len);
 
     if (rcf == NULL || ra_peers_map(rcf, log) != NGX_OK) {
+        return RA_MSG_OK;
+    }
+
+    if (share->directory) {
+        ra_share_hint(share, rcf, &m);
         return RA_MSG_OK;
     }
 
@@ -396,6 +416,42 @@ ra_share_receive(ra_share_t *share, const char *data, size_t len,
     ngx_shmtx_unlock(&share->shpool->mutex);
 
     return RA_MSG_OK;
+}
+
+
+/*
+ * With the directory, another instance moved a room: unless the copy here
+ * has that backend already, the record changed since it was read, and
+ * the room's next request asks the directory again (ra_directory.c),
+ * whose record decides
+ */
+
+static void
+ra_share_hint(ra_share_t *share, ra_srv_conf_t *rcf, ra_msg_room_t *m)
+{
+    ra_room_t      *r;
+    ra_zone_ctx_t  *ctx;
+
+    ctx = rcf->shm_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    r = ra_room_lookup(ctx->sh, (uint32_t) ra_hash(m->room, m->room_len),
+                       (u_char *) m->room, m->room_len);
+
+    if (r && r->dir == RA_DIR_CONFIRMED
+        && ra_backend_find(ctx->sh, (u_char *) m->backend, m->backend_len)
+           != (ngx_int_t) r->backend)
+    {
+        /* not the backend here: this copy is older than the move */
+        r->confirmed = (uint32_t) (ngx_current_msec - rcf->ttl);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_shmtx_lock(&share->shpool->mutex);
+    share->sh->received++;
+    ngx_shmtx_unlock(&share->shpool->mutex);
 }
 
 

@@ -71,6 +71,8 @@ struct ra_share_s {
     ngx_uint_t          rate;         /* share_rate=, placements/s */
     ra_share_bucket_t  *buckets;      /* per upstream, allocated on use */
     ngx_uint_t          nbuckets;
+    ngx_flag_t          directory;    /* rooms go by the directory, not
+                                         by these messages */
 };
 
 

@@ -9,9 +9,11 @@
 #include "ra_fleet.h"
 #include "ra_redis.h"
 #include "ra_reply.h"
+#include "ra_directory.h"
 
 
 #define RA_STATUS_UPSTREAM_LEN  640
+#define RA_STATUS_DIRECTORY_LEN (512 + 32 * NGX_INT64_LEN)
 #define RA_STATUS_BACKEND_LEN   768
 #define RA_STATUS_FLEET_LEN     (256 + 48 * RA_FLEET_ERR_COUNT)
 #define RA_STATUS_REDIS_LEN     (1280 + 6 * RA_REDIS_ERR_LEN)
@@ -22,6 +24,7 @@
 static size_t ra_status_upstream_len(ra_srv_conf_t *rcf);
 static u_char *ra_status_upstream(u_char *p, ra_srv_conf_t *rcf,
     ngx_msec_t now);
+static u_char *ra_status_directory(u_char *p, ra_srv_conf_t *rcf);
 static u_char *ra_status_redis(u_char *p, ra_redis_conf_t *rc,
     ngx_msec_t now);
 static u_char *ra_status_sentinel(u_char *p, ra_redis_conf_t *rc,
@@ -87,6 +90,7 @@ static size_t
 ra_status_upstream_len(ra_srv_conf_t *rcf)
 {
     return RA_STATUS_UPSTREAM_LEN + RA_STATUS_FLEET_LEN
+           + RA_STATUS_DIRECTORY_LEN
            + 6 * (rcf->upstream->host.len + rcf->zone_name.len)
            + rcf->peers.nmap * (RA_STATUS_BACKEND_LEN
                           + 6 * (RA_BACKEND_NAME_LEN + RA_MSG_URL_MAX));
@@ -225,11 +229,60 @@ ra_status_upstream(u_char *p, ra_srv_conf_t *rcf, ngx_msec_t now)
         p = ra_cpystr(p, "}}");
     }
 
-    *p++ = '}';
-
     ngx_shmtx_unlock(&shpool->mutex);
 
+    if (rcf->directory) {
+        p = ra_status_directory(p, rcf);
+    }
+
+    *p++ = '}';
+
     return p;
+}
+
+
+/* the room directory's figures (ra_directory.c) */
+
+static u_char *
+ra_status_directory(u_char *p, ra_srv_conf_t *rcf)
+{
+    ngx_uint_t       i, n;
+    ra_dir_sh_t      d;
+    static uint64_t  bounds[RA_DIR_RTT_BUCKETS] = RA_DIR_RTT_BOUNDS;
+
+    ra_directory_stats(rcf, &d);
+
+    p = ngx_sprintf(p, ",\"directory\":{\"calls\":%ui,\"hits\":%ui,"
+                       "\"misses\":%ui,\"adopted\":%ui,"
+                       "\"lost_races\":%ui,\"moves\":%ui,"
+                       "\"move_races\":%ui,\"unconfirmed\":%ui,"
+                       "\"reconciled\":%ui,\"splits\":%ui,"
+                       "\"renewed\":%ui,\"restored\":%ui,"
+                       "\"errors\":%ui,"
+                       "\"rtt_us\":{\"count\":%ui,\"avg\":%uL,"
+                       "\"max\":%uL,\"le\":{",
+                       d.calls, d.hits, d.misses, d.adopted, d.lost_races,
+                       d.moves, d.move_races, d.unconfirmed, d.reconciled,
+                       d.splits, d.renewed, d.restored, d.errors, d.rtt_n,
+                       d.rtt_n ? d.rtt_sum / d.rtt_n : (uint64_t) 0,
+                       d.rtt_max);
+
+    /* the histogram, cumulative as Prometheus has it */
+
+    n = 0;
+
+    for (i = 0; i < RA_DIR_RTT_BUCKETS; i++) {
+        n += d.rtt_le[i];
+
+        if (bounds[i]) {
+            p = ngx_sprintf(p, "%s\"%uL\":%ui", i ? "," : "", bounds[i], n);
+
+        } else {
+            p = ngx_sprintf(p, ",\"inf\":%ui", n);
+        }
+    }
+
+    return ra_cpystr(p, "}}}");
 }
 
 

@@ -9,17 +9,21 @@
 #include "ra_fleet.h"
 #include "ra_redis.h"
 #include "ra_reply.h"
+#include "ra_directory.h"
 
 
 #define RA_PROM_UPSTREAM_LEN    4096
 #define RA_PROM_BACKEND_LEN     (16 * (160 + RA_BACKEND_NAME_LEN))
 #define RA_PROM_FLEET_LEN       (1024 + 128 * RA_FLEET_ERR_COUNT)
-#define RA_PROM_HELP_LEN        8192
+#define RA_PROM_HELP_LEN        10240
+#define RA_PROM_DIRECTORY_LEN   (24 * 128)
 #define RA_PROM_REDIS_LEN       (1536 + 96 * RA_MSG_ERR_COUNT)
 #define RA_PROM_SENTINEL_LEN    (512 + 2 * NGX_SOCKADDR_STRLEN          \
                                  + 3 * NGX_INT64_LEN)
 
 
+static u_char *ra_prom_directory(u_char *p, ra_srv_conf_t *rcf,
+    ngx_str_t *up);
 static ngx_int_t ra_prom_escape(ngx_pool_t *pool, u_char *data, size_t len,
     ngx_str_t *out);
 static u_char *ra_prom_sentinel(ngx_pool_t *pool, u_char *p,
@@ -91,6 +95,34 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         "room_affinity_zone_lifetime_seconds gauge "
         "how long connections nginx does not see are taken to last "
         "(0: until the next report)",
+        "room_affinity_directory_calls_total counter "
+        "calls of the room directory's script",
+        "room_affinity_directory_hits_total counter "
+        "new rooms here whose record existed",
+        "room_affinity_directory_misses_total counter "
+        "new rooms recorded with this instance's placement",
+        "room_affinity_directory_adopted_total counter "
+        "records of other instances adopted",
+        "room_affinity_directory_lost_races_total counter "
+        "records another instance made less than 1 s before",
+        "room_affinity_directory_moves_total counter "
+        "moves committed (compare-and-set on the epoch)",
+        "room_affinity_directory_move_races_total counter "
+        "moves refused because the record had moved",
+        "room_affinity_directory_unconfirmed_total counter "
+        "rooms placed here without the directory's answer",
+        "room_affinity_directory_reconciled_total counter "
+        "unconfirmed rooms later checked against the directory",
+        "room_affinity_directory_splits_total counter "
+        "unconfirmed rooms the directory had on another backend",
+        "room_affinity_directory_renewed_total counter "
+        "record expiries renewed for rooms with live connections",
+        "room_affinity_directory_restored_total counter "
+        "records found missing by the renewal and written again",
+        "room_affinity_directory_errors_total counter "
+        "directory calls without a usable answer",
+        "room_affinity_directory_rtt_seconds histogram "
+        "round-trip time of the directory's calls",
         "room_affinity_redis_connected gauge 1 when subscribed",
         "room_affinity_redis_state gauge "
         "1 for the subscriber link's state "
@@ -126,7 +158,8 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
 
     for (i = 0; i < rmcf->upstreams.nelts; i++) {
         len += RA_PROM_UPSTREAM_LEN + RA_PROM_FLEET_LEN
-               + 16 * rcfp[i]->upstream->host.len
+               + RA_PROM_DIRECTORY_LEN
+               + 24 * rcfp[i]->upstream->host.len
                + rcfp[i]->peers.nmap * (RA_PROM_BACKEND_LEN
                                   + 16 * rcfp[i]->upstream->host.len)
                + 24 * (rcfp[i]->upstream->host.len
@@ -286,6 +319,10 @@ ra_status_prom(ngx_http_request_t *r, ra_main_conf_t *rmcf)
         }
 
         ngx_shmtx_unlock(&shpool->mutex);
+
+        if (rcfp[i]->directory) {
+            p = ra_prom_directory(p, rcfp[i], &up);
+        }
     }
 
     if (rmcf->redis) {
@@ -365,6 +402,60 @@ ra_prom_sentinel(ngx_pool_t *pool, u_char *p, ra_redis_conf_t *rc,
                        "room_affinity_redis_sentinel_switches_total %ui\n"
                        "room_affinity_redis_sentinel_failures_total %ui\n",
                        ss->lookups, ss->switches, ss->failures);
+}
+
+
+/* the room directory's figures (ra_directory.c) */
+
+static u_char *
+ra_prom_directory(u_char *p, ra_srv_conf_t *rcf, ngx_str_t *up)
+{
+    ngx_uint_t       i, n;
+    ra_dir_sh_t      d;
+    static uint64_t  bounds[RA_DIR_RTT_BUCKETS] = RA_DIR_RTT_BOUNDS;
+
+    ra_directory_stats(rcf, &d);
+
+#define RA_DIR(name, value)                                                   \
+    p = ngx_sprintf(p, "room_affinity_directory_" name "{upstream=\"%V\"}"   \
+                    " %ui\n", up, (ngx_uint_t) (value))
+
+    RA_DIR("calls_total", d.calls);
+    RA_DIR("hits_total", d.hits);
+    RA_DIR("misses_total", d.misses);
+    RA_DIR("adopted_total", d.adopted);
+    RA_DIR("lost_races_total", d.lost_races);
+    RA_DIR("moves_total", d.moves);
+    RA_DIR("move_races_total", d.move_races);
+    RA_DIR("unconfirmed_total", d.unconfirmed);
+    RA_DIR("reconciled_total", d.reconciled);
+    RA_DIR("splits_total", d.splits);
+    RA_DIR("renewed_total", d.renewed);
+    RA_DIR("restored_total", d.restored);
+    RA_DIR("errors_total", d.errors);
+    RA_DIR("rtt_seconds_count", d.rtt_n);
+
+#undef RA_DIR
+
+    n = 0;
+
+    for (i = 0; i < RA_DIR_RTT_BUCKETS; i++) {
+        n += d.rtt_le[i];
+
+        if (bounds[i]) {
+            p = ngx_sprintf(p, "room_affinity_directory_rtt_seconds_bucket"
+                            "{upstream=\"%V\",le=\"%uL.%06uL\"} %ui\n", up,
+                            bounds[i] / 1000000, bounds[i] % 1000000, n);
+
+        } else {
+            p = ngx_sprintf(p, "room_affinity_directory_rtt_seconds_bucket"
+                            "{upstream=\"%V\",le=\"+Inf\"} %ui\n", up, n);
+        }
+    }
+
+    return ngx_sprintf(p, "room_affinity_directory_rtt_seconds_sum"
+                       "{upstream=\"%V\"} %uL.%06uL\n", up,
+                       d.rtt_sum / 1000000, d.rtt_sum % 1000000);
 }
 
 

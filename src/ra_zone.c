@@ -9,6 +9,7 @@
 #include "ra_zone.h"
 
 
+static ngx_int_t ra_zone_init_directory(ra_zone_ctx_t *ctx);
 static void ra_room_delete(ra_zone_ctx_t *ctx, ra_room_t *room);
 static ngx_int_t ra_backend_free(ra_zone_ctx_t *ctx);
 static ngx_int_t ra_backend_new(ra_zone_ctx_t *ctx, ngx_str_t *name,
@@ -45,7 +46,7 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
         /* written by the master only, read by the workers */
         ctx->gen = ++ctx->sh->gen;
 
-        return NGX_OK;
+        return ra_zone_init_directory(ctx);
     }
 
     ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -119,6 +120,27 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
     /* a full zone is expected: we evict or place without recording */
     ctx->shpool->log_nomem = 0;
+
+    return ra_zone_init_directory(ctx);
+}
+
+
+/*
+ * The room directory's figures (ra_directory.c), only with it: they would
+ * take the second page of the smallest zones
+ */
+
+static ngx_int_t
+ra_zone_init_directory(ra_zone_ctx_t *ctx)
+{
+    if (!ctx->directory || ctx->sh->dir) {
+        return NGX_OK;
+    }
+
+    ctx->sh->dir = ngx_slab_calloc(ctx->shpool, sizeof(ra_dir_sh_t));
+    if (ctx->sh->dir == NULL) {
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
@@ -206,6 +228,9 @@ ra_room_create(ra_zone_ctx_t *ctx, uint32_t hash, u_char *name, size_t len,
     room->live = 0;
     room->peak = 0;
     room->backend = 0;
+    room->dir = 0;
+    room->epoch = 0;
+    room->confirmed = 0;
     room->last = (uint32_t) now;
     room->created = (uint32_t) now;
     ngx_memcpy(room->data, name, len);

@@ -127,6 +127,11 @@ typedef struct {
 
 typedef struct ra_room_s  ra_room_t;
 
+/* ra_room_t dir: what the room directory (ra_directory.c) knows of it */
+#define RA_DIR_NONE            0      /* nothing: the directory is off */
+#define RA_DIR_CONFIRMED       1      /* the record's backend and epoch */
+#define RA_DIR_UNCONFIRMED     2      /* placed here, Redis did not say */
+
 struct ra_room_s {
     ra_room_t          *next;         /* hash chain */
     ngx_queue_t         queue;        /* idle LRU; empty while live */
@@ -138,6 +143,9 @@ struct ra_room_s {
     uint16_t            peak;         /* most live connections seen */
     uint16_t            backend;      /* slot in the backend table */
     uint16_t            len;
+    uint16_t            dir;          /* RA_DIR_* (ra_directory.c) */
+    uint32_t            epoch;        /* of the directory's record */
+    uint32_t            confirmed;    /* ms when the directory said so */
     u_char              data[1];
 };
 
@@ -163,8 +171,47 @@ typedef struct {
 } ra_worker_t;
 
 
-#define RA_ZONE_VERSION  9            /* layout of ra_shctx_t, ra_room_t,
+#define RA_ZONE_VERSION  10            /* layout of ra_shctx_t, ra_room_t,
                                          ra_backend_t, ra_lease_t */
+
+
+/* the bounds of the directory's round-trip histogram, us; the last: +Inf */
+#define RA_DIR_RTT_BUCKETS     9
+#define RA_DIR_RTT_BOUNDS      { 100, 250, 500, 1000, 2500, 5000, 10000,     \
+                                 50000, 0 }
+
+
+/*
+ * the room directory's figures of an upstream (ra_directory.c), and the
+ * state its workers share: the reconciliation's and renewal's cursors
+ */
+typedef struct {
+    ngx_uint_t          calls;        /* script calls sent */
+    ngx_uint_t          hits;         /* the record existed */
+    ngx_uint_t          misses;       /* none: this instance's recorded */
+    ngx_uint_t          adopted;      /* another instance's record taken */
+    ngx_uint_t          lost_races;   /* ... made less than 1 s earlier */
+    ngx_uint_t          moves;        /* moves committed (epoch + 1) */
+    ngx_uint_t          move_races;   /* moves refused: the epoch moved */
+    ngx_uint_t          unconfirmed;  /* rooms placed without an answer */
+    ngx_uint_t          reconciled;   /* of those, checked later */
+    ngx_uint_t          splits;       /* ... found on another backend */
+    ngx_uint_t          renewed;      /* records whose expiry was renewed */
+    ngx_uint_t          restored;     /* records written again, lost */
+    ngx_uint_t          errors;       /* calls failed or unusable */
+    uint64_t            rtt_sum;      /* us, of answered calls */
+    ngx_uint_t          rtt_n;
+    uint64_t            rtt_max;      /* us */
+    ngx_uint_t          rtt_le[RA_DIR_RTT_BUCKETS];  /* histogram */
+    ngx_uint_t          dirty;        /* unconfirmed rooms may be here */
+    ngx_uint_t          pass_found;   /* ... one was, in this pass */
+    ngx_uint_t          renewing;     /* a renewal pass is under way */
+    ngx_uint_t          renew_all;    /* the next one: idle rooms too */
+    ngx_uint_t          pass_all;     /* this one: idle rooms too */
+    ngx_uint_t          cursor;       /* next bucket to reconcile */
+    ngx_uint_t          renew_cursor; /* next bucket to renew */
+    ngx_msec_t          renew_at;     /* the next renewal pass */
+} ra_dir_sh_t;
 
 
 typedef struct {
@@ -228,6 +275,7 @@ typedef struct {
     ra_worker_t         workers[RA_WORKERS_MAX];
 
     ra_fleet_sh_t       fleet;           /* registered backends */
+    ra_dir_sh_t        *dir;             /* with the room directory */
 } ra_shctx_t;
 
 
@@ -240,6 +288,7 @@ typedef struct {
     ngx_uint_t                    gen;         /* this configuration's */
     ra_worker_t                  *worker;      /* this process's, or NULL */
     ngx_uint_t                    warned;      /* it found no entry */
+    ngx_uint_t                    directory;   /* sh->dir is needed */
 } ra_zone_ctx_t;
 
 

@@ -257,7 +257,7 @@ ra_counts_receive(ra_counts_sh_t *cs, ngx_slab_pool_t *shpool,
     be->remote[k] = count;
     if (joins > be->remote_j[k]) {
         /* their joins since the last count, decayed from now on */
-        ra_decay_add(&be->decay, joins - be->remote_j[k], now);
+        ra_report_joined(ctx, be, joins - be->remote_j[k], now);
     }
 
     be->remote_joins = be->remote_joins - be->remote_j[k] + joins;

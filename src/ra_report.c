@@ -238,9 +238,9 @@ ra_report_apply(ra_srv_conf_t *rcf, ra_shctx_t *sh, ra_backend_t *be,
         ngx_memzero(be->remote_j, sizeof(be->remote_j));
         be->seen = ra_report_seen(rcf, sh, be, now);
 
-        if (msg->has_connections) {
+        if (msg->has_connections && be->decay) {
             /* what the joins, decayed, should have predicted */
-            ra_decay_report(&be->decay, &sh->fit,
+            ra_decay_report(be->decay, &sh->fit,
                             msg->connections > be->seen
                             ? (uint32_t) ngx_min(msg->connections - be->seen,
                                                  RA_PL_LOAD_MAX)
@@ -370,8 +370,7 @@ ra_report_input(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb,
     ctx = rcf->shm_zone->data;
 
     if (rcf->metric == RA_METRIC_CONNECTIONS
-        && (be->joins || be->remote_joins
-            || be->connections > be->seen)
+        && be->decay && !ra_decay_empty(be->decay)
         && ra_decay_decays(&ctx->sh->fit))
     {
         /* the estimate moves by itself: a kept view holds that long */
@@ -412,13 +411,47 @@ ra_report_load(ra_srv_conf_t *rcf, ra_backend_t *be, ra_pl_backend_t *pb,
     pick.k = RA_DECAY_NONE;
     pick.alpha = 0;
 
-    if (!ra_decay_empty(&be->decay)) {
+    if (be->decay && !ra_decay_empty(be->decay)) {
         ctx = rcf->shm_zone->data;
         ra_decay_pick(&ctx->sh->fit, &pick);
     }
 
     pb->reported = ra_report_estimate(be, &pick, now);
     pb->pending = 0;
+}
+
+
+/*
+ * Joins answered for a backend, by this instance or another: they decay
+ * from now on.  The caller holds the zone's mutex.  The sums are made at
+ * the first join, from the backend's report; if the zone has no room for
+ * them, the joins count until the next report, as with lifetime=off.
+ */
+
+void
+ra_report_joined(ra_zone_ctx_t *ctx, ra_backend_t *be, uint32_t n,
+    ngx_msec_t now)
+{
+    ra_decay_t  *d;
+
+    if (be->decay == NULL) {
+        d = ngx_slab_calloc_locked(ctx->shpool, sizeof(ra_decay_t));
+        if (d == NULL) {
+            return;
+        }
+
+        if (be->has_report && be->has_connections) {
+            d->has_report = 1;
+            d->reported_at = be->reported_at;
+            d->direct = (be->connections > be->seen)
+                        ? be->connections - be->seen : 0;
+        }
+
+        d->at = now;
+        be->decay = d;
+    }
+
+    ra_decay_add(be->decay, n, now);
 }
 
 
@@ -438,7 +471,12 @@ ra_report_estimate(ra_backend_t *be, ra_decay_pick_t *pick, ngx_msec_t now)
         est = 0;
     }
 
-    est += ra_decay_estimate(&be->decay, pick, now);
+    if (be->decay == NULL) {
+        /* no join yet: nothing to decay but the report's direct part */
+        return (uint32_t) ngx_min(est + ngx_max(direct, 0), RA_PL_LOAD_MAX);
+    }
+
+    est += ra_decay_estimate(be->decay, pick, now);
 
     return (est > RA_PL_LOAD_MAX) ? RA_PL_LOAD_MAX : (uint32_t) est;
 }

@@ -30,6 +30,8 @@ void ra_report_load(ra_srv_conf_t *rcf, ra_backend_t *be,
     ra_pl_backend_t *pb, ngx_msec_t now);
 uint64_t ra_report_total(ra_srv_conf_t *rcf, ra_shctx_t *sh,
     ra_backend_t *be, ngx_uint_t mode);
+void ra_report_joined(ra_zone_ctx_t *ctx, ra_backend_t *be, uint32_t n,
+    ngx_msec_t now);
 uint32_t ra_report_estimate(ra_backend_t *be, ra_decay_pick_t *pick,
     ngx_msec_t now);
 void ra_report_sample(ra_shctx_t *sh, ngx_msec_t now);

@@ -8,6 +8,7 @@
 #include "ra_workers.h"
 #include "ra_pick.h"
 #include "ra_share.h"
+#include "ra_report.h"
 #include <ngx_md5.h>
 
 
@@ -280,7 +281,7 @@ found:
 
         sh->backends[rt->slot].joins++;
         sh->joins_total++;
-        ra_decay_add(&sh->backends[rt->slot].decay, 1, msec);
+        ra_report_joined(ctx, &sh->backends[rt->slot], 1, msec);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);

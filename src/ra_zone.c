@@ -87,15 +87,14 @@ ra_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ctx->sh->mask = n - 1;
 
     /*
-     * twice the servers configured now (8 at least): a reload that adds
-     * servers should not have to grow the table in a full zone; not more,
-     * as a slot takes 848 bytes and the smallest zone is 8 pages
+     * twice the servers configured now (16 at least): a reload that adds
+     * servers should not have to grow the table in a full zone
      */
 
     peers = ctx->upstream->peer.data;
     n = peers->number + (peers->next ? peers->next->number : 0);
 
-    for (ctx->sh->backends_cap = 8;
+    for (ctx->sh->backends_cap = 16;
          ctx->sh->backends_cap < 2 * n;
          ctx->sh->backends_cap *= 2)
     {
@@ -607,6 +606,10 @@ ra_backend_new(ra_zone_ctx_t *ctx, ngx_str_t *name, size_t len)
     sh->joins_total -= be->joins;
     sh->remote_joins_total -= be->remote_joins;
     sh->pending_total -= be->pending;
+
+    if (be->decay) {
+        ngx_slab_free_locked(ctx->shpool, be->decay);
+    }
 
     ngx_memzero(be, sizeof(ra_backend_t));
     ngx_memcpy(be->name, name->data, len);

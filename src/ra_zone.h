@@ -92,8 +92,12 @@ typedef struct {
     uint32_t            published;    /* live last sent to the others */
     uint32_t            published_joins;
 
-    /* the join flow's connections, as they leave unseen (ra_decay.h) */
-    ra_decay_t          decay;
+    /*
+     * the join flow's connections, as they leave unseen (ra_decay.h):
+     * allocated at the backend's first join (ra_report_joined()), so that
+     * a zone of the proxy flow keeps its 8-page minimum
+     */
+    ra_decay_t         *decay;
 
     size_t              name_len;
     size_t              url_len;

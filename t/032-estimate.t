@@ -224,6 +224,8 @@ __DATA__
 
 
 === TEST 7: joins the reports showed gone are forgotten: the lifetime is learnt
+(right after the joins their estimate is 10, or 9 on a slow machine: with
+5 s they lose a tenth in half a second)
 --- http_config eval: main::http('')
 --- config eval: $main::config
 --- request eval
@@ -233,7 +235,7 @@ __DATA__
   "GET /status" ]
 --- response_body_like eval
 [ qr/^subscribed$/, main::learnt(),
-  qr/"joins":10,"estimate":10\}.*"lifetime":\{"mode":"auto","ms":5000,"reports_fitted":1\}/s,
+  qr/"joins":10,"estimate":(?:9|10)\}.*"lifetime":\{"mode":"auto","ms":5000,"reports_fitted":1\}/s,
   qr/^slept$/,
   qr/\A(?!.*"estimate":(?:[5-9]|\d\d))(?=.*"joins":10,"estimate":[0-4]\}).*"lifetime":\{"mode":"auto","ms":5000/s ]
 --- timeout: 15

@@ -33,6 +33,91 @@ static void ra_hiredis_write_handler(ngx_event_t *ev);
 static void ra_hiredis_timer_handler(ngx_event_t *ev);
 
 
+/* hiredis's text of the last connect error, kept until the next */
+static u_char  ra_hiredis_err[128];
+
+
+/*
+ * A hiredis context on nginx's event loop: a unix socket, or a numeric
+ * host and port (hiredis would resolve a name with a blocking call)
+ */
+
+redisAsyncContext *
+ra_hiredis_connect(const char *unix_path, const char *host, ngx_int_t port,
+    ngx_log_t *log, const char **err)
+{
+    redisAsyncContext  *ac;
+
+    if (unix_path) {
+        ac = redisAsyncConnectUnix(unix_path);
+
+    } else {
+        ac = redisAsyncConnect(host, (int) port);
+    }
+
+    if (ac == NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+
+    if (ac->err) {
+        /* hiredis's text, kept in a static buffer until the next one */
+        ngx_cpystrn(ra_hiredis_err, (u_char *) ac->errstr,
+                    sizeof(ra_hiredis_err));
+        *err = (const char *) ra_hiredis_err;
+        redisAsyncFree(ac);
+        return NULL;
+    }
+
+    if (unix_path == NULL) {
+        /* a Redis host gone without a FIN is noticed, not waited on */
+        (void) redisEnableKeepAlive(&ac->c);
+    }
+
+    if (ra_hiredis_attach(ac, log) != NGX_OK) {
+        redisAsyncFree(ac);
+        *err = "no free nginx connection";
+        return NULL;
+    }
+
+    return ac;
+}
+
+
+/*
+ * "AUTH [user] password", queued, when there is a password: the one
+ * command of a connection's set-up, for the links and the Sentinels alike
+ */
+
+void
+ra_hiredis_auth(redisAsyncContext *ac, ngx_str_t *user, ngx_str_t *password,
+    redisCallbackFn *reply, void *data)
+{
+    const char  *argv[3];
+    size_t       argvlen[3];
+    ngx_uint_t   argc;
+
+    if (password->len == 0) {
+        return;
+    }
+
+    argc = 0;
+    argv[argc] = "AUTH";
+    argvlen[argc++] = sizeof("AUTH") - 1;
+
+    if (user->len) {
+        /* a Redis 6 ACL user */
+        argv[argc] = (const char *) user->data;
+        argvlen[argc++] = user->len;
+    }
+
+    argv[argc] = (const char *) password->data;
+    argvlen[argc++] = password->len;
+
+    redisAsyncCommandArgv(ac, reply, data, (int) argc, argv, argvlen);
+}
+
+
 ngx_int_t
 ra_hiredis_attach(redisAsyncContext *ac, ngx_log_t *log)
 {

@@ -23,6 +23,10 @@
 typedef void (*ra_hiredis_timeout_pt)(redisAsyncContext *ac);
 
 
+redisAsyncContext *ra_hiredis_connect(const char *unix_path,
+    const char *host, ngx_int_t port, ngx_log_t *log, const char **err);
+void ra_hiredis_auth(redisAsyncContext *ac, ngx_str_t *user,
+    ngx_str_t *password, redisCallbackFn *reply, void *data);
 ngx_int_t ra_hiredis_attach(redisAsyncContext *ac, ngx_log_t *log);
 void ra_hiredis_timer(redisAsyncContext *ac, ngx_msec_t ms,
     ra_hiredis_timeout_pt handler);

@@ -31,7 +31,6 @@ typedef struct {
     ngx_log_t          *log;
     ngx_event_t         drain;        /* the outbox of placements */
     ngx_uint_t          closing;      /* inside ra_redis_close() */
-    u_char              dial_err[128];  /* hiredis's, copied */
     ngx_msec_t          backoff;
     ngx_msec_t          next;         /* no connect before */
     ra_redis_link_t     sub;
@@ -363,61 +362,18 @@ ra_redis_dial(ra_redis_conf_t *rc, const char *host, ngx_int_t port,
     ngx_uint_t select, redisCallbackFn *reply, ngx_log_t *log,
     const char **err)
 {
-    const char         *argv[3];
-    size_t              argvlen[3];
-    ngx_uint_t          argc;
     redisAsyncContext  *ac;
 
-    if (rc->unix_path.len) {
-        ac = redisAsyncConnectUnix((char *) rc->unix_path.data);
-
-    } else {
-        ac = redisAsyncConnect(host, (int) port);
-    }
-
+    ac = ra_hiredis_connect(rc->unix_path.len ? (char *) rc->unix_path.data
+                                              : NULL,
+                            host, port, log, err);
     if (ac == NULL) {
-        *err = "out of memory";
-        return NULL;
-    }
-
-    if (ac->err) {
-        /* hiredis's text, kept in a static buffer until the next one */
-        ngx_cpystrn(ra_link_w.dial_err, (u_char *) ac->errstr,
-                    sizeof(ra_link_w.dial_err));
-        *err = (const char *) ra_link_w.dial_err;
-        redisAsyncFree(ac);
-        return NULL;
-    }
-
-    if (rc->unix_path.len == 0) {
-        /* a Redis host gone without a FIN is noticed, not waited on */
-        (void) redisEnableKeepAlive(&ac->c);
-    }
-
-    if (ra_hiredis_attach(ac, log) != NGX_OK) {
-        redisAsyncFree(ac);
-        *err = "no free nginx connection";
         return NULL;
     }
 
     /* the commands are queued and written once connected */
 
-    if (rc->password.len) {
-        /* "AUTH user password": a Redis 6 ACL user (user=) */
-        argc = 0;
-        argv[argc] = "AUTH";
-        argvlen[argc++] = sizeof("AUTH") - 1;
-
-        if (rc->user.len) {
-            argv[argc] = (const char *) rc->user.data;
-            argvlen[argc++] = rc->user.len;
-        }
-
-        argv[argc] = (const char *) rc->password.data;
-        argvlen[argc++] = rc->password.len;
-        redisAsyncCommandArgv(ac, reply, (void *) "AUTH", (int) argc,
-                              argv, argvlen);
-    }
+    ra_hiredis_auth(ac, &rc->user, &rc->password, reply, (void *) "AUTH");
 
     if (rc->db && select) {
         redisAsyncCommand(ac, reply, (void *) "SELECT", "SELECT %d",

@@ -176,9 +176,8 @@ ra_redis_sentinel_ask(void)
 static void
 ra_redis_sentinel_open(void)
 {
-    const char           *argv[3];
+    const char           *argv[3], *err;
     size_t                argvlen[3];
-    ngx_uint_t            argc;
     redisAsyncContext    *ac;
     ra_redis_conf_t      *rc;
     ra_redis_link_t      *link;
@@ -189,24 +188,11 @@ ra_redis_sentinel_open(void)
     sn = rc->sentinels->elts;
     sn = &sn[ra_sentinel_w.current % rc->sentinels->nelts];
 
-    ac = redisAsyncConnect((const char *) sn->host, (int) sn->port);
+    ac = ra_hiredis_connect(NULL, (const char *) sn->host, sn->port,
+                            ra_sentinel_w.log, &err);
 
     if (ac == NULL) {
-        ra_redis_sentinel_failed("connect", "out of memory");
-        return;
-    }
-
-    if (ac->err) {
-        ra_redis_sentinel_failed("connect", ac->errstr);
-        redisAsyncFree(ac);
-        return;
-    }
-
-    (void) redisEnableKeepAlive(&ac->c);
-
-    if (ra_hiredis_attach(ac, ra_sentinel_w.log) != NGX_OK) {
-        redisAsyncFree(ac);
-        ra_redis_sentinel_failed("connect", "no free nginx connection");
+        ra_redis_sentinel_failed("connect", err);
         return;
     }
 
@@ -224,22 +210,8 @@ ra_redis_sentinel_open(void)
     redisAsyncSetConnectCallback(ac, ra_redis_sentinel_connected);
     redisAsyncSetDisconnectCallback(ac, ra_redis_sentinel_disconnected);
 
-    if (rc->sentinel_password.len) {
-        argc = 0;
-        argv[argc] = "AUTH";
-        argvlen[argc++] = sizeof("AUTH") - 1;
-
-        if (rc->sentinel_user.len) {
-            argv[argc] = (const char *) rc->sentinel_user.data;
-            argvlen[argc++] = rc->sentinel_user.len;
-        }
-
-        argv[argc] = (const char *) rc->sentinel_password.data;
-        argvlen[argc++] = rc->sentinel_password.len;
-
-        redisAsyncCommandArgv(ac, ra_redis_sentinel_auth, NULL, (int) argc,
-                              argv, argvlen);
-    }
+    ra_hiredis_auth(ac, &rc->sentinel_user, &rc->sentinel_password,
+                    ra_redis_sentinel_auth, NULL);
 
     argv[0] = "SENTINEL";
     argvlen[0] = sizeof("SENTINEL") - 1;

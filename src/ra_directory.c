@@ -58,6 +58,8 @@ typedef struct {
     ngx_uint_t               repair;  /* for an unconfirmed room */
     size_t                   len;
     u_char                   room[RA_ROOM_MAX_LEN];
+    size_t                   blen;
+    u_char                   backend[RA_BACKEND_NAME_LEN];  /* proposed */
 } ra_dir_call_t;
 
 
@@ -109,6 +111,7 @@ static ngx_int_t ra_directory_key(ra_srv_conf_t *rcf, u_char *room,
     size_t len, ngx_str_t *key, u_char *buf, size_t size);
 static void ra_directory_cleanup(void *data);
 static void ra_directory_event(ngx_event_t *ev);
+static void ra_directory_fallback(ra_dir_call_t *call);
 static void ra_directory_reply(void *data, redisReply *reply, uint64_t rtt);
 static ngx_int_t ra_directory_parse(redisReply *reply, ra_dir_record_t *rec);
 static void ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec);
@@ -548,6 +551,8 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     call->repair = repair;
     call->len = rt.key.len;
     ngx_memcpy(call->room, rt.key.data, rt.key.len);
+    call->blen = backend.len;
+    ngx_memcpy(call->backend, backend.data, backend.len);
 
     call->ev.handler = ra_directory_event;
     call->ev.data = call;
@@ -571,6 +576,12 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     call->r = r;
     call->cln = cln;
     call->resume = resume;
+
+    /*
+     * the wait counts from now, not from the loop's cached time: a busy
+     * turn of the loop would otherwise eat part of it
+     */
+    ngx_time_update();
 
     ngx_add_timer(&call->ev, ra_dir_w.conf->directory_wait);
 
@@ -708,6 +719,8 @@ ra_directory_event(ngx_event_t *ev)
         ctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
         ctx->directory = (ctx->directory & ~RA_DIR_ASK_COUNT)
                          | RA_DIR_ASK_DONE | RA_DIR_ASK_WAITING;
+
+        ra_directory_fallback(call);
     }
 
     c = r->connection;
@@ -715,6 +728,73 @@ ra_directory_event(ngx_event_t *ev)
     resume(r);
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * No answer in time for a new room: it is placed here on the backend the
+ * call proposed, unconfirmed.  The call is still in Redis's queue, and
+ * when it is the first for the room its record names that backend: the
+ * late answer then confirms the placement instead of moving a room whose
+ * members are already there.  (A second choice by the balancer, after
+ * the loads changed during the wait, would differ often enough to split
+ * rooms that no other instance ever raced for.)
+ */
+
+static void
+ra_directory_fallback(ra_dir_call_t *call)
+{
+    uint32_t         hash;
+    ngx_int_t        slot;
+    ra_room_t       *room;
+    ra_shctx_t      *sh;
+    ra_srv_conf_t   *rcf;
+    ra_zone_ctx_t   *ctx;
+
+    if (call->op != RA_DIR_OP_PLACE || call->repair || call->blen == 0) {
+        /* a move: the balancer places it, unconfirmed */
+        return;
+    }
+
+    rcf = call->rcf;
+    ctx = rcf->shm_zone->data;
+    sh = ctx->sh;
+    hash = (uint32_t) ra_hash(call->room, call->len);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    slot = ra_backend_find(sh, call->backend, call->blen);
+
+    if (slot == NGX_DECLINED
+        || ra_room_lookup(sh, hash, call->room, call->len) != NULL)
+    {
+        /* its backend left meanwhile, or the room is held already */
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return;
+    }
+
+    room = ra_room_create(ctx, hash, call->room, call->len, ngx_current_msec,
+                          ra_dir_w.log);
+
+    if (room == NULL) {
+        /* the zone is full: the balancer places it by hash */
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return;
+    }
+
+    ra_room_set_backend(sh, room, slot);
+
+    room->dir = RA_DIR_UNCONFIRMED;
+    sh->dir->unconfirmed++;
+    sh->dir->dirty = 1;
+    sh->dir->pass_found = 1;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ra_dir_w.log, 0,
+                   "room_affinity: no directory answer in time, room "
+                   "\"%*s\" placed on its proposed backend, unconfirmed",
+                   call->len, call->room);
 }
 
 

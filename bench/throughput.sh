@@ -34,6 +34,14 @@ P_HA=$((BASE + 13))
 BACK=$(bench_prefix back)
 FRONT=$(bench_prefix front)
 
+# Idle upstream connections kept: room for every client connection's
+# request to each backend.  With 64 (as this script had until December
+# 2026) the cache, shared by the 4 backends, overflowed: about one request
+# in eight opened a new connection to a backend (46,000 sockets in
+# TIME-WAIT after a run), the kernel took 70 % of the front's time, and
+# the rounds measured how each policy's sequence of backends churned the
+# cache more than the policies themselves.
+KEEPALIVE=${BENCH_KEEPALIVE:-$((CONNS * 4))}
 REDIS_CONF=""
 if [ -n "${BENCH_DIRECTORY:-}" ]; then
     P_REDIS=$((BASE + 20))
@@ -75,16 +83,16 @@ http {
     upstream ra {
         room_affinity \$arg_room zone=bench_rooms:64m;
         $servers
-        keepalive 64;
+        keepalive $KEEPALIVE;
     }
     upstream hash {
         hash \$arg_room consistent;
         $servers
-        keepalive 64;
+        keepalive $KEEPALIVE;
     }
     upstream rr {
         $servers
-        keepalive 64;
+        keepalive $KEEPALIVE;
     }
     proxy_http_version 1.1;
     proxy_set_header Connection "";
@@ -151,10 +159,27 @@ port_of() {
     esac
 }
 
+# the front worker's CPU time (user + system, clock ticks)
+FRONT_WORKER=""
+front_ticks() {
+    if [ -z "$FRONT_WORKER" ]; then
+        FRONT_WORKER=$(pgrep -P "$(cat "$FRONT/logs/nginx.pid")" | head -1)
+    fi
+    awk '{ print $14 + $15 }' "/proc/$FRONT_WORKER/stat"
+}
+
+# "requests/s µs-of-front-CPU-per-request" of one run of one policy
 run() {
-    wrk -t 1 -c "$CONNS" -d "${SECONDS_PER_RUN}s" -s "$DIR/rooms.lua" \
-        "http://127.0.0.1:$(port_of "$1")/" 2>/dev/null \
-        | awk '/^Requests\/sec/ { print $2 }'
+    local t0 t1 out
+
+    t0=$(front_ticks)
+    out=$(wrk -t 1 -c "$CONNS" -d "${SECONDS_PER_RUN}s" -s "$DIR/rooms.lua" \
+          "http://127.0.0.1:$(port_of "$1")/" 2>/dev/null)
+    t1=$(front_ticks)
+    echo "$out" | awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" '
+        /requests in/ { n = $1 }
+        /^Requests\/sec/ { rps = $2 }
+        END { printf "%s %.1f\n", rps, n ? t * 1e6 / hz / n : 0 }'
 }
 
 # warm up: every room placed once, every connection opened (with the
@@ -168,28 +193,39 @@ for p in $POLICIES; do
 done
 
 echo "# requests/s, $ROUNDS rounds of ${SECONDS_PER_RUN}s, $CONNS connections,"
-echo "# 100000 rooms, 4 backends, nginx $("$NGINX" -v 2>&1 | sed 's/.*\///')"
+echo "# keepalive $KEEPALIVE, 100000 rooms, 4 backends," \
+     "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///')"
+echo "# cpu: the front worker's CPU time per request (µs), ours and hash's"
 printf "%-6s" round
 for p in $POLICIES; do printf " %10s" "$p"; done
-printf " %12s\n" "ra/hash"
+printf " %12s %8s %8s %10s\n" "ra/hash" "ra-cpu" "hash-cpu" "cpu-ratio"
+
+median() {
+    sort -n | awk '
+        { a[NR] = $1 }
+        END { if (NR % 2) print a[(NR + 1) / 2];
+              else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
 
 ratios=()
+cpus=()
 for r in $(seq 1 "$ROUNDS"); do
     printf "%-6s" "$r"
-    declare -A rps
+    declare -A rps cpu
     for p in $POLICIES; do
-        rps[$p]=$(run "$p")
+        read -r rps[$p] cpu[$p] < <(run "$p")
         printf " %10s" "${rps[$p]}"
     done
     ratio=$(awk -v a="${rps[ra]}" -v b="${rps[hash]}" \
             'BEGIN { printf "%.3f", a / b }')
+    cratio=$(awk -v a="${cpu[ra]}" -v b="${cpu[hash]}" \
+             'BEGIN { printf "%.3f", b ? a / b : 0 }')
     ratios+=("$ratio")
-    printf " %12s\n" "$ratio"
+    cpus+=("$cratio")
+    printf " %12s %8s %8s %10s\n" "$ratio" "${cpu[ra]}" "${cpu[hash]}" \
+           "$cratio"
 done
 
-median=$(printf "%s\n" "${ratios[@]}" | sort -n | awk '
-    { a[NR] = $1 }
-    END { if (NR % 2) print a[(NR + 1) / 2];
-          else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
-echo "median ra/hash ratio: $median"
-
+echo "median ra/hash ratio: $(printf "%s\n" "${ratios[@]}" | median)"
+echo "median ra/hash front CPU per request: $(printf "%s\n" "${cpus[@]}" \
+                                               | median)"

@@ -230,7 +230,22 @@ ra_dir_call(ngx_uint_t nkeys, ngx_str_t *keys, ngx_uint_t nargs,
         return NGX_ERROR;
     }
 
+    if (ra_dir_l.connected) {
+        ra_hiredis_flush_soon(ra_dir_l.ac);
+    }
+
     return NGX_OK;
+}
+
+
+/* the answers already in the socket, read now (may close the link) */
+
+void
+ra_dir_link_poll(void)
+{
+    if (ra_dir_l.ac && ra_dir_l.connected) {
+        ra_hiredis_read_now(ra_dir_l.ac);
+    }
 }
 
 

@@ -38,6 +38,7 @@ ngx_int_t ra_dir_link_usable(ngx_msec_t now, ngx_msec_t stall);
 void ra_dir_link_tick(ngx_msec_t now);
 ngx_int_t ra_dir_call(ngx_uint_t nkeys, ngx_str_t *keys, ngx_uint_t nargs,
     ngx_str_t *args, ra_dir_reply_pt handler, void *data);
+void ra_dir_link_poll(void);
 ngx_uint_t ra_dir_link_connects(void);
 uint64_t ra_dir_now_us(void);
 

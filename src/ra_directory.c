@@ -55,6 +55,7 @@ typedef struct {
     ra_srv_conf_t           *rcf;
     ngx_uint_t               op;
     ngx_uint_t               answered;
+    ngx_uint_t               applied;  /* its record is in the zone */
     ngx_uint_t               repair;  /* for an unconfirmed room */
     size_t                   len;
     u_char                   room[RA_ROOM_MAX_LEN];
@@ -690,6 +691,19 @@ ra_directory_event(ngx_event_t *ev)
     ngx_http_request_t  *r;
     ra_dir_resume_pt     resume;
 
+    if (ev->timedout && !call->answered && call->r) {
+        /*
+         * the answer may be in the socket already, come while this turn
+         * of the loop ran other events: read before giving up.  Its reply
+         * posts this event again, which is handled now instead.
+         */
+        ra_dir_link_poll();
+
+        if (call->answered && ev->posted) {
+            ngx_delete_posted_event(ev);
+        }
+    }
+
     r = call->r;
     resume = call->resume;
     timedout = ev->timedout && !call->answered;
@@ -698,6 +712,11 @@ ra_directory_event(ngx_event_t *ev)
         call->r = NULL;
         call->cln->handler = NULL;
         call->cln = NULL;
+
+        if (!call->applied) {
+            /* no record: not in time, or the link failed */
+            ra_directory_fallback(call);
+        }
     }
 
     /* not answered: the wait is over, and the answer frees it when it comes */
@@ -719,8 +738,6 @@ ra_directory_event(ngx_event_t *ev)
         ctx = ngx_http_get_module_ctx(r, ngx_http_room_affinity_module);
         ctx->directory = (ctx->directory & ~RA_DIR_ASK_COUNT)
                          | RA_DIR_ASK_DONE | RA_DIR_ASK_WAITING;
-
-        ra_directory_fallback(call);
     }
 
     c = r->connection;
@@ -732,8 +749,8 @@ ra_directory_event(ngx_event_t *ev)
 
 
 /*
- * No answer in time for a new room: it is placed here on the backend the
- * call proposed, unconfirmed.  The call is still in Redis's queue, and
+ * No record for a new room (no answer in time, or the link failed): it is
+ * placed here on the backend the call proposed, unconfirmed.  The call is still in Redis's queue, and
  * when it is the first for the room its record names that backend: the
  * late answer then confirms the placement instead of moving a room whose
  * members are already there.  (A second choice by the balancer, after
@@ -812,6 +829,7 @@ ra_directory_reply(void *data, redisReply *reply, uint64_t rtt)
         if (ra_directory_parse(reply, &rec) == NGX_OK) {
             ra_directory_count(call->rcf, RA_DIR_COUNT_RTT, rtt);
             ra_directory_apply(call, &rec);
+            call->applied = 1;
 
             if (call->r && rec.status == 1) {
                 /* the join says "new": the first placement anywhere */

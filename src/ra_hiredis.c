@@ -240,6 +240,58 @@ ra_hiredis_raw(redisAsyncContext *ac, const char *cmd, size_t len)
 }
 
 
+/*
+ * What the context has to write goes out in this turn of the event loop,
+ * from the posted queue, not at the next turn's epoll wakeup: a worker
+ * whose turns are long would otherwise let a caller's short wait run out
+ * before its command had even left.  Outside hiredis: a write failure may
+ * free the context.
+ */
+
+void
+ra_hiredis_flush_soon(redisAsyncContext *ac)
+{
+    ngx_event_t          *wev;
+    ra_hiredis_events_t  *e;
+
+    e = ac->ev.data;
+
+    if (e == NULL || !(ac->c.flags & REDIS_CONNECTED)) {
+        /* connecting: the write event says when the connect is done */
+        return;
+    }
+
+    wev = e->conn->write;
+
+    if (wev->active && !wev->posted) {
+        ngx_post_event(wev, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * Reads what has come, now, as the read event would: for a caller about
+ * to give up on an answer that may be waiting in the socket.  May free
+ * the context (a closed link), and runs the replies' callbacks.
+ */
+
+void
+ra_hiredis_read_now(redisAsyncContext *ac)
+{
+    ra_hiredis_events_t  *e;
+
+    e = ac->ev.data;
+
+    if (e == NULL || !(ac->c.flags & REDIS_CONNECTED)
+        || (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)))
+    {
+        return;
+    }
+
+    redisAsyncHandleRead(ac);
+}
+
+
 static void
 ra_hiredis_add_read(void *privdata)
 {

@@ -31,6 +31,8 @@ ngx_int_t ra_hiredis_attach(redisAsyncContext *ac, ngx_log_t *log);
 void ra_hiredis_timer(redisAsyncContext *ac, ngx_msec_t ms,
     ra_hiredis_timeout_pt handler);
 ngx_msec_t ra_hiredis_last_read(redisAsyncContext *ac);
+void ra_hiredis_flush_soon(redisAsyncContext *ac);
+void ra_hiredis_read_now(redisAsyncContext *ac);
 ngx_int_t ra_hiredis_raw(redisAsyncContext *ac, const char *cmd, size_t len);
 
 

@@ -331,6 +331,11 @@ def run_load(args, name, directory, outage=False):
                       "unconfirmed", "reconciled", "splits", "restored",
                       "errors"):
                 res[f] = dir_sum(f)
+            rtt = [status(port)["upstreams"]["chat"]["directory"]["rtt_us"]
+                   for port in FRONTS]
+            res["rtt_us_max"] = max(x["max"] for x in rtt)
+            res["rtt_us_le"] = {k: sum(x["le"][k] for x in rtt)
+                                for k in rtt[0]["le"]}
             logged = split_logged(root)
             res["split_rooms_logged"] = len(logged)
             res["split_rooms_not_logged"] = len(split - logged)

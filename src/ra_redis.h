@@ -30,7 +30,7 @@
 #define RA_REDIS_SNAPSHOT_BATCH   500    /* HSCAN's COUNT */
 #define RA_REDIS_LOG_INTERVAL  5000      /* ms between logs of one reason */
 #define RA_REDIS_ERR_LEN       128
-#define RA_DIR_WAIT_DEFAULT    10        /* ms, directory_wait= */
+#define RA_DIR_WAIT_DEFAULT    50        /* ms, directory_wait= */
 
 
 /* what the instance's subscriber shares with every worker */

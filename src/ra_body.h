@@ -29,7 +29,8 @@ typedef struct {
     ngx_int_t                     status;      /* for the phase handler */
     ngx_str_t                     room;
     ra_room_err_t                 err;
-    ngx_uint_t                    directory;   /* RA_DIR_ASK_* (ra_directory.c) */
+    /* RA_DIR_ASK_*: the directory's asks (ra_directory.c) */
+    ngx_uint_t                    directory;
 } ra_body_ctx_t;
 
 

@@ -183,7 +183,8 @@ ra_conf_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ra_has_prefix(&value[i], "db=")) {
-            n = ngx_atoi(value[i].data + sizeof("db=") - 1, value[i].len - (sizeof("db=") - 1));
+            n = ngx_atoi(value[i].data + sizeof("db=") - 1,
+                         value[i].len - (sizeof("db=") - 1));
             if (n == NGX_ERROR) {
                 goto invalid;
             }

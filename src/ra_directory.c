@@ -20,10 +20,12 @@
  * precontent phase handler (a room the zone holds, confirmed, costs no
  * call); the join API through the same ra_directory_ask().  The answer
  * goes into the zone, where the balancer finds it.  Without an answer in
- * directory_wait, the request goes on: the balancer places the room here
- * (ra_route.c marks it unconfirmed), and the late answer, or the repair
- * pass when Redis is back, brings the zone to the record: the directory's
- * record wins, a room found on another backend is counted as a split.
+ * directory_wait, the request goes on: the room is placed here on the
+ * backend the call proposed, unconfirmed (with Redis away, not asked, the
+ * balancer places it and ra_route.c marks it so), and the late answer, or
+ * the repair pass when Redis is back, brings the zone to the record: the
+ * directory's record wins, a room found on another backend is counted as
+ * a split.
  *
  * Every worker keeps figures in the zone (ra_dir_sh_t) and helps with the
  * repair and the renewal from its tick; the zone's cursors share the work.
@@ -750,12 +752,12 @@ ra_directory_event(ngx_event_t *ev)
 
 /*
  * No record for a new room (no answer in time, or the link failed): it is
- * placed here on the backend the call proposed, unconfirmed.  The call is still in Redis's queue, and
- * when it is the first for the room its record names that backend: the
- * late answer then confirms the placement instead of moving a room whose
- * members are already there.  (A second choice by the balancer, after
- * the loads changed during the wait, would differ often enough to split
- * rooms that no other instance ever raced for.)
+ * placed here on the backend the call proposed, unconfirmed.  The call
+ * is still in Redis's queue, and when it is the first for the room its
+ * record names that backend: the late answer then confirms the placement
+ * instead of moving a room whose members are already there.  (A second
+ * choice by the balancer, after the loads changed during the wait, would
+ * differ often enough to split rooms that no other instance raced for.)
  */
 
 static void

@@ -241,8 +241,9 @@ ra_route(ra_route_t *rt, ngx_uint_t acquire, ngx_log_t *log)
 
     if (rcf->directory) {
         /*
-         * the directory did not answer in time (ra_directory.c): placed
-         * here, and repaired from its record when it answers
+         * the directory was not asked (Redis away) or its answer was
+         * unusable (ra_directory.c): placed here, and repaired from its
+         * record when it answers
          */
         room->dir = RA_DIR_UNCONFIRMED;
         sh->dir->unconfirmed++;

@@ -16,7 +16,8 @@ runs, and the backends sample their live connections every 0.5 s.
 Environment (the Makefile passes them on): SEEDS, PERIODS, DURATION,
 POLICIES, BENCH_LIVE_PORT (first of 12 ports, default 19400),
 BENCH_LIVE_OUT (results directory), RA_PARAMS (extra room_affinity
-parameters, e.g. "choices=3 balance_factor=150"), KEEP=1 (keep the /tmp
+parameters, e.g. "choices=3 balance_factor=150"), RA_REDIS_PARAMS (extra
+room_affinity_redis parameters, e.g. "directory=on"), KEEP=1 (keep the /tmp
 run directories: nginx logs, configs).
 
 See docs/benchmarks.md, "Live placement".
@@ -216,7 +217,8 @@ def nginx_conf(prefix, policy, inst, front, backends, rport, stale_s,
              "    uwsgi_temp_path tmp/uwsgi;",
              "    scgi_temp_path tmp/scgi;"]
     if policy in ("ra-redis", "ra-redis-join"):
-        lines.append("    room_affinity_redis 127.0.0.1:%d;" % rport)
+        lines.append("    room_affinity_redis 127.0.0.1:%d %s;" % (
+            rport, os.environ.get("RA_REDIS_PARAMS", "")))
     lines.append("    upstream chat {")
     if ra:
         params = {"zone": "live_rooms:4m", "stale": "%ds" % stale_s,

@@ -1260,7 +1260,8 @@ test_room_codec(void)
 
     err = ra_msg_room_parse("1 0123456789abcdef c u b\n12 ", 28, &out,
                             &detail);
-    RA_IS_INT(err, RA_MSG_ERR_JSON, "room codec: rejects a count ending in a space");
+    RA_IS_INT(err, RA_MSG_ERR_JSON,
+              "room codec: rejects a count ending in a space");
 
     err = ra_msg_room_parse("1 0123456789abcdef c u b\n1 2 3", 30, &out,
                             &detail);
@@ -1276,7 +1277,8 @@ test_room_codec(void)
 
     err = ra_msg_room_parse("1 0123456789abcdef c u b\n1234567890", 35,
                             &out, &detail);
-    RA_IS_INT(err, RA_MSG_ERR_JSON, "room codec: rejects a count over 9 digits");
+    RA_IS_INT(err, RA_MSG_ERR_JSON,
+              "room codec: rejects a count over 9 digits");
 
     m.room = "lobby 1\nwith a newline";
     m.room_len = strlen(m.room);

@@ -482,6 +482,22 @@ like(redis('nginx', $npw, 'PUBLISH', 'room_affinity:rooms', 'x'), qr/^:\d+$/,
 like(redis('nginx', 'wrong', 'PING'), qr/auth failed/,
      'a wrong password is refused');
 
+# the room directory's script as the nginx user: its own keys only
+like(redis('nginx', $npw, 'EVAL',
+           "redis.call('hset', KEYS[1], 'b', 'x') "
+           . "redis.call('pexpire', KEYS[1], 1000) "
+           . "return redis.call('hmget', KEYS[1], 'b')[1]",
+           '1', 'room_affinity:dir:chat:acl'),
+     qr/^\$1$/, 'the nginx user may run a script on a directory key (a bulk "x")');
+like(redis('nginx', $npw, 'EVAL', "return redis.call('hset', KEYS[1], 'b', 'x')",
+           '1', 'room_affinity:backends'),
+     qr/NOPERM|no permissions/i,
+     'but a script of it cannot write the snapshot hash');
+like(redis('nginx', $npw, 'HSET', 'other', 'f', 'v'), qr/^-NOPERM/,
+     'nor any other key');
+like(redis('nginx', $npw, 'SCRIPT', 'FLUSH'), qr/^-NOPERM/,
+     'nor flush the scripts');
+
 unlike(error_log(), qr/\[(crit|alert|emerg)\]/, 'no crit, alert or emerg');
 
 stop_nginx();

@@ -11,6 +11,9 @@
 #   time, leaves the demoted one, applies reports published to the new
 #   one, and proxies every request meanwhile;
 # - the master killed: the Sentinels fail over, nginx follows;
+# - the room directory (directory=on) as the ACL user nginx: the records
+#   are written on the master, and on each new master after a failover
+#   (the directory's links redial when the Sentinels name another one);
 # - a Sentinel that names a replica: the ROLE check leaves it; one that
 #   names a host name or never answers is not followed; one that does not
 #   know the master name is logged; with no Sentinel reachable nginx goes
@@ -289,6 +292,22 @@ sub subscribers {
     return $r[1] // -1;
 }
 
+# the room directory: a new room's first request goes to the backend that
+# the record on the Redis at port p names
+sub directory_on {
+    my ($p, $room) = @_;
+
+    my $answer = get("/?room=$room") =~ s/\s+\z//r;
+    my $b = { b1 => "127.0.0.1:$B1", b2 => "127.0.0.1:$B2" }->{$answer}
+            // return 0;
+    my ($rec) = poll(3, sub {
+        (redis_all($p, 'HGET', "room_affinity:dir:chat:$room", 'b'))[0];
+    });
+    diag("room $room: $answer, record on $p: " . ($rec // 'none'))
+        unless ($rec // '') eq $b;
+    return ($rec // '') eq $b;
+}
+
 # a report published on the Redis at port p is applied (connections n)
 sub report_applied {
     my ($p, $n) = @_;
@@ -346,7 +365,8 @@ ok(poll(30, sub {
 my $line = "room_affinity_redis sentinel=127.0.0.1:$DEAD,"
            . join(',', map { "127.0.0.1:$_" } @S)
            . " master=mymaster user=nginx password=$npw "
-           . "connect_timeout=500ms command_timeout=500ms ping_interval=300ms";
+           . "connect_timeout=500ms command_timeout=500ms ping_interval=300ms"
+           . " directory=on";
 
 start_nginx($line);
 
@@ -388,6 +408,8 @@ like($parsed, qr/^room_affinity_redis_sentinel_switches_total  0\.0$/m,
      'and the switches');
 
 like(get('/?room=r1'), qr/^b[12]$/, 'proxying');
+ok(directory_on($M, 'r1'), 'the room directory: the record is on the master, '
+   . 'written as the ACL user nginx');
 
 # ---------------------------------------------------------------------
 # SENTINEL FAILOVER: nginx follows; proxying never stops
@@ -425,6 +447,8 @@ like(error_log(), qr/switched to 127\.0\.0\.1:$R, the master "mymaster"/,
 ok(poll(5, sub { subscribers($R) == 1 }), 'nginx subscribes on the new master');
 ok(poll(10, sub { subscribers($M) == 0 }), 'and has left the demoted one');
 ok(report_applied($R, 11), 'a report published on the new master is applied');
+ok(directory_on($R, 'after-failover'),
+   "the directory's links follow: a new room's record is on the new master");
 
 # ---------------------------------------------------------------------
 # the master killed: the Sentinels fail over (down-after 1 s, quorum 2)
@@ -463,6 +487,10 @@ ok(defined $at, 'nginx follows when the master is killed')
 diag(sprintf('master killed: followed in %.2f s', $at)) if defined $at;
 is($failed, 0, "every request proxied meanwhile ($requests)");
 ok(report_applied($M, 13), 'a report published on the new master is applied');
+ok(directory_on($M, 'after-kill'),
+   "a new room's record is on the master after the kill too");
+is(status()->{upstreams}{chat}{directory}{splits}, 0,
+   'and no room was split by the failovers');
 
 # a reload: the new workers ask the Sentinels again
 

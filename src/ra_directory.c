@@ -63,7 +63,6 @@ typedef struct {
     u_char                   room[RA_ROOM_MAX_LEN];
     size_t                   blen;
     u_char                   backend[RA_BACKEND_NAME_LEN];  /* proposed */
-    ngx_int_t                reserved;  /* its slot's pending, or -1 */
 } ra_dir_call_t;
 
 
@@ -116,7 +115,6 @@ static ngx_int_t ra_directory_key(ra_srv_conf_t *rcf, u_char *room,
 static void ra_directory_cleanup(void *data);
 static void ra_directory_event(ngx_event_t *ev);
 static void ra_directory_fallback(ra_dir_call_t *call);
-static void ra_directory_reserve(ra_dir_call_t *call, ngx_int_t slot);
 static void ra_directory_reply(void *data, redisReply *reply, uint64_t rtt);
 static ngx_int_t ra_directory_parse(redisReply *reply, ra_dir_record_t *rec);
 static void ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec);
@@ -445,8 +443,7 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     uint32_t             epoch;
     ngx_int_t            i;
     ngx_str_t            backend;
-    ngx_int_t            slot;
-    ngx_uint_t           k, op, repair, reserve;
+    ngx_uint_t           k, op, repair;
     ngx_msec_t           now, stall;
     ra_room_t           *room;
     ra_route_t           rt;
@@ -471,7 +468,6 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     now = ngx_current_msec;
     epoch = 0;
     repair = 0;
-    reserve = 0;
 
     ra_peers_lock(rcf);
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -523,7 +519,6 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     } else {
         op = RA_DIR_OP_PLACE;
         i = ra_route_place(&rt, now);
-        reserve = 1;
     }
 
     if (i < 0) {
@@ -536,7 +531,6 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
                           RA_BACKEND_NAME_LEN);
     backend.data = name;
     ngx_memcpy(name, rcf->peers.map[i].peer->name.data, backend.len);
-    slot = reserve ? (ngx_int_t) rcf->peers.map[i].slot : -1;
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
     ra_peers_unlock(rcf);
@@ -562,7 +556,6 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     ngx_memcpy(call->room, rt.key.data, rt.key.len);
     call->blen = backend.len;
     ngx_memcpy(call->backend, backend.data, backend.len);
-    call->reserved = -1;
 
     call->ev.handler = ra_directory_event;
     call->ev.data = call;
@@ -574,8 +567,6 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     }
 
     /* from here, the answer (or the link's failure) frees the call */
-
-    ra_directory_reserve(call, slot);
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -826,52 +817,6 @@ ra_directory_fallback(ra_dir_call_t *call)
 }
 
 
-/*
- * A new room's proposed backend counts one room more, as a placement
- * does, from the call until its answer: the new rooms asked for while
- * Redis answers slowly are then proposed across the backends, not all to
- * the one that was least loaded when the first was asked.  slot -1
- * gives the count back.
- */
-
-static void
-ra_directory_reserve(ra_dir_call_t *call, ngx_int_t slot)
-{
-    ra_shctx_t      *sh;
-    ra_backend_t    *be;
-    ra_zone_ctx_t   *ctx;
-
-    if (slot < 0 && call->reserved < 0) {
-        return;
-    }
-
-    ctx = call->rcf->shm_zone->data;
-    sh = ctx->sh;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    if (slot >= 0) {
-        be = &sh->backends[slot];
-        be->pending++;
-        sh->pending_total++;
-        call->reserved = slot;
-
-    } else {
-        /* a report since may have counted it afresh already */
-        be = &sh->backends[call->reserved];
-
-        if (be->pending) {
-            be->pending--;
-            sh->pending_total--;
-        }
-
-        call->reserved = -1;
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-}
-
-
 /* the script's answer, or NULL: the link failed or closed */
 
 static void
@@ -881,11 +826,6 @@ ra_directory_reply(void *data, redisReply *reply, uint64_t rtt)
 
     ra_body_ctx_t    *ctx;
     ra_dir_record_t   rec;
-
-    if (ra_dir_w.conf) {
-        /* the record or the fallback counts the room from now */
-        ra_directory_reserve(call, -1);
-    }
 
     if (ra_dir_w.conf && reply) {
         if (ra_directory_parse(reply, &rec) == NGX_OK) {
@@ -1291,7 +1231,6 @@ ra_directory_repair(ra_srv_conf_t *rcf, ngx_msec_t now)
         call->rcf = rcf;
         call->op = epoch[i] ? RA_DIR_OP_MOVE : RA_DIR_OP_PLACE;
         call->repair = 1;
-        call->reserved = -1;
         call->len = len[i];
         ngx_memcpy(call->room, names[i], len[i]);
         call->ev.handler = ra_directory_event;

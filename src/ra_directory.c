@@ -37,6 +37,7 @@
 #include "ra_route.h"
 #include "ra_body.h"
 #include "ra_share.h"
+#include "ra_workers.h"
 
 
 #define RA_DIR_OP_PLACE        'p'
@@ -63,6 +64,8 @@ typedef struct {
     u_char                   room[RA_ROOM_MAX_LEN];
     size_t                   blen;
     u_char                   backend[RA_BACKEND_NAME_LEN];  /* proposed */
+    ngx_int_t                held;    /* the proposal's slot, or -1 */
+    ra_lease_t              *lease;   /* ... its count's lease */
 } ra_dir_call_t;
 
 
@@ -115,6 +118,9 @@ static ngx_int_t ra_directory_key(ra_srv_conf_t *rcf, u_char *room,
 static void ra_directory_cleanup(void *data);
 static void ra_directory_event(ngx_event_t *ev);
 static void ra_directory_fallback(ra_dir_call_t *call);
+static void ra_directory_unhold(ra_dir_call_t *call);
+static void ra_directory_hold_give(ra_zone_ctx_t *ctx, ngx_int_t held,
+    ra_lease_t *lease);
 static void ra_directory_reply(void *data, redisReply *reply, uint64_t rtt);
 static ngx_int_t ra_directory_parse(redisReply *reply, ra_dir_record_t *rec);
 static void ra_directory_apply(ra_dir_call_t *call, ra_dir_record_t *rec);
@@ -443,8 +449,10 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     uint32_t             epoch;
     ngx_int_t            i;
     ngx_str_t            backend;
+    ngx_int_t            held;
     ngx_uint_t           k, op, repair;
     ngx_msec_t           now, stall;
+    ra_lease_t          *lease;
     ra_room_t           *room;
     ra_route_t           rt;
     ra_shctx_t          *sh;
@@ -468,6 +476,8 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     now = ngx_current_msec;
     epoch = 0;
     repair = 0;
+    held = -1;
+    lease = NULL;
 
     ra_peers_lock(rcf);
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -519,6 +529,21 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     } else {
         op = RA_DIR_OP_PLACE;
         i = ra_route_place(&rt, now);
+
+        if (i >= 0) {
+            /*
+             * until the answer, the proposal holds a connection's count on
+             * its backend, as a request the balancer routes does: the new
+             * rooms asked for while Redis answers slowly are then
+             * proposed across the backends, not all to the one that was
+             * least loaded at the first (a lease, given back if this
+             * worker dies meanwhile)
+             */
+            held = (ngx_int_t) rcf->peers.map[i].slot;
+            sh->backends[held].live++;
+            sh->live_total++;
+            lease = ra_lease_take(ctx, NULL, held);
+        }
     }
 
     if (i < 0) {
@@ -539,17 +564,21 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
 
     if (ra_dir_link_usable(now, stall) != NGX_OK) {
         /* Redis is away: the balancer places it, unconfirmed */
+        ra_directory_hold_give(ctx, held, lease);
         return NGX_DECLINED;
     }
 
     call = ngx_alloc(sizeof(ra_dir_call_t), r->connection->log);
     if (call == NULL) {
+        ra_directory_hold_give(ctx, held, lease);
         return NGX_DECLINED;
     }
 
     ngx_memzero(call, sizeof(ra_dir_call_t));
 
     call->rcf = rcf;
+    call->held = held;
+    call->lease = lease;
     call->op = op;
     call->repair = repair;
     call->len = rt.key.len;
@@ -562,6 +591,7 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
     call->ev.log = ra_dir_w.log;
 
     if (ra_directory_send(call, &backend, epoch) != NGX_OK) {
+        ra_directory_unhold(call);
         ngx_free(call);
         return NGX_DECLINED;
     }
@@ -817,6 +847,47 @@ ra_directory_fallback(ra_dir_call_t *call)
 }
 
 
+/* the count a call's proposal held, given back */
+
+static void
+ra_directory_unhold(ra_dir_call_t *call)
+{
+    ra_zone_ctx_t  *ctx;
+
+    if (call->held < 0) {
+        return;
+    }
+
+    ctx = call->rcf->shm_zone->data;
+
+    ra_directory_hold_give(ctx, call->held, call->lease);
+
+    call->held = -1;
+    call->lease = NULL;
+}
+
+
+static void
+ra_directory_hold_give(ra_zone_ctx_t *ctx, ngx_int_t held, ra_lease_t *lease)
+{
+    if (held < 0) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (lease) {
+        ra_lease_give(ctx, lease, ngx_current_msec);
+
+    } else {
+        /* counted without a lease (a full zone) */
+        ra_lease_counts_give(ctx, (ngx_uint_t) held, NULL, ngx_current_msec);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
 /* the script's answer, or NULL: the link failed or closed */
 
 static void
@@ -826,6 +897,11 @@ ra_directory_reply(void *data, redisReply *reply, uint64_t rtt)
 
     ra_body_ctx_t    *ctx;
     ra_dir_record_t   rec;
+
+    if (ra_dir_w.conf) {
+        /* the record, or the fallback, counts the room from now */
+        ra_directory_unhold(call);
+    }
 
     if (ra_dir_w.conf && reply) {
         if (ra_directory_parse(reply, &rec) == NGX_OK) {
@@ -1231,6 +1307,7 @@ ra_directory_repair(ra_srv_conf_t *rcf, ngx_msec_t now)
         call->rcf = rcf;
         call->op = epoch[i] ? RA_DIR_OP_MOVE : RA_DIR_OP_PLACE;
         call->repair = 1;
+        call->held = -1;
         call->len = len[i];
         ngx_memcpy(call->room, names[i], len[i]);
         call->ev.handler = ra_directory_event;

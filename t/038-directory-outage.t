@@ -40,7 +40,7 @@ for my $i (0 .. 1) {
     room_affinity_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT} directory=on
                         directory_wait=50ms command_timeout=2s;
     upstream chat {
-        room_affinity \$arg_room zone=dir:1m;
+        room_affinity \$arg_room zone=dir:1m choices=0;
 $servers    }
 @{[ $i == 0 ? RoomAffinity::backends(4) : '' ]}
     server {
@@ -161,16 +161,19 @@ is(sum('splits') - $before, $split, "the $split split rooms are counted");
 # 3. Redis frozen while new rooms arrive together at one instance: each
 # is placed on the backend its call proposed, so the late answers (its
 # own records, as no other instance asked) confirm them where their
-# members are: nothing moves, nothing is split
+# members are: nothing moves, nothing is split; and the proposals are
+# spread over the backends as placements are
 
 control('/redis/signal?sig=STOP');
 
 @rooms = map { "burst$_" } 1 .. 24;
 my %first;
+my $go = time + 1;      # every child asks at the same moment
 my @kids = map {
     my $room = $_;
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if ($pid == 0) {
+        sleep $go - time if $go > time;
         print get($ports[0], "/?room=$room");
         POSIX::_exit(0);
     }
@@ -185,6 +188,16 @@ for my $k (@kids) {
 is(scalar(grep { ($first{$_} // '') =~ /^b\d$/ } @rooms), 24,
    'Redis frozen: 24 new rooms at once, all proxied');
 
+# each proposal counts on its backend until its answer, as a routed
+# request does: rooms asked for together are spread as the balancer
+# spreads them (21 of 24 on the server of weight 20, without Redis), not
+# all proposed to the one least loaded when the first was asked
+my %on;
+$on{$first{$_}}++ for @rooms;
+my ($most) = sort { $b <=> $a } values %on;
+ok($most < 24, 'and spread over the backends (weights 20:1:1:1, '
+   . 'choices=0: ' . join(', ', map { "$_ $on{$_}" } sort keys %on) . ')');
+
 $before = sum('splits');
 my $reconciled = sum('reconciled');
 
@@ -195,6 +208,15 @@ ok(until_true(6, sub { sum('reconciled') - $reconciled >= 24 }),
 is(sum('splits') - $before, 0, 'none was split');
 is(scalar(grep { get($ports[0], "/?room=$_") ne $first{$_} } @rooms), 0,
    'each stays on the backend that answered its first request');
+
+# the counts the proposals held are given back with the answers
+my $held = eval {
+    my $st = JSON::PP->new->decode(get($ports[0], '/status'));
+    my $n = 0;
+    $n += $_->{live} for @{ $st->{upstreams}{chat}{backends} };
+    $n;
+} // -1;
+is($held, 0, 'and no connection is counted once the requests are done');
 
 # 4. Redis restarted during traffic: nothing fails
 

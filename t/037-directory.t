@@ -66,17 +66,9 @@ sub status {
     return eval { JSON::PP->new->decode(get($port, '/status')) } // {};
 }
 
-sub dir {
-    my ($port) = @_;
-    return status($port)->{upstreams}{chat}{directory} // {};
-}
+sub dir { RoomAffinity::directory_of(@_) }
 
-sub sum {
-    my ($field) = @_;
-    my $n = 0;
-    $n += dir($_)->{$field} // 0 for @ports;
-    return $n;
-}
+sub sum { RoomAffinity::directory_sum($_[0], undef, @ports) }
 
 for my $port (@ports) {
     my $ok = 0;

@@ -11,7 +11,6 @@ use warnings;
 
 use Test::More;
 use HTTP::Tiny;
-use JSON::PP ();
 use Time::HiRes qw(sleep time);
 use POSIX ();
 
@@ -63,18 +62,9 @@ sub get {
 
 sub control { get($ctl, @_) }
 
-sub dir {
-    my ($port) = @_;
-    my $st = eval { JSON::PP->new->decode(get($port, '/status')) } // {};
-    return $st->{upstreams}{chat}{directory} // {};
-}
+sub dir { RoomAffinity::directory_of(@_) }
 
-sub sum {
-    my ($field) = @_;
-    my $n = 0;
-    $n += dir($_)->{$field} // 0 for @ports;
-    return $n;
-}
+sub sum { RoomAffinity::directory_sum($_[0], undef, @ports) }
 
 # rooms whose backend differs between the two instances
 sub apart {
@@ -210,13 +200,8 @@ is(scalar(grep { get($ports[0], "/?room=$_") ne $first{$_} } @rooms), 0,
    'each stays on the backend that answered its first request');
 
 # the counts the proposals held are given back with the answers
-my $held = eval {
-    my $st = JSON::PP->new->decode(get($ports[0], '/status'));
-    my $n = 0;
-    $n += $_->{live} for @{ $st->{upstreams}{chat}{backends} };
-    $n;
-} // -1;
-is($held, 0, 'and no connection is counted once the requests are done');
+is(RoomAffinity::live_total($ports[0]), 0,
+   'and no connection is counted once the requests are done');
 
 # 4. Redis restarted during traffic: nothing fails
 

@@ -10,7 +10,6 @@ use warnings;
 
 use Test::More;
 use HTTP::Tiny;
-use JSON::PP ();
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 
@@ -62,18 +61,9 @@ sub get {
     return $c;
 }
 
-sub dir {
-    my ($port, $up) = @_;
-    my $st = eval { JSON::PP->new->decode(get($port, '/status')) } // {};
-    return $st->{upstreams}{$up // 'chat'}{directory} // {};
-}
+sub dir { RoomAffinity::directory_of(@_) }
 
-sub sum {
-    my ($field, $up) = @_;
-    my $n = 0;
-    $n += dir($_, $up)->{$field} // 0 for @ports;
-    return $n;
-}
+sub sum { RoomAffinity::directory_sum($_[0], $_[1], @ports) }
 
 sub redis { RoomAffinity::redis_command($redis, @_) }
 

@@ -394,6 +394,21 @@ sub hold {
     return "held $opened live $live";
 }
 
+# the room directory's figures of an upstream in an instance's status
+sub directory_of {
+    my ($port, $up) = @_;
+    my $st = eval { JSON::PP->new->decode(http_get($port, '/status')) } // {};
+    return $st->{upstreams}{$up // 'chat'}{directory} // {};
+}
+
+# one of those figures, summed over instances
+sub directory_sum {
+    my ($field, $up, @ports) = @_;
+    my $n = 0;
+    $n += directory_of($_, $up)->{$field} // 0 for @ports;
+    return $n;
+}
+
 # the live connections of every backend of the status, summed
 sub live_total {
     my ($port) = @_;

@@ -13,6 +13,10 @@
  *     it PUBLISHes `register` and a first signaling report (connections 0),
  *     and it keeps its last report in the snapshot hash
  *     `room_affinity:backends`, as examples/chat-backend does;
+ *   - with --leave-ms M (0: off, the origin design), also PUBLISHes its
+ *     report when clients have left since its last report, at most once
+ *     every M ms: a departure signal for the join flow, whose clients
+ *     nginx never sees leave (docs/benchmarks.md);
  *   - counts upgrades that came through a proxy (the request carries the
  *     X-Bench-Via header that the bench's nginx and HAProxy set) apart from
  *     direct ones (the join flow and the oracle connect directly).
@@ -24,6 +28,7 @@
  *
  * Options: --ports P0,P1,... --caps C0,C1,... --redis HOST:PORT
  *          --period SECONDS --seed N --ctl PORT [--sample-ms 500]
+ *          [--leave-ms 0]
  */
 const http = require('node:http');
 const path = require('node:path');
@@ -44,6 +49,7 @@ const PERIOD_MS = Math.round(Number(opt('period', '5')) * 1000);
 const SEED = Number(opt('seed', '1'));
 const CTL = Number(opt('ctl', '0'));
 const SAMPLE_MS = Number(opt('sample-ms', '500'));
+const LEAVE_MS = Number(opt('leave-ms', '0'));
 
 if (PORTS.length === 0 || PORTS.length !== CAPS.length || !CTL) {
   console.error('usage: backends.js --ports P,.. --caps C,.. --ctl PORT ...');
@@ -68,6 +74,10 @@ const live = new Array(N).fill(0);          /* open WebSockets per backend */
 const upgrades = { proxied: 0, direct: 0, refused: 0 };
 const viaCount = {};                        /* X-Bench-Via value -> upgrades */
 const reports = new Array(N).fill(0);       /* signaling messages published */
+const leaveReports = new Array(N).fill(0);  /* of which on departures */
+const closed = new Array(N).fill(0);        /* closes since the last one */
+const leaveTimer = new Array(N).fill(null);
+const lastReportAt = new Array(N).fill(0);
 const reportErrors = { count: 0 };
 /* room -> { on: Array(N) live members per backend, ever: Set of backends } */
 const rooms = new Map();
@@ -111,7 +121,7 @@ const servers = PORTS.map((port, i) => {
       r.on[i]++;
       r.ever.add(i);
       live[i]++;
-      ws.on('close', () => { live[i]--; r.on[i]--; });
+      ws.on('close', () => { live[i]--; r.on[i]--; closed[i]++; left(i); });
       ws.on('error', () => {});
     });
   });
@@ -135,10 +145,29 @@ function report(i) {
   const msg = JSON.stringify({ url: url(i), connections: live[i],
                                capacity: CAPS[i] });
   reports[i]++;
+  closed[i] = 0;
+  lastReportAt[i] = Date.now();
   return Promise.all([
     redis.publish('signaling', msg),
     redis.hSet('room_affinity:backends', url(i), msg),
   ]).catch(() => { reportErrors.count++; });
+}
+
+/*
+ * --leave-ms: a departure is the one thing a backend knows and nginx does
+ * not (in the join flow); arrivals nginx already counts from its join
+ * answers, so only a close since the last report is worth a message (not
+ * a fall of the count: arrivals since may hide departures).  A
+ * room that ends takes all its members at once: the throttle turns their
+ * closes into one report.
+ */
+function left(i) {
+  if (LEAVE_MS <= 0 || leaveTimer[i] !== null) return;
+  const wait = Math.max(0, lastReportAt[i] + LEAVE_MS - Date.now());
+  leaveTimer[i] = setTimeout(() => {
+    leaveTimer[i] = null;
+    if (closed[i] > 0) { leaveReports[i]++; report(i); }
+  }, wait);
 }
 
 const timers = [];
@@ -181,6 +210,7 @@ function stats() {
     samples, live, rooms: rooms.size,
     split_ever: everSplit, split_in_sample: splitInSample.size,
     upgrades, via: viaCount, reports, report_errors: reportErrors.count,
+    leave_ms: LEAVE_MS, leave_reports: leaveReports,
   };
 }
 
@@ -208,6 +238,7 @@ ctl.listen(CTL, '127.0.0.1');
 
 function quit() {
   for (const t of timers) { clearTimeout(t); clearInterval(t); }
+  for (const t of leaveTimer) if (t !== null) clearTimeout(t);
   if (sampling) clearInterval(sampling);
   for (const s of servers) s.close();
   ctl.close();

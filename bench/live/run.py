@@ -17,8 +17,11 @@ Environment (the Makefile passes them on): SEEDS, PERIODS, DURATION,
 POLICIES, BENCH_LIVE_PORT (first of 12 ports, default 19400),
 BENCH_LIVE_OUT (results directory), RA_PARAMS (extra room_affinity
 parameters, e.g. "choices=3 balance_factor=150"), RA_REDIS_PARAMS (extra
-room_affinity_redis parameters, e.g. "directory=on"), KEEP=1 (keep the /tmp
-run directories: nginx logs, configs).
+room_affinity_redis parameters, e.g. "directory=on"), LEAVE_MS (the
+backends also report when their connections fell since their last report,
+at most once every LEAVE_MS ms: a departure signal; 0, the default, is the
+origin design's periodic reports only), KEEP=1 (keep the /tmp run
+directories: nginx logs, configs).
 
 See docs/benchmarks.md, "Live placement".
 """
@@ -402,7 +405,8 @@ def run_one(ctx, policy, period, seed, sched_path, duration):
     result = {"policy": policy, "flow": LABEL[policy][1],
               "period_s": period if policy in PERIODIC else None,
               "seed": seed, "stale_s": stale_s if policy.startswith("ra-")
-              else None}
+              else None,
+              "leave_ms": ctx["leave_ms"] if policy in PERIODIC else 0}
     try:
         procs.start("redis", ["redis-server", "--port", str(rport),
                               "--bind", "127.0.0.1", "--save", "",
@@ -441,7 +445,8 @@ def run_one(ctx, policy, period, seed, sched_path, duration):
                                  "--redis", "127.0.0.1:%d" % rport,
                                  "--period", str(period),
                                  "--seed", str(seed), "--ctl", str(ctl),
-                                 "--sample-ms", str(SAMPLE_MS)],
+                                 "--sample-ms", str(SAMPLE_MS),
+                                 "--leave-ms", str(ctx["leave_ms"])],
                     os.path.join(rdir, "backends.log"))
         procs.check()
         wait_until("backends", lambda: (
@@ -494,7 +499,8 @@ def run_one(ctx, policy, period, seed, sched_path, duration):
         result["driver"] = drv_out
         result["backends"] = {k: stats[k] for k in
                               ("split_ever", "split_in_sample", "upgrades",
-                               "via", "reports", "report_errors", "rooms")}
+                               "via", "reports", "report_errors", "rooms",
+                               "leave_reports")}
         result["measure"] = peak_ideal(stats["samples"])
         # the same without the time warm-up (only samples under MIN_TOTAL
         # left out)
@@ -550,6 +556,10 @@ def checks(r, policy):
                         e["subscribed_lines"] >= 1,
                         "%d subscribe lines, levels %s" % (
                             e["subscribed_lines"], e["levels"])))
+    if policy in PERIODIC and r.get("leave_ms"):
+        n = sum(r["backends"].get("leave_reports") or [])
+        out.append(("backends reported departures", n > 0,
+                    "%d reports on departures" % n))
     if policy == "ra-local":
         for i, s in enumerate(r["status"]):
             out.append(("nginx%d without redis" % i,
@@ -568,6 +578,13 @@ def checks(r, policy):
 
 # ---------------------------------------------------------------- report
 
+def period_label(period_s, leave_ms):
+    """300s, or 300s+L250 when the backends also report departures."""
+    if period_s is None:
+        return "-"
+    return "%ss" % period_s + ("+L%d" % leave_ms if leave_ms else "")
+
+
 def fmt(x, spec="%.2f"):
     return "-" if x is None else spec % x
 
@@ -583,7 +600,7 @@ def table(results, oracle_of):
         rp = (m["p99"] / o["p99"]) if m and o else None
         r["ratio_to_oracle"] = {"mean": rm, "p99": rp}
         rows.append([str(r["seed"]), LABEL[r["policy"]][0], r["flow"],
-                     "-" if r["period_s"] is None else "%ss" % r["period_s"],
+                     period_label(r["period_s"], r.get("leave_ms")),
                      fmt(m.get("mean")), fmt(m.get("p99")), fmt(rm),
                      fmt(rp), str(r["backends"]["split_ever"]),
                      str(r["driver"].get("failed_upgrades", "?")),
@@ -632,7 +649,7 @@ def medians(results):
                               for r in rs])}
         out.append(row)
         rows.append([LABEL[pol][0], row["flow"],
-                     "-" if per is None else "%ss" % per, str(len(rs)),
+                     period_label(per, rs[0].get("leave_ms")), str(len(rs)),
                      fmt(row["mean"]), fmt(row["p99"]),
                      fmt(row["mean_to_oracle"]), fmt(row["p99_to_oracle"]),
                      fmt(row["splits"], "%g"), fmt(row["failed"], "%g")])
@@ -692,6 +709,7 @@ def main():
     ctx = {"procs": Procs(), "port": args.port, "out": args.out,
            "tmp": tempfile.mkdtemp(prefix="ra-live."),
            "ra_params": env("RA_PARAMS") or "",
+           "leave_ms": int(env("LEAVE_MS") or 0),
            # FRONTS=1: every member through the first instance (the
            # second runs idle), to count splits within one instance
            "fronts": 1 if (env("FRONTS") or "2") == "1" else 2}
@@ -795,7 +813,8 @@ def main():
                       "sample_ms": SAMPLE_MS, "min_total": MIN_TOTAL,
                       "warmup_s": WARMUP_S,
                       "nginx_instances": 2, "nginx_workers": 2,
-                      "ra_params": ctx["ra_params"]},
+                      "ra_params": ctx["ra_params"],
+                      "leave_ms": ctx["leave_ms"]},
            "skipped": skipped, "interrupted": interrupted,
            "failed_runs": failed_runs,
            "results": results, "medians": med, "table": text,

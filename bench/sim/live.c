@@ -77,6 +77,7 @@ enum {
     V_END,              /* the room ends: its members close */
     V_BCLOSE,           /* the backend counts a close */
     V_REPORT,           /* a backend publishes its report */
+    V_LEAVE,            /* -D: a backend's report on departures is due */
     V_APPLY,            /* an instance applies a report */
     V_TICK,             /* an instance's count tick (ra_share_tick) */
     V_COUNT,            /* an instance receives the other's count */
@@ -186,6 +187,11 @@ static lv_trace_t   *T;
 static lv_run_t      R;
 static lv_inst_t     inst[LV_NI];
 static int           bconn[LV_NB];     /* what each backend holds */
+static double        lv_leave_ms;      /* -D: reports on departures */
+static double        lv_now;           /* the event being run */
+static int           closed[LV_NB];    /* closes since its last report */
+static double        rep_at[LV_NB];
+static int           leave_due[LV_NB];
 static int           oracle_live[LV_NB];
 static int          *oracle_room;
 static int          *room_ever;        /* bit mask of backends ever used */
@@ -870,6 +876,16 @@ static void
 lv_bclose(int b, int i, int rid)
 {
     bconn[b]--;
+    closed[b]++;
+
+    /* backends.js --leave-ms: at most one report every lv_leave_ms */
+
+    if (lv_leave_ms > 0 && !leave_due[b]) {
+        leave_due[b] = 1;
+        lv_push(rep_at[b] + lv_leave_ms > lv_now ? rep_at[b] + lv_leave_ms
+                                                  : lv_now,
+                V_LEAVE, b, 0, 0);
+    }
 
     if (i == -1) {
         oracle_live[b]--;
@@ -1062,6 +1078,8 @@ lv_run(lv_trace_t *t, const lv_run_t *run, lv_res_t *res)
         inst[i].fit.fixed = lv_fixed;
     }
     memset(bconn, 0, sizeof(bconn));
+    memset(closed, 0, sizeof(closed));
+    memset(leave_due, 0, sizeof(leave_due));
     memset(oracle_live, 0, sizeof(oracle_live));
     nheap = 0;
     evseq = 0;
@@ -1122,6 +1140,8 @@ lv_run(lv_trace_t *t, const lv_run_t *run, lv_res_t *res)
             }
         }
 
+        rep_at[b] = -R.startup_ms;
+
         for (now = -R.startup_ms + off; now < t->duration; now += p) {
             if (now >= 0) {
                 lv_push(now, V_REPORT, b, 0, 0);
@@ -1143,6 +1163,7 @@ lv_run(lv_trace_t *t, const lv_run_t *run, lv_res_t *res)
 
     while (lv_pop(&e)) {
         now = e.t;
+        lv_now = now;
 
         if (now >= t->duration && e.type != V_END && e.type != V_BCLOSE) {
             continue;
@@ -1166,7 +1187,16 @@ lv_run(lv_trace_t *t, const lv_run_t *run, lv_res_t *res)
             lv_bclose(e.a, e.b, e.c);
             break;
 
+        case V_LEAVE:
+            leave_due[e.a] = 0;
+            if (closed[e.a] == 0) {
+                break;
+            }
+            /* fall through */
+
         case V_REPORT:
+            closed[e.a] = 0;
+            rep_at[e.a] = now;
             if (lv_redis()) {
                 for (i = 0; i < LV_NI; i++) {
                     lv_push(now + 1, V_APPLY, i, e.a, bconn[e.a]);
@@ -1354,7 +1384,7 @@ lv_usage(void)
         "                   [-s slow_start_ms] [-l report_lag_ms]\n"
         "                   [-F live-figures.txt] [-q] [-B port_base]\n"
         "                   [-T driver_lateness_ms] [-O sampler_offset_ms]\n"
-        "                   [-L auto|off|lifetime_s]\n"
+        "                   [-L auto|off|lifetime_s] [-D leave_ms]\n"
         "policies: oracle ra-redis ra-redis-join ra-local nginx-hash "
         "haproxy\n");
     exit(2);
@@ -1400,7 +1430,7 @@ sim_live_main(int argc, char **argv)
 
     optind = 1;
 
-    while ((opt = getopt(argc, argv, "w:S:P:p:R:c:b:s:l:F:qB:O:T:L:")) != -1) {
+    while ((opt = getopt(argc, argv, "w:S:P:p:R:c:b:s:l:F:qB:O:T:L:D:")) != -1) {
         switch (opt) {
         case 'w': break;
         case 'S':
@@ -1433,6 +1463,7 @@ sim_live_main(int argc, char **argv)
         case 'B': lv_port = atoi(optarg); break;
         case 'O': sample_off = atof(optarg); break;
         case 'T': tick = atof(optarg); break;
+        case 'D': lv_leave_ms = atof(optarg); break;
         case 'L':
             /* lifetime=: auto, off, or seconds */
             if (strcmp(optarg, "off") == 0) {
@@ -1474,6 +1505,11 @@ sim_live_main(int argc, char **argv)
     if (lv_lifetime[0]) {
         k += snprintf(lv_params + k, sizeof(lv_params) - k,
                       "%slifetime=%s", k ? "," : "", lv_lifetime);
+    }
+    if (lv_leave_ms > 0) {
+        /* not a room_affinity parameter: the backends' LEAVE_MS */
+        k += snprintf(lv_params + k, sizeof(lv_params) - k,
+                      "%sleave_ms=%.0f", k ? "," : "", lv_leave_ms);
     }
     if (k == 0) {
         strcpy(lv_params, "-");

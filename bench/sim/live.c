@@ -1155,7 +1155,11 @@ lv_run(lv_trace_t *t, const lv_run_t *run, lv_res_t *res)
         }
     }
 
-    for (now = -R.sample_off_ms; now < t->duration; now += LV_SAMPLE_MS) {
+    /* as run.py's peak_ideal(): samples while the sampler's clock < duration */
+
+    for (now = -R.sample_off_ms; now + R.sample_off_ms < t->duration;
+         now += LV_SAMPLE_MS)
+    {
         if (now >= 0) {
             lv_push(now, V_SAMPLE, 0, 0, 0);
         }

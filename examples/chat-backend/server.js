@@ -8,6 +8,9 @@
  * - Load reports: PUBLISH <prefix>register {"url"} once connected to Redis,
  *   PUBLISH <prefix>signaling {"url","connections","cpu",...} every interval,
  *   and HSET <prefix>room_affinity:backends <url> <same JSON> as a snapshot.
+ *   With REPORT_ON_LEAVE_MS=M it also reports when clients have left since
+ *   its last report, at most once every M ms: nginx counts the join API's
+ *   clients as they arrive but cannot see them leave (docs/protocol.md).
  *   On SIGTERM/SIGINT the backend reports draining:true and exits; with
  *   DEREGISTER=1 it also publishes {"url","deregister":true} on register
  *   and removes its snapshot entry (a registered backend leaves at once).
@@ -35,6 +38,7 @@ const PUBLIC_URL = opt('public-url', `ws://127.0.0.1:${PORT}`);
 const REDIS_URL = opt('redis-url', 'redis://127.0.0.1:6379');
 const PREFIX = opt('redis-prefix', '');
 const REPORT_MS = Number(opt('report-interval-ms', 2000));
+const LEAVE_MS = Number(opt('report-on-leave-ms', 0));     /* 0: off */
 const CPU_MS = Number(opt('cpu-interval-ms', 5000));
 const CAPACITY = Number(opt('capacity', 0)) || undefined;   /* not sent when unset */
 const SNAPSHOT_KEY = `${PREFIX}room_affinity:backends`;
@@ -83,6 +87,7 @@ function join(ws, room) {
     const members = rooms.get(room);
     members.delete(ws);
     if (members.size === 0) rooms.delete(room);
+    left();
   });
   ws.on('error', (err) => log('websocket error:', err.message));
 }
@@ -114,8 +119,14 @@ redis.on('ready', () => {
   report(false);
 });
 
+let closedSince = 0;                /* clients gone since the last report */
+let lastReportAt = 0;
+let leaveTimer = null;
+
 function report(draining) {
   if (!redis.isReady) return Promise.resolve();
+  closedSince = 0;
+  lastReportAt = Date.now();
   const msg = JSON.stringify({
     url: PUBLIC_URL, connections: wss.clients.size, cpu, capacity: CAPACITY, draining,
   });                               /* JSON.stringify drops undefined fields */
@@ -127,6 +138,22 @@ function report(draining) {
 
 const timer = setInterval(() => report(false), REPORT_MS);
 
+/*
+ * Arrivals need no report of their own (nginx counted the join it
+ * answered); a departure does.  Counting closes rather than comparing the
+ * count with the last report's: arrivals since may hide them.  A room that
+ * ends closes all its members at once: the wait makes them one report.
+ */
+function left() {
+  closedSince++;
+  if (LEAVE_MS <= 0 || leaveTimer !== null || stopping) return;
+  const wait = Math.max(0, lastReportAt + LEAVE_MS - Date.now());
+  leaveTimer = setTimeout(() => {
+    leaveTimer = null;
+    if (closedSince > 0 && !stopping) report(false);
+  }, wait);
+}
+
 /* ---- graceful stop: tell nginx first, then close the rooms ---- */
 
 let stopping = false;
@@ -135,6 +162,7 @@ async function stop(signal) {
   stopping = true;
   log(`${signal}: draining`);
   clearInterval(timer);
+  if (leaveTimer !== null) clearTimeout(leaveTimer);
   setTimeout(() => process.exit(0), 3000).unref();  /* hard limit */
   await report(true);
   if (DEREGISTER && redis.isReady) {

@@ -13,6 +13,7 @@
 #include "src/ra_redis.h"
 #include "src/ra_body.h"
 #include "src/ra_directory.h"
+#include "src/ra_dir_tick.h"
 #include "src/ra_bench.h"
 #include "src/ra_workers.h"
 
@@ -242,7 +243,10 @@ ra_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
 
 
-/* the zones' worker tables (ra_zone.c), then the Redis links */
+/*
+ * the zones' worker tables (ra_zone.c), then the Redis links, then the
+ * directory's link and its tick (which reads the directory's state)
+ */
 
 static ngx_int_t
 ra_init_process(ngx_cycle_t *cycle)
@@ -255,13 +259,18 @@ ra_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ra_directory_init_process(cycle);
+    if (ra_directory_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ra_dir_tick_init_process(cycle);
 }
 
 
 static void
 ra_exit_process(ngx_cycle_t *cycle)
 {
+    ra_dir_tick_exit_process(cycle);
     ra_directory_exit_process(cycle);
     ra_redis_exit_process(cycle);
     ra_workers_exit_process(cycle);

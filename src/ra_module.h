@@ -27,6 +27,7 @@
  *   ra_redis_in.c    what arrives from Redis, to whom it goes
  *   ra_directory.c   the room directory: a room's record in Redis
  *   ra_dir_link.c    a worker's own Redis link for the directory
+ *   ra_dir_tick.c    the directory's repair and renewal, from a worker's tick
  *   ra_body.c        the room of a request's JSON body or argument
  *   ra_reply.c       the module's own answers (JSON, errors)
  *   ra_join.c        the join API

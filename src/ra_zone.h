@@ -188,6 +188,7 @@ typedef struct {
 /*
  * the room directory's figures of an upstream (ra_directory.c), and the
  * state its workers share: the reconciliation's and renewal's cursors
+ * (ra_dir_tick.c)
  */
 typedef struct {
     ngx_uint_t          calls;        /* script calls sent */

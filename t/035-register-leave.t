@@ -76,17 +76,6 @@ sub publish {
     RoomAffinity::redis_command($rport, 'PUBLISH', $channel, $msg);
 }
 
-# polls cond until it holds, for at most s seconds
-sub until_ok {
-    my ($s, $cond) = @_;
-    my $end = time + $s;
-    while (time < $end) {
-        return 1 if $cond->();
-        sleep 0.05;
-    }
-    return $cond->();
-}
-
 # b1..b3 report now and then, until told otherwise
 my %reporting;
 
@@ -97,26 +86,26 @@ sub report {
     }
 }
 
-ok(until_ok(10, sub { (status()->{redis}{state} // '') eq 'subscribed' }),
+ok(RoomAffinity::until_ok(10, sub { (status()->{redis}{state} // '') eq 'subscribed' }),
    'nginx subscribed');
 
 # --- a deregistration: the backend leaves at once, its room moves whole
 
 publish('register', qq({"url":"$A"}));
-ok(until_ok(5, sub { backend($PA) }), 'b1 registered');
+ok(RoomAffinity::until_ok(5, sub { backend($PA) }), 'b1 registered');
 is(get('/?room=d1'), "b1\n", 'room d1 placed on b1, the only backend');
 
 publish('register', qq({"url":"$B"}));
-ok(until_ok(5, sub { backend($PB) }), 'b2 registered');
+ok(RoomAffinity::until_ok(5, sub { backend($PB) }), 'b2 registered');
 is(get('/?room=d1'), "b1\n", 'd1 stays on b1');
 
 publish('register', qq({"url":"$A","deregister":true}));
-ok(until_ok(5, sub { !backend($PA) }), 'b1 left at once when it deregistered');
+ok(RoomAffinity::until_ok(5, sub { !backend($PA) }), 'b1 left at once when it deregistered');
 is(get('/?room=d1'), "b2\n", "d1 moved to b2 at its next request");
 is(get('/?room=d1'), "b2\n", 'and stays there');
 
 publish('register', qq({"url":"$A"}));
-ok(until_ok(5, sub { backend($PA) }), 'b1 registered again');
+ok(RoomAffinity::until_ok(5, sub { backend($PA) }), 'b1 registered again');
 is(get('/?room=d1'), "b2\n", 'd1 does not move back to b1');
 
 my $st = status()->{upstreams}{chat};
@@ -142,14 +131,14 @@ is(get('/?room=dr'), $dr, 'its room stays');
 report();                         # b2's last report
 my $t0 = time;
 %reporting = ($PA => 0);          # b2 falls silent
-ok(until_ok(5, sub { report(); ((backend($PB) // {})->{state} // '')
+ok(RoomAffinity::until_ok(5, sub { report(); ((backend($PB) // {})->{state} // '')
                                  eq 'stale' }),
    'b2 shows stale once its reports stop');
 my @stale = map { get("/?room=st$_") } 1 .. 6;
 is_deeply([ grep { $_ ne "b1\n" } @stale ], [],
           'a stale registered backend takes none of 6 new rooms');
 
-ok(until_ok(8, sub { report(); !backend($PB) }),
+ok(RoomAffinity::until_ok(8, sub { report(); !backend($PB) }),
    'b2 removed after register_expire without reports');
 ok(time - $t0 >= 2, 'not before register_expire (2s)');
 is(get('/?room=d1'), "b1\n", "its room d1 moved whole to b1");
@@ -159,7 +148,7 @@ is(get('/?room=d1'), "b1\n", "its room d1 moved whole to b1");
 publish('register', qq({"url":"$C"}));
 %reporting = ($PA => 50, $PC => 0);
 report();
-ok(until_ok(5, sub { backend($PC) }), 'b3 registered');
+ok(RoomAffinity::until_ok(5, sub { backend($PC) }), 'b3 registered');
 
 my $room;
 for my $i (1 .. 20) {
@@ -176,7 +165,7 @@ report();
 ok(backend($PC), 'b3 stays past register_expire while a connection lives');
 is((backend($PC) // {})->{state}, 'stale', 'but it is stale');
 
-ok(until_ok(10, sub { report(); !backend($PC) }),
+ok(RoomAffinity::until_ok(10, sub { report(); !backend($PC) }),
    'b3 removed once the connection ended');
 
 # --- Redis away: nobody is removed
@@ -184,14 +173,14 @@ ok(until_ok(10, sub { report(); !backend($PC) }),
 publish('register', qq({"url":"$B"}));
 %reporting = ($PA => 0, $PB => 0);
 report();
-ok(until_ok(5, sub { backend($PB) }), 'b2 registered again');
+ok(RoomAffinity::until_ok(5, sub { backend($PB) }), 'b2 registered again');
 
 RoomAffinity::http_get($ctl, '/redis/stop');
 sleep 3.5;
 ok(backend($PA) && backend($PB),
    'with Redis stopped for longer than register_expire, nobody left');
 RoomAffinity::http_get($ctl, '/redis/start');
-ok(until_ok(15, sub { report(); (status()->{redis}{state} // '') eq 'subscribed' }),
+ok(RoomAffinity::until_ok(15, sub { report(); (status()->{redis}{state} // '') eq 'subscribed' }),
    'subscribed again');
 report();
 sleep 0.5;

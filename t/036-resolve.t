@@ -105,26 +105,16 @@ sub status {
 
 sub fleet { status()->{upstreams}{chat}{fleet} // {} }
 
-sub until_ok {
-    my ($s, $cond) = @_;
-    my $end = time + $s;
-    while (time < $end) {
-        return 1 if $cond->();
-        sleep 0.05;
-    }
-    return $cond->();
-}
-
 sub publish {
     RoomAffinity::redis_command($rport, 'PUBLISH', @_);
 }
 
-ok(until_ok(10, sub { (status()->{redis}{state} // '') eq 'subscribed' }),
+ok(RoomAffinity::until_ok(10, sub { (status()->{redis}{state} // '') eq 'subscribed' }),
    'nginx subscribed');
 
 my $url = "ws://b1.fleet.test:$PA";
 publish('register', qq({"url":"$url"}));
-ok(until_ok(5, sub { (fleet()->{registered} // 0) == 1 }),
+ok(RoomAffinity::until_ok(5, sub { (fleet()->{registered} // 0) == 1 }),
    'a backend registered by name joined once resolved');
 
 my ($b) = @{ status()->{upstreams}{chat}{backends} // [] };
@@ -141,20 +131,20 @@ sub reported {
     return (($b // {})->{report} // {})->{connections} // -1;
 }
 
-ok(until_ok(5, sub { reported() == 7 }),
+ok(RoomAffinity::until_ok(5, sub { reported() == 7 }),
    'its reports, by the same url, apply to it');
 
 publish('register', qq({"url":"ws://nowhere.example:$PB"}));
-ok(until_ok(8, sub { (fleet()->{refused}{unresolved} // 0) == 1 }),
+ok(RoomAffinity::until_ok(8, sub { (fleet()->{refused}{unresolved} // 0) == 1 }),
    'a name that does not resolve is refused as unresolved');
 is(fleet()->{registered}, 1, 'and does not join');
 
 publish('register', qq({"url":"ws://b2.fleet.test:9"}));
-ok(until_ok(5, sub { (fleet()->{refused}{not_allowed} // 0) == 1 }),
+ok(RoomAffinity::until_ok(5, sub { (fleet()->{refused}{not_allowed} // 0) == 1 }),
    'a resolved address outside the allow list is refused');
 
 publish('register', qq({"url":"$url","deregister":true}));
-ok(until_ok(5, sub { (fleet()->{registered} // 1) == 0 }),
+ok(RoomAffinity::until_ok(5, sub { (fleet()->{registered} // 1) == 0 }),
    'it deregisters by the same url');
 
 my $log = do { local $/; open my $fh, '<',
@@ -187,13 +177,13 @@ sub status2 {
 
 sub fleet2 { status2()->{upstreams}{chat}{fleet} // {} }
 
-ok(until_ok(10, sub { (status2()->{redis}{state} // '') eq 'subscribed' }),
+ok(RoomAffinity::until_ok(10, sub { (status2()->{redis}{state} // '') eq 'subscribed' }),
    'an instance without a resolver subscribed');
 publish('nr:register', qq({"url":"$url"}));
-ok(until_ok(5, sub { (fleet2()->{refused}{no_resolver} // 0) == 1 }),
+ok(RoomAffinity::until_ok(5, sub { (fleet2()->{refused}{no_resolver} // 0) == 1 }),
    'without a resolver, a name is refused as no_resolver');
 publish('nr:register', qq({"url":"ws://127.0.0.1:$PA"}));
-ok(until_ok(5, sub { (fleet2()->{registered} // 0) == 1 }),
+ok(RoomAffinity::until_ok(5, sub { (fleet2()->{registered} // 0) == 1 }),
    'an IP literal needs no resolver');
 
 # --- "nginx -t" with "server ... resolve"

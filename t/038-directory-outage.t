@@ -73,19 +73,8 @@ sub apart {
                   @rooms;
 }
 
-# polls until the condition holds, at most $secs
-sub until_true {
-    my ($secs, $cond) = @_;
-    my $end = time + $secs;
-    while (time < $end) {
-        return 1 if $cond->();
-        sleep 0.05;
-    }
-    return $cond->();
-}
-
 for my $port (@ports) {
-    ok(until_true(6, sub { get($port, '/status') ne '' }),
+    ok(RoomAffinity::until_ok(6, sub { get($port, '/status') ne '' }),
        "instance on port $port answers");
 }
 
@@ -115,7 +104,7 @@ ok($split > 0, "the two instances placed $split of 60 rooms apart");
 
 control('/redis/start');
 
-ok(until_true(5, sub { sum('splits') >= $split }),
+ok(RoomAffinity::until_ok(5, sub { sum('splits') >= $split }),
    'Redis back: the splits are found');
 is(sum('splits'), $split, "each split room is counted once ($split)");
 is(apart(@rooms), 0, 'and every room is on one backend again');
@@ -144,7 +133,7 @@ my $before = sum('splits');
 
 control('/redis/signal?sig=CONT');
 
-ok(until_true(6, sub { apart(@rooms) == 0 }),
+ok(RoomAffinity::until_ok(6, sub { apart(@rooms) == 0 }),
    'Redis answering again: the frozen rooms are on one backend');
 is(sum('splits') - $before, $split, "the $split split rooms are counted");
 
@@ -193,7 +182,7 @@ my $reconciled = sum('reconciled');
 
 control('/redis/signal?sig=CONT');
 
-ok(until_true(6, sub { sum('reconciled') - $reconciled >= 24 }),
+ok(RoomAffinity::until_ok(6, sub { sum('reconciled') - $reconciled >= 24 }),
    'Redis answering again: the 24 rooms are confirmed');
 is(sum('splits') - $before, 0, 'none was split');
 is(scalar(grep { get($ports[0], "/?room=$_") ne $first{$_} } @rooms), 0,
@@ -223,7 +212,7 @@ for my $room (@rooms) {
 waitpid $pid, 0;
 
 is($ok, 300, 'Redis restarted during traffic: all 300 requests proxied');
-ok(until_true(6, sub { apart(@rooms) == 0 }),
+ok(RoomAffinity::until_ok(6, sub { apart(@rooms) == 0 }),
    'after the restart every room is on one backend');
 
 done_testing();

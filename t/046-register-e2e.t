@@ -24,13 +24,7 @@ use RoomAffinity;
 
 my $root = "$FindBin::Bin/..";
 
-if (system('command -v node >/dev/null 2>&1') != 0
-    || !-d "$root/examples/node_modules/ws"
-    || !-d "$root/examples/node_modules/redis")
-{
-    plan skip_all => 'node and examples/node_modules (npm ci --prefix '
-                     . 'examples) are needed';
-}
+RoomAffinity::need_node($root);
 
 my $base = ($ENV{TEST_NGINX_PORT} || 1984);
 my ($PA, $PB) = ($base + 26, $base + 27);
@@ -91,16 +85,6 @@ sub fleet {
            @{ status($port)->{upstreams}{chat}{backends} // [] };
 }
 
-sub until_ok {
-    my ($s, $cond) = @_;
-    my $end = time + $s;
-    while (time < $end) {
-        return 1 if $cond->();
-        sleep 0.1;
-    }
-    return $cond->();
-}
-
 # a chat backend nN on port nN, registering itself, leaving on SIGTERM
 sub start_backend {
     my ($n) = @_;
@@ -143,22 +127,13 @@ sub client {
 # the same, in the background: a live WebSocket that sends after $delay ms
 sub client_bg {
     my ($port, $room, $delay) = @_;
-    my $pid = fork();
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        exec 'node', "$root/examples/ws-client/client.js", '--url',
-             "ws://127.0.0.1:$port/ws?roomName=$room", '--delay', $delay,
-             '--send', 'still here', '--expect', 1,
-             '--timeout', $delay + 15000
-            or POSIX::_exit(3);
-    }
-    return $pid;
+    return RoomAffinity::ws_client_bg($root,
+        "ws://127.0.0.1:$port/ws?roomName=$room", '--delay', $delay,
+        '--send', 'still here', '--expect', 1, '--timeout', $delay + 15000);
 }
 
 for my $port ($PA, $PB) {
-    ok(until_ok(15, sub { (status($port)->{redis}{state} // '') eq 'subscribed' }),
+    ok(RoomAffinity::until_ok(15, sub { (status($port)->{redis}{state} // '') eq 'subscribed' }),
        "nginx on $port subscribed");
 }
 
@@ -166,7 +141,7 @@ for my $port ($PA, $PB) {
 
 start_backend($_) for 1, 2;
 my $two = "$ports[0],$ports[1]";
-ok(until_ok(15, sub { fleet($PA) eq $two && fleet($PB) eq $two }),
+ok(RoomAffinity::until_ok(15, sub { fleet($PA) eq $two && fleet($PB) eq $two }),
    'n1 and n2 registered on both instances');
 
 my %room;
@@ -188,7 +163,7 @@ sleep 0.5;
 
 start_backend(3);
 my $three = "$ports[0],$ports[1],$ports[2]";
-ok(until_ok(15, sub { fleet($PA) eq $three && fleet($PB) eq $three }),
+ok(RoomAffinity::until_ok(15, sub { fleet($PA) eq $three && fleet($PB) eq $three }),
    'n3 registered on both instances while the WebSocket lives');
 
 my @on3 = grep { client($PB, "q$_") eq 'n3' } 1 .. 12;
@@ -211,14 +186,14 @@ for my $r (@rooms) {
 
 my $two_left = join ',', sort grep { $_ ne $ports[substr($victim, 1) - 1] }
                @ports[0 .. 2];
-ok(until_ok(15, sub { fleet($PA) eq $two_left && fleet($PB) eq $two_left }),
+ok(RoomAffinity::until_ok(15, sub { fleet($PA) eq $two_left && fleet($PB) eq $two_left }),
    "$victim removed from both instances after register_expire");
 
 # --- a backend stops gracefully: it leaves at once (deregistration)
 
 stop_backend(3, 'TERM');
 my $one = $live eq 'n1' ? $ports[0] : $ports[1];
-ok(until_ok(3, sub { fleet($PA) eq $one && fleet($PB) eq $one }),
+ok(RoomAffinity::until_ok(3, sub { fleet($PA) eq $one && fleet($PB) eq $one }),
    'n3 deregistered from both instances when it stopped');
 my $q = $on3[0] // 'q1';
 my $moved = client($PA, $q);
@@ -233,7 +208,7 @@ my %before = map { ($_ => client($PA, $_)) } sort keys %room;
 
 my @old = RoomAffinity::children_of($nginx[0]);
 kill 'HUP', $nginx[0];
-ok(until_ok(10, sub {
+ok(RoomAffinity::until_ok(10, sub {
        my %o = map { ($_ => 1) } @old;
        grep { !$o{$_} } RoomAffinity::children_of($nginx[0]) }),
    'A reloaded');
@@ -244,14 +219,14 @@ is(scalar @same, scalar keys %before, 'every room stays where it was');
 RoomAffinity::http_get($ctl, '/redis/stop');
 sleep 1;
 RoomAffinity::http_get($ctl, '/redis/start');
-ok(until_ok(15, sub { (status($PA)->{redis}{state} // '') eq 'subscribed'
+ok(RoomAffinity::until_ok(15, sub { (status($PA)->{redis}{state} // '') eq 'subscribed'
                       && (status($PB)->{redis}{state} // '') eq 'subscribed' }),
    'both subscribed again after a Redis restart');
 is(fleet($PA) . ' ' . fleet($PB), "$one $one",
    'the registered backend is still there on both');
 
 start_backend(4);
-ok(until_ok(15, sub { fleet($PB) eq join(',', sort $one, $ports[3]) }),
+ok(RoomAffinity::until_ok(15, sub { fleet($PB) eq join(',', sort $one, $ports[3]) }),
    'a backend that registers after the restart joins');
 
 my ($b) = grep { ($_->{origin} // '') eq 'register' }

@@ -25,13 +25,7 @@ use RoomAffinity;
 
 my $root = "$FindBin::Bin/..";
 
-if (system('command -v node >/dev/null 2>&1') != 0
-    || !-d "$root/examples/node_modules/ws"
-    || !-d "$root/examples/node_modules/redis")
-{
-    plan skip_all => 'node and examples/node_modules (npm ci --prefix '
-                     . 'examples) are needed';
-}
+RoomAffinity::need_node($root);
 
 my $base = ($ENV{TEST_NGINX_PORT} || 1984);
 my $port = $base + 28;
@@ -49,16 +43,6 @@ END {
 
 my $http = HTTP::Tiny->new(timeout => 5);
 my $json = JSON::PP->new;
-
-sub until_ok {
-    my ($s, $cond) = @_;
-    my $end = time + $s;
-    while (time < $end) {
-        return 1 if $cond->();
-        sleep 0.1;
-    }
-    return $cond->();
-}
 
 sub status {
     my $r = $http->get("http://127.0.0.1:$port/status");
@@ -125,20 +109,11 @@ sub stop_all {
 # port $p, as the join API's clients do, each staying $hold ms
 sub direct_clients {
     my ($p, $room, $n, $hold) = @_;
-    my @pids;
-    for (1 .. $n) {
-        my $pid = fork();
-        die "fork: $!" unless defined $pid;
-        if ($pid == 0) {
-            open STDOUT, '>', '/dev/null';
-            open STDERR, '>', '/dev/null';
-            exec 'node', "$root/examples/ws-client/client.js", '--url',
-                 "ws://127.0.0.1:$p/ws?roomName=$room", '--hold', $hold,
-                 '--timeout', $hold + 10000, '-q'
-                or POSIX::_exit(3);
-        }
-        push @pids, $pid;
-    }
+    my @pids = map {
+        RoomAffinity::ws_client_bg($root, "ws://127.0.0.1:$p/ws?roomName=$room",
+                                   '--hold', $hold, '--timeout', $hold + 10000,
+                                   '-q')
+    } 1 .. $n;
     push @clients, @pids;
     return @pids;
 }
@@ -161,13 +136,13 @@ sub run_case {
     }
 END
 
-    ok(until_ok(15, sub {
+    ok(RoomAffinity::until_ok(15, sub {
            (status()->{redis}{state} // '') eq 'subscribed' }),
        "$name: nginx subscribed");
 
     start_backends($name, $leave_ms);
 
-    ok(until_ok(15, sub {
+    ok(RoomAffinity::until_ok(15, sub {
            defined backend($ports[0])->{report}
            && defined backend($ports[1])->{report} }),
        "$name: both backends reported once (0 connections)");

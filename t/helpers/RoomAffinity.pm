@@ -409,6 +409,49 @@ sub directory_sum {
     return $n;
 }
 
+# the suites that run the Node examples (chat backends, WebSocket
+# clients) skip themselves without node or examples/node_modules
+sub need_node {
+    my ($root) = @_;
+
+    return if system('command -v node >/dev/null 2>&1') == 0
+              && -d "$root/examples/node_modules/ws"
+              && -d "$root/examples/node_modules/redis";
+
+    Test::More::plan(skip_all => 'node and examples/node_modules (npm ci '
+                                 . '--prefix examples) are needed');
+}
+
+# examples/ws-client/client.js on url in the background, with its
+# options (--hold MS, --send TEXT, ...); returns its pid
+sub ws_client_bg {
+    my ($root, $url, @opts) = @_;
+
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec 'node', "$root/examples/ws-client/client.js", '--url', $url,
+             @opts
+            or POSIX::_exit(3);
+    }
+
+    return $pid;
+}
+
+# polls until the condition holds, at most $secs; whether it did
+sub until_ok {
+    my ($secs, $cond) = @_;
+    my $end = time + $secs;
+    while (time < $end) {
+        return 1 if $cond->();
+        sleep 0.05;
+    }
+    return $cond->();
+}
+
 # the live connections of every backend of the status, summed
 sub live_total {
     my ($port) = @_;

@@ -18,10 +18,10 @@ POLICIES, BENCH_LIVE_PORT (first of 12 ports, default 19400),
 BENCH_LIVE_OUT (results directory), RA_PARAMS (extra room_affinity
 parameters, e.g. "choices=3 balance_factor=150"), RA_REDIS_PARAMS (extra
 room_affinity_redis parameters, e.g. "directory=on"), LEAVE_MS (the
-backends also report when their connections fell since their last report,
-at most once every LEAVE_MS ms: a departure signal; 0, the default, is the
-origin design's periodic reports only), KEEP=1 (keep the /tmp run
-directories: nginx logs, configs).
+backends also report when clients left since their last report, at most
+once every LEAVE_MS ms: a departure signal; 0, the default, is the origin
+design's periodic reports only), KEEP=1 (keep the /tmp run directories:
+nginx logs, configs).
 
 See docs/benchmarks.md, "Live placement".
 """

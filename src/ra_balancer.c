@@ -221,12 +221,9 @@ ra_free_peer(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    if (pd->lease) {
-        ra_lease_give(ctx, pd->lease, ngx_current_msec);
-
-    } else if (pd->counted >= 0) {
-        /* counted without a lease (a full zone) */
-        ra_lease_counts_give(ctx, pd->counted, pd->room, ngx_current_msec);
+    if (pd->counted >= 0) {
+        ra_lease_end(ctx, pd->lease, pd->counted, pd->room,
+                     ngx_current_msec);
     }
 
     if (failed) {

@@ -454,9 +454,7 @@ ra_directory_ask(ngx_http_request_t *r, ra_srv_conf_t *rcf, ngx_str_t *key,
              * worker dies meanwhile)
              */
             held = (ngx_int_t) rcf->peers.map[i].slot;
-            sh->backends[held].live++;
-            sh->live_total++;
-            lease = ra_lease_take(ctx, NULL, held);
+            lease = ra_lease_count(ctx, NULL, held);
         }
     }
 
@@ -789,15 +787,7 @@ ra_directory_hold_give(ra_zone_ctx_t *ctx, ngx_int_t held, ra_lease_t *lease)
     }
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    if (lease) {
-        ra_lease_give(ctx, lease, ngx_current_msec);
-
-    } else {
-        /* counted without a lease (a full zone) */
-        ra_lease_counts_give(ctx, (ngx_uint_t) held, NULL, ngx_current_msec);
-    }
-
+    ra_lease_end(ctx, lease, (ngx_uint_t) held, NULL, ngx_current_msec);
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 }
 

@@ -260,15 +260,8 @@ found:
     rt->room = room;
 
     if (acquire) {
-        if (room) {
-            ra_room_acquire(sh, room);
-        }
-
-        sh->backends[rt->slot].live++;
-        sh->live_total++;
-
         /* given back by the balancer's free, or if this worker dies */
-        rt->lease = ra_lease_take(ctx, room, rt->slot);
+        rt->lease = ra_lease_count(ctx, room, rt->slot);
 
     } else {
         /*

@@ -13,6 +13,10 @@
 typedef void (*ra_workers_pt)(ra_zone_ctx_t *ctx, ngx_log_t *log);
 
 
+static ra_lease_t *ra_lease_take(ra_zone_ctx_t *ctx, ra_room_t *room,
+    ngx_uint_t slot);
+static void ra_lease_counts_give(ra_zone_ctx_t *ctx, ngx_uint_t slot,
+    ra_room_t *room, ngx_msec_t now);
 static void ra_lease_drop(ra_zone_ctx_t *ctx, ra_lease_t *lease,
     ngx_msec_t now, ra_worker_t *keep);
 static void ra_workers_each(ngx_cycle_t *cycle, ra_workers_pt handler);
@@ -38,7 +42,28 @@ static ngx_connection_t  ra_workers_dummy;
  * when none can, the connection is counted without a lease (untracked).
  */
 
+/*
+ * One connection counted on a backend (and its room), as the balancer
+ * routes one or the directory's proposal holds one: the counts, then the
+ * lease that gives them back (NULL: counted untracked).  The room is
+ * acquired first, so that making way for the lease never evicts it.
+ */
+
 ra_lease_t *
+ra_lease_count(ra_zone_ctx_t *ctx, ra_room_t *room, ngx_uint_t slot)
+{
+    if (room) {
+        ra_room_acquire(ctx->sh, room);
+    }
+
+    ctx->sh->backends[slot].live++;
+    ctx->sh->live_total++;
+
+    return ra_lease_take(ctx, room, slot);
+}
+
+
+static ra_lease_t *
 ra_lease_take(ra_zone_ctx_t *ctx, ra_room_t *room, ngx_uint_t slot)
 {
     ngx_uint_t    n;
@@ -83,14 +108,21 @@ found:
 
 
 /*
- * the counts a lease holds given back: the connection ended; the lease is
- * kept for this worker's next connection (a few: the rest is the zone's)
+ * the counts of ra_lease_count() given back: the connection ended; its
+ * lease is kept for this worker's next connection (a few: the rest is the
+ * zone's), or, counted without one (a full zone), the counts alone
  */
 
 void
-ra_lease_give(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now)
+ra_lease_end(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_uint_t slot,
+    ra_room_t *room, ngx_msec_t now)
 {
-    ra_lease_drop(ctx, lease, now, ctx->worker);
+    if (lease) {
+        ra_lease_drop(ctx, lease, now, ctx->worker);
+        return;
+    }
+
+    ra_lease_counts_give(ctx, slot, room, now);
 }
 
 
@@ -99,7 +131,7 @@ ra_lease_give(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now)
  * (with a lease or, in a zone too full for one, without)
  */
 
-void
+static void
 ra_lease_counts_give(ra_zone_ctx_t *ctx, ngx_uint_t slot, ra_room_t *room,
     ngx_msec_t now)
 {

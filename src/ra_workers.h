@@ -13,10 +13,9 @@
 
 
 /* the caller holds the zone's mutex */
-ra_lease_t *ra_lease_take(ra_zone_ctx_t *ctx, ra_room_t *room,
+ra_lease_t *ra_lease_count(ra_zone_ctx_t *ctx, ra_room_t *room,
     ngx_uint_t slot);
-void ra_lease_give(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_msec_t now);
-void ra_lease_counts_give(ra_zone_ctx_t *ctx, ngx_uint_t slot,
+void ra_lease_end(ra_zone_ctx_t *ctx, ra_lease_t *lease, ngx_uint_t slot,
     ra_room_t *room, ngx_msec_t now);
 
 /* these take the zone's mutex themselves */
